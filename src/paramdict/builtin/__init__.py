@@ -1,0 +1,1 @@
+"""The built-in plugins: paramdict's own features are registered through the same hooks."""

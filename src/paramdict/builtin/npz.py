@@ -1,0 +1,3 @@
+"""Built-in plugin: npz (placeholder registered by the manager; filled in by its owner)."""
+
+from __future__ import annotations
