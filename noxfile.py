@@ -55,9 +55,7 @@ def _plugin_dirs() -> list[str]:
 def tests(session: nox.Session) -> None:
     """Run the main test suite (no GPU, no CUDA simulator, no S3)."""
     session.install(".", *_group("test"))
-    session.run(
-        "pytest", "-m", "not gpu and not cudasim and not s3", "tests", *session.posargs
-    )
+    session.run("pytest", "-m", "not gpu and not cudasim and not s3", "tests", *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -65,7 +63,11 @@ def cudasim(session: nox.Session) -> None:
     """Run the GPU tests under Numba's CUDA simulator."""
     session.install(".[cuda]", *_group("test"))
     session.run(
-        "pytest", "-m", "cudasim and not gpu", "tests/cuda", *session.posargs,
+        "pytest",
+        "-m",
+        "cudasim and not gpu",
+        "tests/cuda",
+        *session.posargs,
         env={"NUMBA_ENABLE_CUDASIM": "1"},
     )
 

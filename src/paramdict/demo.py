@@ -74,8 +74,9 @@ def _size_on_disk(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def run(out_dir: str | None = None, fmt: str = "zarr", seed: int = 0, *,
-        stream: TextIO | None = None) -> int:
+def run(
+    out_dir: str | None = None, fmt: str = "zarr", seed: int = 0, *, stream: TextIO | None = None
+) -> int:
     """Run the demo and print a table of steps and timings.
 
     Parameters
@@ -152,8 +153,14 @@ def run(out_dir: str | None = None, fmt: str = "zarr", seed: int = 0, *,
     out.write(f"|{'-' * 12}|{'-' * 12}|{'-' * 50}\n")
     for step, seconds, detail in rows:
         out.write(f"| {step:<10} | {seconds * 1e3:>10.1f} | {detail}\n")
-    out.write("\n" + ("OK: checkpoint verified, values round-trip exactly.\n" if ok else
-                      "FAILED: see the table above.\n"))
+    out.write(
+        "\n"
+        + (
+            "OK: checkpoint verified, values round-trip exactly.\n"
+            if ok
+            else "FAILED: see the table above.\n"
+        )
+    )
     if out_dir is not None:
         out.write(f"Checkpoint kept at {path}\n")
     return 0 if ok else 1

@@ -160,8 +160,7 @@ def _collect(
             records = list(impl.function() or ())
         except Exception as exc:
             raise PluginError(
-                f"plugin {impl.plugin_name!r} failed in {hook_name}(): "
-                f"{type(exc).__name__}: {exc}"
+                f"plugin {impl.plugin_name!r} failed in {hook_name}(): {type(exc).__name__}: {exc}"
             ) from exc
         for record in records:
             for name in names_of(record):
@@ -194,7 +193,8 @@ def _unknown(kind: str, name: str, valid: Iterable[str]) -> UnknownNameError:
 def initializer_specs() -> dict[str, InitializerSpec]:
     """Return every registered initializer name (aliases included) mapped to its spec."""
     table = _table(
-        "paramdict_initializers", lambda s: (s.name.lower(), *map(str.lower, s.aliases)),
+        "paramdict_initializers",
+        lambda s: (s.name.lower(), *map(str.lower, s.aliases)),
         "initializer",
     )
     return {k: v[0] for k, v in table.items()}
