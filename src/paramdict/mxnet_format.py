@@ -224,7 +224,7 @@ class _Cursor:
     def error(self, what: str, offset: int | None = None) -> CheckpointError:
         at = self.pos if offset is None else offset
         return CheckpointError(
-            f"MXNet file {self.uri!r}: {self.where} at byte offset {at}: {what} "
+            f"MXNet file {self.uri!r}: {self.where}, at byte offset {at}: {what} "
             f"(file size {self.size} bytes)"
         )
 
@@ -270,7 +270,7 @@ class _Cursor:
 
 def _record(cur: _Cursor, index: int) -> RecordHeader:
     start = cur.pos
-    cur.where = f"record {index}"
+    cur.where = f"record {index} (starts at byte offset {start})"
     magic = cur.unpack("<I", "record magic")
     stype = 0
     storage_shape: tuple[int, ...] | None = None
@@ -563,7 +563,7 @@ def write_params(
         target = TYPE_FLAGS[flag]
         if arr.dtype != target:  # e.g. big-endian input: store little-endian, same values
             arr = arr.astype(target)
-        prepared.append((flag, np.ascontiguousarray(arr)))
+        prepared.append((flag, arr if arr.flags.c_contiguous else arr.copy(order="C")))
     has_0d = any(a.ndim == 0 for _, a in prepared)
     if np_shape is False and has_0d:
         bad = next(i for i, (_, a) in enumerate(prepared) if a.ndim == 0)

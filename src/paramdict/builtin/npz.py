@@ -70,7 +70,8 @@ def _stored_view(name: str, arr: np.ndarray) -> tuple[np.ndarray, str | None]:
         arr.dtype.type.__module__.startswith("ml_dtypes")
     ):
         bits = np.dtype(f"<u{arr.dtype.itemsize}")
-        return np.ascontiguousarray(arr).view(bits), arr.dtype.name
+        c_order = arr if arr.flags.c_contiguous else arr.copy(order="C")
+        return c_order.view(bits), arr.dtype.name
     return arr, None
 
 
