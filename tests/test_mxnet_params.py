@@ -135,7 +135,8 @@ def test_gpu_context_is_reported_and_loaded_on_cpu() -> None:
 def test_inspect_fixture_versions_and_stypes() -> None:
     info = storage.inspect(FIXTURES / "ndarray_sparse.params")
     assert info.format == "mxnet"
-    assert info.named and info.committed
+    assert info.named
+    assert info.committed
     assert [(a.name, a.stype) for a in info.arrays] == [
         ("rsp", "row_sparse"),
         ("csr", "csr"),
@@ -200,7 +201,7 @@ def test_v3_zero_d_and_zero_size_round_trip(tmp_path: Path) -> None:
 
 
 def test_unsupported_dtypes_are_refused_with_the_name() -> None:
-    with pytest.raises(ParameterTypeError, match="'x'.*int16"):
+    with pytest.raises(ParameterTypeError, match=r"'x'.*int16"):
         encode({"x": np.zeros(2, np.int16)})
     with pytest.raises(ParameterTypeError, match="complex"):
         encode([np.zeros(2, np.complex64)])
@@ -309,7 +310,7 @@ def test_every_truncation_fails_with_checkpoint_error(tmp_path: Path) -> None:
     path = tmp_path / "t.params"
     for cut in range(len(data)):
         path.write_bytes(data[:cut])
-        with pytest.raises(CheckpointError, match="t.params"):
+        with pytest.raises(CheckpointError, match=r"t\.params"):
             storage.load(path)
 
 
@@ -327,7 +328,8 @@ def test_bad_record_magic_names_record_and_offset(tmp_path: Path) -> None:
     data[24:28] = struct.pack("<I", 0xDEADBEEF)
     with pytest.raises(
         CheckpointError,
-        match=r"record 0 \(starts at byte offset 24\), at byte offset 24: bad record magic 0xDEADBEEF",
+        match=r"record 0 \(starts at byte offset 24\), at byte offset 24: "
+        r"bad record magic 0xDEADBEEF",
     ):
         storage.load(write_file(tmp_path, bytes(data)))
 
@@ -337,7 +339,8 @@ def test_unknown_type_flag(tmp_path: Path, flag: int) -> None:
     path = write_file(tmp_path, file_of([record_v2(np.ones(2, np.float32), flag)], ["w"]))
     with pytest.raises(
         CheckpointError,
-        match=rf"record 0 \(starts at byte offset 24\), at byte offset 52: unknown type flag {flag}",
+        match=r"record 0 \(starts at byte offset 24\), at byte offset 52: "
+        rf"unknown type flag {flag}",
     ):
         storage.load(path)
 
@@ -362,7 +365,8 @@ def test_huge_shape_fails_before_allocating(
     monkeypatch.setattr(mxnet_format, "_read_array", no_alloc)
     with pytest.raises(
         CheckpointError,
-        match=r"record 0 \(starts at byte offset 24\), at byte offset 64: data of shape \(2147483648, 2147483648\)",
+        match=r"record 0 \(starts at byte offset 24\), at byte offset 64: "
+        r"data of shape \(2147483648, 2147483648\)",
     ):
         storage.load(path)
 
