@@ -1,0 +1,509 @@
+"""``ParameterDict``: an ordered, prefixed collection of parameters (MXNet Gluon semantics).
+
+Names are full names (prefix included). ``get`` creates or retrieves a parameter, reconciling
+the requested attributes with the stored ones; ``shared`` dicts lend their parameters to
+lookups; ``save``/``load`` go through :mod:`paramdict.storage`, so every storage backend
+(``.npz``, MXNet ``.params``, zarr, plugins) works.
+
+Differences from MXNet 1.9.1
+----------------------------
+- Errors are :class:`~paramdict.errors.ParamdictError` subclasses that are also the fitting
+  builtin (``ValueError`` for shape/dtype/attribute mismatches, ``KeyError`` for missing or
+  extra names, ``RuntimeError`` for uninitialized parameters, ``TypeError`` for wrong argument
+  types) where MXNet raises ``AssertionError``; MXNet's message texts are kept.
+- ``shared`` may also be a registry name (``"namespace:name"`` or an unambiguous bare name),
+  resolved by :func:`paramdict.registry.resolve`.
+- ``get(name, **kwargs)`` (spec h.5): an unknown keyword raises
+  :class:`~paramdict.errors.ParameterTypeError`; ``stype``, ``grad_stype``,
+  ``allow_deferred_init`` and ``differentiable`` are compared with the existing parameter's
+  values like the other attributes (MXNet silently creates useless attributes). An int
+  ``shape`` means a 1-tuple, as in the constructor.
+- ``get_constant`` accepts any array-like value, lists included (h.7).
+- ``__len__`` exists (h.6).
+- ``initialize(verbose=True)`` logs through the ``paramdict`` logger without changing the
+  initializer passed (h.14); ``initialize`` takes ``seed``; ``init=None`` means ``Uniform()``.
+- ``zero_grad`` makes one ``backend.zero`` call per context and zeroes integer gradients
+  correctly (h.4).
+- ``setattr`` only sets existing public attributes (else ``ParameterValueError``).
+- ``list_ctx`` returns contexts in first-seen order (MXNet: set order).
+- ``load_dict`` strips ``arg:``/``aux:`` from ``(name, array)`` pairs too, and rejects an
+  unnamed list of arrays with a clear ``ParameterTypeError`` (h.8). ``load`` and ``load_dict``
+  return a :class:`~paramdict.parameter_io.LoadReport`; ``load`` reads only the arrays it
+  needs and logs skipped names. ``save``/``load`` take backend ``**options``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from paramdict import parameter_checks as chk
+from paramdict import parameter_io as pio
+from paramdict.context import Context
+from paramdict.errors import (
+    DTypeMismatchError,
+    DuplicateNameError,
+    MissingParameterError,
+    ParameterTypeError,
+    ParameterValueError,
+    ShapeMismatchError,
+)
+from paramdict.manager import get_device_spec
+from paramdict.parameter import Constant, CtxArg, Parameter
+from paramdict.parameter_io import LoadReport
+
+if TYPE_CHECKING:
+    import os
+
+__all__ = ["LoadReport", "ParameterDict"]
+
+logger = logging.getLogger("paramdict")
+
+#: Keywords ``get`` accepts, mapped to the attribute holding the existing value.
+_GET_KWARGS: dict[str, str] = {
+    "grad_req": "grad_req",
+    "shape": "shape",
+    "dtype": "dtype",
+    "lr_mult": "lr_mult",
+    "wd_mult": "wd_mult",
+    "init": "init",
+    "allow_deferred_init": "_allow_deferred_init",
+    "differentiable": "_differentiable",
+    "stype": "_stype",
+    "grad_stype": "_grad_stype",
+}
+#: Attributes ``setattr`` may set.
+_SETTABLE = ("grad_req", "lr_mult", "wd_mult", "init", "shape", "dtype")
+
+
+def _zero_grads(params: Any) -> None:
+    """Zero the gradients of ``params`` with one ``backend.zero`` call per context."""
+    groups: dict[Context, list[Any]] = {}
+    for p in params:
+        if p.grad_req == "null" or p._grad is None:
+            continue
+        for c, g in zip(p._ctx_list, p._grad, strict=True):
+            groups.setdefault(c, []).append(g)
+    for c, arrays in groups.items():
+        get_device_spec(c.device_type).backend.zero(arrays)
+
+
+class ParameterDict:
+    """An ordered dict of parameters whose names start with ``prefix``.
+
+    Parameters
+    ----------
+    prefix : str, optional
+        Prepended to every name given to :meth:`get` / :meth:`get_constant`.
+    shared : ParameterDict or str, optional
+        Parameters are looked up here (by full name) when not found in this dict; a string is
+        resolved through :func:`paramdict.registry.resolve`.
+
+    Raises
+    ------
+    paramdict.errors.ParameterTypeError
+        ``prefix`` is not a str, or ``shared`` is neither a ParameterDict nor a str.
+    paramdict.errors.RegistryError
+        ``shared`` names no registered dict.
+
+    Examples
+    --------
+    >>> import paramdict as pd
+    >>> params = pd.ParameterDict("net_")
+    >>> params.get("weight", shape=(2, 3))
+    Parameter net_weight (shape=(2, 3), dtype=<class 'numpy.float32'>)
+    """
+
+    def __init__(self, prefix: str = "", shared: ParameterDict | str | None = None) -> None:
+        if not isinstance(prefix, str):
+            raise ParameterTypeError(f"ParameterDict prefix must be a str; got {prefix!r}.")
+        if isinstance(shared, str):
+            from paramdict import registry
+
+            shared = registry.resolve(shared)
+        elif shared is not None and not isinstance(shared, ParameterDict):
+            raise ParameterTypeError(
+                "shared must be a ParameterDict, a registry name or None; got "
+                f"{type(shared).__name__}."
+            )
+        self._prefix = prefix
+        self._params: dict[str, Parameter] = {}
+        self._shared = shared
+
+    def __repr__(self) -> str:
+        name = self._prefix + " " if self._prefix else ""
+        content = "\n".join(f"  {v!r}" for v in self.values())
+        return f"{name}(\n{content}\n)"
+
+    def __getitem__(self, key: str) -> Parameter:
+        return self._params[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._params
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def items(self) -> ItemsView[str, Parameter]:
+        """Return ``(full name, Parameter)`` pairs in insertion order."""
+        return self._params.items()
+
+    def keys(self) -> KeysView[str]:
+        """Return the full names in insertion order."""
+        return self._params.keys()
+
+    def values(self) -> ValuesView[Parameter]:
+        """Return the parameters in insertion order."""
+        return self._params.values()
+
+    @property
+    def prefix(self) -> str:
+        """The prefix prepended to names given to ``get`` (read-only)."""
+        return self._prefix
+
+    # --- lookup ------------------------------------------------------------------------------
+
+    def _get_impl(self, name: str) -> Parameter | None:
+        if name in self._params:
+            return self._params[name]
+        if self._shared is not None and name in self._shared._params:
+            self._params[name] = self._shared._params[name]
+            return self._params[name]
+        return None
+
+    def get(self, name: str, **kwargs: Any) -> Parameter:
+        """Retrieve ``prefix + name``, creating ``Parameter(prefix + name, **kwargs)`` if absent.
+
+        For an existing parameter each keyword is reconciled with the stored value: ``None``
+        always matches; a shape merges dim-wise (unknown dims are ``0``); dtypes compare as
+        numpy dtypes; initializers compare with ``Initializer.__eq__``; an attribute that is
+        currently ``None`` is set.
+
+        Raises
+        ------
+        paramdict.errors.ParameterTypeError
+            An unknown keyword.
+        paramdict.errors.ShapeMismatchError, paramdict.errors.DTypeMismatchError
+            Shape / dtype disagree with the stored one.
+        paramdict.errors.ParameterValueError
+            Another attribute disagrees.
+        """
+        unknown = [k for k in kwargs if k not in _GET_KWARGS]
+        if unknown:
+            raise ParameterTypeError(
+                f"ParameterDict.get() got unexpected keyword argument(s) "
+                f"{', '.join(map(repr, unknown))} for Parameter '{self._prefix + name}'; "
+                f"valid keywords: {', '.join(_GET_KWARGS)}."
+            )
+        name = self._prefix + name
+        param = self._get_impl(name)
+        if param is None:
+            param = Parameter(name, **kwargs)
+            self._params[name] = param
+            return param
+        for k, v in kwargs.items():
+            self._reconcile(param, k, v)
+        return param
+
+    @staticmethod
+    def _reconcile(param: Parameter, k: str, v: Any) -> None:
+        attr = _GET_KWARGS[k]
+        existing = getattr(param, attr, None)
+        if existing is None:
+            if v is not None:
+                setattr(param, attr, v)
+            return
+        if v is None:
+            return
+        if k == "shape":
+            desired = chk.normalize_shape(v, param.name)
+            assert desired is not None
+            if len(desired) == len(existing):
+                merged = chk.merge_shapes(desired, existing)
+                if merged is not None:
+                    param._shape = merged
+                    return
+            v = desired
+        elif k == "dtype":
+            if chk.as_np_dtype(v) == chk.as_np_dtype(existing):
+                return
+        elif v == existing:
+            return
+        error = {"shape": ShapeMismatchError, "dtype": DTypeMismatchError}.get(
+            k, ParameterValueError
+        )
+        raise error(
+            f"Cannot retrieve Parameter '{param.name}' because desired attribute does not match "
+            f"with stored for attribute '{k}': desired '{v}' vs stored '{existing}'."
+        )
+
+    def get_constant(self, name: str, value: Any = None) -> Constant:
+        """Retrieve the constant ``prefix + name``, creating it from ``value`` if absent.
+
+        Raises
+        ------
+        paramdict.errors.MissingParameterError
+            Absent and ``value`` is None.
+        paramdict.errors.ParameterTypeError
+            A non-constant parameter has that name.
+        paramdict.errors.ParameterValueError
+            The existing constant's value differs from ``value``.
+        """
+        name = self._prefix + name
+        param = self._get_impl(name)
+        if param is None:
+            if value is None:
+                raise MissingParameterError(
+                    f"No constant named '{name}'. Please specify value if you want to create "
+                    "a new constant."
+                )
+            param = Constant(name, value)
+            self._params[name] = param
+            return param
+        if not isinstance(param, Constant):
+            raise ParameterTypeError(f"Parameter '{name}' already exists but it is not a constant.")
+        if value is not None:
+            value = np.asarray(
+                chk.to_host(value, "get_constant") if hasattr(value, "shape") else value
+            )
+            if tuple(param.shape or ()) != value.shape or not np.array_equal(param.value, value):
+                raise ParameterValueError(
+                    f"Constant '{name}' already exists but it's value doesn't match new value"
+                )
+        return param
+
+    def update(self, other: Mapping[str, Parameter] | ParameterDict) -> None:
+        """Copy all parameters of ``other`` into this dict (the prefix is unchanged).
+
+        Raises
+        ------
+        paramdict.errors.DuplicateNameError
+            A name maps to a different Parameter object here; nothing is modified.
+        """
+        for k, v in other.items():
+            if k in self._params and self._params[k] is not v:
+                raise DuplicateNameError(
+                    "Cannot update self with other because they have different Parameters "
+                    f"with the same name '{k}'"
+                )
+        for k, v in other.items():
+            self._params[k] = v
+
+    # --- bulk operations ---------------------------------------------------------------------
+
+    def initialize(
+        self,
+        init: Any = None,
+        ctx: CtxArg = None,
+        verbose: bool = False,
+        force_reinit: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        """Initialize every parameter; per-parameter ``init`` wins over the global ``init``.
+
+        Parameters
+        ----------
+        init : Initializer or str, optional
+            The global (default) initializer; ``None`` means ``Uniform()``.
+        ctx : Context or list of Context, optional
+            Default ``[current_context()]``.
+        verbose : bool, optional
+            Log each initialization on the ``paramdict`` logger (INFO).
+        force_reinit : bool, optional
+            Re-initialize initialized parameters (else each warns and is skipped).
+        seed : int, optional
+            Seed of the random initializers; default :func:`paramdict.random.get_seed`.
+        """
+        if init is None:
+            from paramdict import initializer
+
+            init = initializer.Uniform()
+        if seed is None:
+            from paramdict.random import get_seed
+
+            seed = get_seed()
+        for v in self.values():
+            v.initialize(None, ctx, init, force_reinit=force_reinit, seed=seed, verbose=verbose)
+
+    def zero_grad(self) -> None:
+        """Zero every gradient buffer: one ``backend.zero`` call per context."""
+        _zero_grads(self.values())
+
+    def reset_ctx(self, ctx: CtxArg) -> None:
+        """Move every parameter to ``ctx`` (see :meth:`Parameter.reset_ctx`)."""
+        for p in self.values():
+            p.reset_ctx(ctx)
+
+    def list_ctx(self) -> list[Context]:
+        """Return the distinct contexts of all parameters (first-seen order)."""
+        seen: dict[Context, None] = {}
+        for p in self.values():
+            for c in p.list_ctx():
+                seen.setdefault(c, None)
+        return list(seen)
+
+    def setattr(self, name: str, value: Any) -> None:
+        """Set attribute ``name`` of every parameter (through its property setters).
+
+        Raises
+        ------
+        paramdict.errors.ParameterValueError
+            ``name`` is not a settable parameter attribute.
+        """
+        if name not in _SETTABLE:
+            raise ParameterValueError(
+                f"Cannot set attribute {name!r} on the parameters of this ParameterDict; "
+                f"settable attributes: {', '.join(_SETTABLE)}."
+            )
+        for p in self.values():
+            setattr(p, name, value)
+
+    # --- files -------------------------------------------------------------------------------
+
+    def save(
+        self, filename: str | os.PathLike[str], strip_prefix: str = "", **options: Any
+    ) -> None:
+        """Save every parameter (copies averaged, on the host) with ``paramdict.storage.save``.
+
+        Parameters
+        ----------
+        filename : str or os.PathLike
+            Path or URL; its suffix picks the format (``.params``, ``.npz``, ``.zarr``, ...).
+        strip_prefix : str, optional
+            Removed from the front of every name.
+        **options
+            Passed to :func:`paramdict.storage.save` (``format``, ``progress``, ...).
+
+        Raises
+        ------
+        paramdict.errors.ParameterValueError
+            A name does not start with ``strip_prefix``.
+        paramdict.errors.NotInitializedError
+            A parameter is not initialized.
+        """
+        from paramdict import storage
+
+        arrays = pio.collect_for_save(self.values(), strip_prefix)
+        storage.save(filename, arrays, **options)
+
+    def load(
+        self,
+        filename: str | os.PathLike[str],
+        ctx: CtxArg = None,
+        allow_missing: bool = False,
+        ignore_extra: bool = False,
+        restore_prefix: str = "",
+        cast_dtype: bool = False,
+        dtype_source: str = "current",
+        **options: Any,
+    ) -> LoadReport:
+        """Load parameters from a checkpoint, reading only the arrays that are needed.
+
+        Parameters
+        ----------
+        filename : str or os.PathLike
+            Path or URL of the checkpoint.
+        ctx : Context or list of Context, optional
+            Where loaded parameters live (default: where they are, or ``cpu(0)``).
+        allow_missing : bool, optional
+            Leave parameters absent from the file as they are instead of raising.
+        ignore_extra : bool, optional
+            Skip stored arrays that match no parameter instead of raising.
+        restore_prefix : str, optional
+            Prepended to every stored name; every own name must start with it.
+        cast_dtype : bool, optional
+            Convert dtypes instead of raising on a mismatch.
+        dtype_source : {'current', 'saved'}, optional
+            With ``cast_dtype``: keep the parameter's dtype, or adopt the stored one.
+        **options
+            Passed to :mod:`paramdict.storage` (``format``, ``progress``, ``storage_options``).
+
+        Returns
+        -------
+        LoadReport
+            Loaded, missing and skipped names.
+        """
+        from paramdict import storage
+
+        pio.check_restore_prefix(self.keys(), restore_prefix)
+        source = f"file: {filename}"
+        inspect_options = {k: v for k, v in options.items() if k != "progress"}
+        info = storage.inspect(filename, **inspect_options)
+        if not info.named and info.arrays:
+            pio.normalize_loaded([np.empty(0)] * len(info.arrays), source)
+        stored = {pio.strip_arg_aux(a.name): a.name for a in info.arrays} if info.named else {}
+        plan = pio.plan_load(
+            list(self.keys()),
+            stored,
+            allow_missing=allow_missing,
+            ignore_extra=ignore_extra,
+            restore_prefix=restore_prefix,
+            source=source,
+        )
+        wanted = [stored[s] for s in plan.targets.values()]
+        arrays = storage.load(filename, names=wanted, **options) if wanted else {}
+        assert isinstance(arrays, dict)
+        for name, stored_name in plan.targets.items():
+            self._params[name]._load_init(
+                arrays[stored[stored_name]], ctx, cast_dtype=cast_dtype, dtype_source=dtype_source
+            )
+        if plan.skipped:
+            logger.info(
+                "Skipped %d stored array(s) not in the ParameterDict loading %s: %s",
+                len(plan.skipped),
+                filename,
+                chk.brief_print_list(plan.skipped),
+            )
+        return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
+
+    def load_dict(
+        self,
+        param_dict: Any,
+        ctx: CtxArg = None,
+        allow_missing: bool = False,
+        ignore_extra: bool = False,
+        restore_prefix: str = "",
+        filename: str | None = None,
+        cast_dtype: bool = False,
+        dtype_source: str = "current",
+    ) -> LoadReport:
+        """Load parameters from a dict ``name -> array`` or a list of ``(name, array)`` pairs.
+
+        ``arg:``/``aux:`` name prefixes are dropped; ``restore_prefix`` is then prepended.
+        Arguments as in :meth:`load`; ``filename`` only names the source in error messages.
+
+        Returns
+        -------
+        LoadReport
+            Loaded, missing and skipped names.
+
+        Raises
+        ------
+        paramdict.errors.MissingParameterError
+            A parameter is absent and ``allow_missing`` is False.
+        paramdict.errors.UnexpectedParameterError
+            A name matches no parameter and ``ignore_extra`` is False.
+        paramdict.errors.ParameterTypeError
+            ``param_dict`` is an unnamed list of arrays or not a mapping / list of pairs.
+        """
+        source = f"file: {filename}" if filename else "param_dict"
+        loaded = pio.normalize_loaded(param_dict, source)
+        plan = pio.plan_load(
+            list(self.keys()),
+            loaded,
+            allow_missing=allow_missing,
+            ignore_extra=ignore_extra,
+            restore_prefix=restore_prefix,
+            source=source,
+        )
+        for name, stored_name in plan.targets.items():
+            self._params[name]._load_init(
+                loaded[stored_name], ctx, cast_dtype=cast_dtype, dtype_source=dtype_source
+            )
+        return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)

@@ -1,0 +1,217 @@
+"""Saving and loading helpers behind ``ParameterDict.save`` / ``load`` / ``load_dict``.
+
+Private to :mod:`paramdict.parameter_dict`, except :class:`LoadReport`, which ``load`` and
+``load_dict`` return. Messages are MXNet 1.9.1's (``_brief_print_list`` shortening included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from paramdict.errors import (
+    MissingParameterError,
+    ParameterTypeError,
+    ParameterValueError,
+    UnexpectedParameterError,
+)
+from paramdict.parameter_checks import NAMING_HELP, brief_print_list
+
+if TYPE_CHECKING:
+    from paramdict.parameter import Parameter
+
+__all__ = [
+    "LoadPlan",
+    "LoadReport",
+    "check_restore_prefix",
+    "collect_for_save",
+    "normalize_loaded",
+    "plan_load",
+    "strip_arg_aux",
+]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What ``ParameterDict.load`` / ``load_dict`` did.
+
+    Attributes
+    ----------
+    loaded : tuple of str
+        Full names of the parameters that received data, in file order.
+    missing : tuple of str
+        Own parameters absent from the source (only possible with ``allow_missing=True``);
+        they are left as they were.
+    skipped : tuple of str
+        Names (with ``restore_prefix``) in the source that match no parameter (only possible
+        with ``ignore_extra=True``).
+    """
+
+    loaded: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """Which stored array goes to which parameter.
+
+    Attributes
+    ----------
+    targets : dict of str to str
+        Own full parameter name -> stored name, in file order.
+    missing, skipped : tuple of str
+        As in :class:`LoadReport`.
+    """
+
+    targets: dict[str, str]
+    missing: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def strip_arg_aux(name: str) -> str:
+    """Drop a leading ``'arg:'`` or ``'aux:'`` (MXNet checkpoint naming)."""
+    return name[4:] if name.startswith(("arg:", "aux:")) else name
+
+
+def collect_for_save(params: Iterable[Parameter], strip_prefix: str) -> dict[str, np.ndarray]:
+    """Return ``{name without strip_prefix: host array}`` in order (copies averaged).
+
+    Raises
+    ------
+    paramdict.errors.ParameterValueError
+        A parameter's name does not start with ``strip_prefix``.
+    paramdict.errors.NotInitializedError
+        A parameter is not initialized (checked before the prefix, as in MXNet).
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for param in params:
+        weight = param._reduce()
+        if not param.name.startswith(strip_prefix):
+            raise ParameterValueError(
+                f"Prefix '{strip_prefix}' is to be striped before saving, but Parameter's "
+                f"name '{param.name}' does not start with '{strip_prefix}'. "
+                "this may be due to your Block shares parameters from other Blocks or you "
+                "forgot to use 'with name_scope()' when creating child blocks. " + NAMING_HELP
+            )
+        arrays[param.name[len(strip_prefix) :]] = weight
+    return arrays
+
+
+def check_restore_prefix(names: Iterable[str], restore_prefix: str) -> None:
+    """Check that every own name starts with ``restore_prefix``.
+
+    Raises
+    ------
+    paramdict.errors.ParameterValueError
+        Naming the first parameter that does not.
+    """
+    if not restore_prefix:
+        return
+    for name in names:
+        if not name.startswith(restore_prefix):
+            raise ParameterValueError(
+                f"restore_prefix is '{restore_prefix}' but Parameters name '{name}' does not "
+                f"start with '{restore_prefix}'. " + NAMING_HELP
+            )
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or (
+        hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, tuple)
+    )
+
+
+def normalize_loaded(param_dict: Any, source: str) -> dict[str, Any]:
+    """Turn what ``load_dict`` accepts into ``{stored name without arg:/aux:: array}``.
+
+    Accepts a mapping or a sequence of ``(name, array)`` pairs; ``arg:``/``aux:`` prefixes are
+    stripped in both cases (later duplicates win).
+
+    Raises
+    ------
+    paramdict.errors.ParameterTypeError
+        For an unnamed list of arrays (what MXNet's ``nd.save`` of a list stores) or anything
+        else that is neither a mapping nor a list of pairs.
+    """
+    if isinstance(param_dict, Mapping):
+        items = list(param_dict.items())
+    elif isinstance(param_dict, Sequence) and not isinstance(param_dict, (str, bytes)):
+        if any(_is_array(item) for item in param_dict):
+            raise ParameterTypeError(
+                f"Cannot load an unnamed list of {len(param_dict)} arrays from {source} into "
+                "a ParameterDict: parameters are matched by name. Such lists come from "
+                "MXNet's nd.save() of a list; pass a dict name -> array (or a list of "
+                "(name, array) pairs) instead."
+            )
+        items = []
+        for item in param_dict:
+            if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                raise ParameterTypeError(
+                    f"load_dict expects a dict name -> array or a list of (name, array) pairs; "
+                    f"got an item {item!r} in {source}."
+                )
+            items.append((item[0], item[1]))
+    else:
+        raise ParameterTypeError(
+            "load_dict expects a dict name -> array or a list of (name, array) pairs; got "
+            f"{type(param_dict).__name__}."
+        )
+    result: dict[str, Any] = {}
+    for key, value in items:
+        if not isinstance(key, str):
+            raise ParameterTypeError(
+                f"load_dict expects string names; got {key!r} ({type(key).__name__}) in {source}."
+            )
+        result[strip_arg_aux(key)] = value
+    return result
+
+
+def plan_load(
+    own_names: Sequence[str],
+    stored_names: Iterable[str],
+    *,
+    allow_missing: bool,
+    ignore_extra: bool,
+    restore_prefix: str,
+    source: str,
+) -> LoadPlan:
+    """Match stored names (already without ``arg:``/``aux:``) to own parameters.
+
+    Raises
+    ------
+    paramdict.errors.MissingParameterError
+        An own parameter is absent and ``allow_missing`` is False.
+    paramdict.errors.UnexpectedParameterError
+        A stored name matches no parameter and ``ignore_extra`` is False.
+    """
+    arg_names: dict[str, str] = {}
+    for stored in stored_names:
+        arg_names[restore_prefix + stored] = stored
+    own = set(own_names)
+    missing = tuple(name for name in own_names if name not in arg_names)
+    if missing and not allow_missing:
+        name = missing[0]
+        raise MissingParameterError(
+            f"Parameter '{name[len(restore_prefix) :]}' is missing in {source}, which contains "
+            f"parameters: {brief_print_list(arg_names)}. Please make sure source and target "
+            "networks have the same prefix." + NAMING_HELP
+        )
+    skipped = []
+    targets: dict[str, str] = {}
+    for name, stored in arg_names.items():
+        if name in own:
+            targets[name] = stored
+            continue
+        if not ignore_extra:
+            raise UnexpectedParameterError(
+                f"Parameter '{name}' loaded from {source} is not present in ParameterDict, "
+                f"choices are: {brief_print_list(own_names)}. Set ignore_extra to True to "
+                "ignore. Please make sure source and target networks have the same prefix."
+                + NAMING_HELP
+            )
+        skipped.append(name)
+    return LoadPlan(targets, missing, tuple(skipped))
