@@ -481,3 +481,13 @@ def test_random_dicts_round_trip_bit_exactly(arrays: dict[str, np.ndarray]) -> N
         assert back[name].tobytes() == np.ascontiguousarray(arr).tobytes()
     # Re-encoding what was read gives the same bytes.
     assert encode(back) == data
+
+
+def test_memory_url_round_trip_and_partial_read() -> None:
+    pytest.importorskip("fsspec")
+    url = "memory://paramdict-mx/ckpt.params"
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.int64)}
+    storage.save(url, arrays)
+    assert_same(storage.load(url, names=["b"])["b"], arrays["b"])
+    assert storage.inspect(url).arrays[0].shape == (2, 3)
+    assert storage.verify(url).ok

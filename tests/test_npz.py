@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from paramdict import storage
 from paramdict.builtin import npz as npz_backend
@@ -193,6 +197,8 @@ def test_save_into_missing_directory(tmp_path: Path) -> None:
 def test_reserved_name_and_unknown_option(tmp_path: Path) -> None:
     with pytest.raises(ParameterValueError, match="reserved"):
         storage.save(tmp_path / "c.npz", {npz_backend.META_KEY: np.ones(1)})
+    with pytest.raises(ParameterValueError, match="NUL"):
+        storage.save(tmp_path / "c.npz", {"a\x00b": np.ones(1)})
     with pytest.raises(ConfigurationError, match="'zstd'"):
         storage.save(tmp_path / "c.npz", {"a": np.ones(1)}, zstd=True)
     with pytest.raises(ConfigurationError, match="remote"):
@@ -215,3 +221,38 @@ def test_memory_url_round_trip() -> None:
     assert storage.verify(url).ok
     with pytest.raises(StorageError, match="does not exist"):
         storage.load("memory://paramdict-test/none.npz")
+
+
+_DTYPES = ["float16", "float32", "float64", "uint8", "int16", "int64", "bool", "complex64"]
+
+
+@st.composite
+def array_dicts(draw: st.DrawFn) -> dict[str, np.ndarray]:
+    names = draw(
+        st.lists(
+            st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=10),
+            max_size=5,
+            unique=True,
+        ).filter(lambda ns: npz_backend.META_KEY not in ns)
+    )
+    out = {}
+    for name in names:
+        dtype = draw(st.sampled_from([*_DTYPES, "bfloat16"]))
+        shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+        if dtype == "bfloat16":
+            out[name] = draw(hnp.arrays(np.uint16, shape)).view(ml_dtypes.bfloat16)
+        else:
+            out[name] = draw(hnp.arrays(np.dtype(dtype), shape))
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(array_dicts())
+def test_random_dicts_round_trip(arrays: dict[str, np.ndarray]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "h.npz"
+        storage.save(path, arrays)
+        back = storage.load(path)
+    assert list(back) == list(arrays)
+    for name, arr in arrays.items():
+        assert_same(back[name], arr)

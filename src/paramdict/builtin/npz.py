@@ -136,6 +136,10 @@ class NpzBackend:
                     f"cannot save an array named {META_KEY!r} to npz {uri!r}: "
                     "the name is reserved for paramdict's metadata"
                 )
+            if "\x00" in name:
+                raise ParameterValueError(
+                    f"cannot save {name!r} to npz {uri!r}: zip entry names cannot contain NUL"
+                )
             view, logical = _stored_view(name, np.asarray(arr))
             if logical is not None:
                 dtypes[name] = logical
