@@ -222,3 +222,19 @@ def test_console_script_subprocess_smoke(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_inspect_uncommitted_checkpoint_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paramdict.errors import UncommittedCheckpointError
+
+    def uncommitted(uri: str, **options: Any) -> Any:
+        raise UncommittedCheckpointError(f"checkpoint {uri!r} has no commit marker")
+
+    monkeypatch.setattr(storage, "inspect", uncommitted)
+    code, out, _ = run("inspect", "half.zarr")
+    assert code == 1
+    assert "committed: NO" in out
+    assert "no commit marker" in out
+    code, out, _ = run("inspect", "--json", "half.zarr")
+    assert code == 1
+    assert json.loads(out)["committed"] is False

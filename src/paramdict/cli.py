@@ -1,6 +1,7 @@
 """The ``paramdict`` command: ``demo``, ``inspect``, ``convert``, ``verify``, ``formats``.
 
-Exit status: 0 on success; 1 when ``verify`` finds bad arrays (or the demo fails its checks);
+Exit status: 0 on success; 1 when ``verify`` finds bad arrays, ``inspect`` finds an uncommitted
+checkpoint, or the demo fails its checks;
 2 when the input cannot be read or the arguments are wrong. Errors paramdict raises on purpose
 are printed as one ``error:`` line, never as a traceback.
 
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from paramdict.errors import ParamdictError
+from paramdict.errors import ParamdictError, UncommittedCheckpointError
 from paramdict.fileio import is_remote
 from paramdict.types import CheckpointInfo
 
@@ -180,7 +181,14 @@ def _cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from paramdict import storage
 
     _warn_unused_options(args, [args.path], err)
-    info = storage.inspect(args.path, format=args.format, **_remote_options(args.path, args))
+    try:
+        info = storage.inspect(args.path, format=args.format, **_remote_options(args.path, args))
+    except UncommittedCheckpointError as exc:
+        if args.json:
+            print(json.dumps({"uri": args.path, "committed": False, "error": str(exc)}), file=out)
+        else:
+            print(f"{args.path}\ncommitted: NO (incomplete save): {exc}", file=out)
+        return EXIT_PROBLEMS
     print(_info_json(info) if args.json else "", end="", file=out)
     if args.json:
         print(file=out)
