@@ -18,7 +18,9 @@ Differences from MXNet 1.9.1
   ``allow_deferred_init`` and ``differentiable`` are compared with the existing parameter's
   values like the other attributes (MXNet silently creates useless attributes). An int
   ``shape`` means a 1-tuple, as in the constructor.
-- ``get_constant`` accepts any array-like value, lists included (h.7).
+- ``get_constant`` accepts any array-like value, lists included (h.7), and raises
+  :class:`~paramdict.errors.ParameterTypeError` when the name belongs to a non-constant
+  parameter (MXNet returns it when no value is given).
 - ``__len__`` exists (h.6).
 - ``initialize(verbose=True)`` logs through the ``paramdict`` logger without changing the
   initializer passed (h.14); ``initialize`` takes ``seed``; ``init=None`` means ``Uniform()``.
