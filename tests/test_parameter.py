@@ -110,6 +110,8 @@ def test_shape_setter() -> None:
     assert isinstance(ei.value, ValueError)
     with pytest.raises(ValueError, match="incompatible"):
         p.shape = (4, 3, 1)
+    with pytest.raises(errors.ShapeMismatchError, match="Expected shape None is incompatible"):
+        p.shape = None
 
 
 def test_grad_req_setter_before_init_only_stores() -> None:

@@ -197,9 +197,13 @@ class Parameter:
     @shape.setter
     def shape(self, new_shape: int | Sequence[int] | None) -> None:
         normalized = chk.normalize_shape(new_shape, self.name)
-        if self._shape is None or normalized is None:
+        if self._shape is None:
             self._shape = normalized
             return
+        if normalized is None:
+            raise ShapeMismatchError(
+                f"Expected shape None is incompatible with given shape {self._shape}."
+            )
         chk.shape_setter_check(self._shape, normalized)
         self._shape = normalized
 

@@ -438,7 +438,7 @@ class ParameterDict:
         inspect_options = {k: v for k, v in options.items() if k != "progress"}
         info = storage.inspect(filename, **inspect_options)
         if not info.named and info.arrays:
-            pio.normalize_loaded([np.empty(0)] * len(info.arrays), source)
+            raise pio.unnamed_list_error(len(info.arrays), source)
         stored = {pio.strip_arg_aux(a.name): a.name for a in info.arrays} if info.named else {}
         plan = pio.plan_load(
             list(self.keys()),

@@ -31,6 +31,7 @@ __all__ = [
     "normalize_loaded",
     "plan_load",
     "strip_arg_aux",
+    "unnamed_list_error",
 ]
 
 
@@ -125,6 +126,15 @@ def _is_array(value: Any) -> bool:
     )
 
 
+def unnamed_list_error(count: int, source: str) -> ParameterTypeError:
+    """Return the error for loading an unnamed list of arrays (MXNet ``nd.save`` of a list)."""
+    return ParameterTypeError(
+        f"Cannot load an unnamed list of {count} arrays from {source} into a ParameterDict: "
+        "parameters are matched by name. Such lists come from MXNet's nd.save() of a list; "
+        "pass a dict name -> array (or a list of (name, array) pairs) instead."
+    )
+
+
 def normalize_loaded(param_dict: Any, source: str) -> dict[str, Any]:
     """Turn what ``load_dict`` accepts into ``{stored name without arg:/aux:: array}``.
 
@@ -141,12 +151,7 @@ def normalize_loaded(param_dict: Any, source: str) -> dict[str, Any]:
         items = list(param_dict.items())
     elif isinstance(param_dict, Sequence) and not isinstance(param_dict, (str, bytes)):
         if any(_is_array(item) for item in param_dict):
-            raise ParameterTypeError(
-                f"Cannot load an unnamed list of {len(param_dict)} arrays from {source} into "
-                "a ParameterDict: parameters are matched by name. Such lists come from "
-                "MXNet's nd.save() of a list; pass a dict name -> array (or a list of "
-                "(name, array) pairs) instead."
-            )
+            raise unnamed_list_error(len(param_dict), source)
         items = []
         for item in param_dict:
             if not (isinstance(item, (tuple, list)) and len(item) == 2):
