@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -76,3 +77,99 @@ def test_pinned_context_parameter_lives_on_cpu_backend() -> None:
     assert isinstance(p.data(), np.ndarray)
     assert p.data(cpu(1)) is p.data(cpu_pinned(1))
     assert p.list_ctx() == [cpu_pinned(1)]
+
+
+class _FakeDevice:
+    """A numpy-backed stand-in for a GPU backend that records what it is asked to do."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.zero_calls: list[int] = []
+
+    def check(self, device_id: int) -> None:
+        if device_id >= 2:
+            raise errors.DeviceUnavailableError(f"fake gpu({device_id}) does not exist")
+
+    def empty(self, shape: tuple[int, ...], dtype: Any, device_id: int) -> np.ndarray:
+        self.calls.append(("empty", device_id))
+        return np.empty(shape, dtype)
+
+    def from_host(self, host: np.ndarray, device_id: int) -> np.ndarray:
+        self.calls.append(("from_host", device_id))
+        return np.array(host, copy=True)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        self.calls.append(("to_host", -1))
+        return np.array(array, copy=True)
+
+    def copy_into(self, dst: Any, src: Any) -> None:
+        self.calls.append(("copy_into", -1))
+        np.copyto(dst, src, casting="unsafe")
+
+    def zero(self, arrays: Any) -> None:
+        self.zero_calls.append(len(arrays))
+        for a in arrays:
+            a[...] = 0
+
+    def cast(self, array: Any, dtype: Any) -> np.ndarray:
+        self.calls.append(("cast", -1))
+        return np.asarray(array).astype(dtype)
+
+
+@pytest.fixture
+def fake_gpu(fresh_plugin_manager: None) -> _FakeDevice:
+    from paramdict.hookspecs import hookimpl
+    from paramdict.manager import get_plugin_manager, invalidate_caches
+    from paramdict.types import DeviceSpec
+
+    device = _FakeDevice()
+
+    class Plugin:
+        @hookimpl
+        def paramdict_devices(self) -> Any:
+            yield DeviceSpec("gpu", device, "fake gpu for tests")
+
+    pm = get_plugin_manager()
+    if pm.get_plugin("paramdict.gpu") is not None:
+        pm.unregister(name="paramdict.gpu")
+    pm.register(Plugin(), name="h1-fake-gpu")
+    invalidate_caches()
+    return device
+
+
+def test_copies_go_through_each_contexts_backend(fake_gpu: _FakeDevice) -> None:
+    from paramdict.parameter_dict import ParameterDict
+
+    d = ParameterDict()
+    p = d.get("w", shape=(2,))
+    d.initialize("ones", ctx=[cpu(0), gpu(0), gpu(1)])
+    assert ("from_host", 0) in fake_gpu.calls
+    assert ("from_host", 1) in fake_gpu.calls
+    assert ("empty", 1) in fake_gpu.calls
+    assert p.data(gpu(1)) is p.list_data()[2]
+    for g in p.list_grad():
+        g[...] = 3
+    fake_gpu.zero_calls.clear()
+    d.zero_grad()
+    assert fake_gpu.zero_calls == [1, 1]  # one call per gpu context; cpu(0) via the cpu backend
+    assert all(np.all(g == 0) for g in p.list_grad())
+    p.set_data(np.full(2, 5.0))
+    assert ("copy_into", -1) in fake_gpu.calls
+    p.data(gpu(0))[...] = 7  # average of 5, 7, 5
+    p.reset_ctx(cpu(0))
+    assert ("to_host", -1) in fake_gpu.calls
+    np.testing.assert_allclose(p.data(), np.full(2, 17 / 3), rtol=1e-6)
+    p.reset_ctx(gpu(1))
+    p.cast("float16")
+    assert ("cast", -1) in fake_gpu.calls
+    assert p.data().dtype == np.float16
+
+
+def test_unavailable_device_leaves_parameter_uninitialized(fake_gpu: _FakeDevice) -> None:
+    p = Parameter("w", shape=(2,))
+    with pytest.raises(errors.DeviceUnavailableError, match=r"gpu\(5\)"):
+        p.initialize("ones", ctx=[cpu(0), gpu(5)])
+    assert p._data is None
+    assert p._deferred_init == ()
+    with pytest.raises(errors.NotInitializedError):
+        p.list_ctx()
