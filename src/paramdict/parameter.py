@@ -112,7 +112,7 @@ class Parameter:
     Raises
     ------
     paramdict.errors.ParameterValueError
-        Invalid ``grad_req`` (checked first), then invalid ``grad_stype`` / ``stype``.
+        Invalid ``grad_req`` (checked before ``grad_stype``, then ``stype``).
     paramdict.errors.ParameterTypeError
         Invalid ``shape`` or ``dtype``.
     """
