@@ -491,3 +491,44 @@ def test_memory_url_round_trip_and_partial_read() -> None:
     assert_same(storage.load(url, names=["b"])["b"], arrays["b"])
     assert storage.inspect(url).arrays[0].shape == (2, 3)
     assert storage.verify(url).ok
+
+
+def test_sparse_record_with_huge_logical_shape_is_refused(tmp_path: Path) -> None:
+    # row_sparse claiming 2**40 rows with one stored row: densifying would need terabytes.
+    rec = struct.pack("<Ii", mxnet_format.MAGIC_V2, 1)
+    rec += struct.pack("<iqq", 2, 1, 2) + struct.pack("<iqq", 2, 2**40, 2)
+    rec += struct.pack("<iii", 1, 0, 0) + struct.pack("<iiq", 6, 1, 1)
+    rec += np.ones(2, np.float32).tobytes() + np.int64(0).tobytes()
+    path = write_file(tmp_path, file_of([rec], ["r"]))
+    with pytest.raises(CheckpointError, match=r"record 0 .*more than 2\*\*31 - 1 elements"):
+        storage.inspect(path)
+
+
+_FUZZ_SOURCES = [
+    (FIXTURES / f"{stem}.params").read_bytes() for stem in ("ndarray_sparse", "ndarray_list")
+] + [(FIXTURES / "crafted" / f"{stem}.params").read_bytes() for stem in CRAFTED]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(range(len(_FUZZ_SOURCES))),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+    st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_mutated_files_fail_only_with_checkpoint_error(
+    source: int, edits: list[tuple[int, int]], cut: int | None
+) -> None:
+    data = bytearray(_FUZZ_SOURCES[source])
+    for position, value in edits:
+        data[position % len(data)] = value
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    fh = io.BytesIO(bytes(data))
+    message = "fuzz.params"
+    try:
+        parsed = parse_headers(fh, len(data), "fuzz.params")
+        for i in range(len(parsed.records)):
+            mxnet_format.read_record(fh, parsed, i)
+    except CheckpointError as exc:  # anything else (IndexError, MemoryError, ...) fails
+        message = str(exc)
+    assert "fuzz.params" in message

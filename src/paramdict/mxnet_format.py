@@ -325,6 +325,8 @@ def _record(cur: _Cursor, index: int) -> RecordHeader:
             raise cur.error(f"aux array {k} has an invalid index type flag {aux_flag}")
         aux_shape = cur.tshape(f"aux {k} shape", allow_unknown=False) or ()
         aux.append((aux_flag, aux_shape))
+    if stype:
+        _check_sparse_header(cur, stype, shape, storage_shape or (), aux)
     header = RecordHeader(
         index,
         start,
@@ -347,6 +349,53 @@ def _record(cur: _Cursor, index: int) -> RecordHeader:
     )
     cur.skip(nbytes, "data")
     return replace(header, end=cur.pos)
+
+
+#: MXNet 1.9.1 (without large-tensor support) limits arrays to fewer than 2**31 elements. Only
+#: sparse records can claim a logical shape the file size does not bound.
+MAX_ELEMENTS = 2**31 - 1
+
+
+def _check_sparse_header(
+    cur: _Cursor,
+    stype: int,
+    shape: tuple[int, ...],
+    storage_shape: tuple[int, ...],
+    aux: list[tuple[int, tuple[int, ...]]],
+) -> None:
+    """Reject sparse headers whose parts cannot fit together (before anything is allocated)."""
+    if _count(shape) > MAX_ELEMENTS:
+        raise cur.error(
+            f"sparse array of shape {shape} has more than 2**31 - 1 elements (MXNet's limit)"
+        )
+    if stype == 1:
+        rows = aux[0][1]
+        ok = (
+            len(shape) >= 1
+            and len(storage_shape) == len(shape)
+            and storage_shape[1:] == shape[1:]
+            and rows == storage_shape[:1]
+            and storage_shape[0] <= shape[0]
+        )
+        if not ok:
+            raise cur.error(
+                f"row_sparse parts do not fit: shape {shape}, stored values {storage_shape}, "
+                f"row indices {rows}"
+            )
+        return
+    indptr, indices = aux[0][1], aux[1][1]
+    ok = (
+        len(shape) == 2
+        and len(storage_shape) == 1
+        and indptr == (shape[0] + 1,)
+        and indices == storage_shape
+        and storage_shape[0] <= shape[0] * shape[1]
+    )
+    if not ok:
+        raise cur.error(
+            f"csr parts do not fit: shape {shape}, stored values {storage_shape}, "
+            f"indptr {indptr}, indices {indices}"
+        )
 
 
 def _payload_follows(cur: _Cursor) -> bool:
