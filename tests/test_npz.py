@@ -256,3 +256,59 @@ def test_random_dicts_round_trip(arrays: dict[str, np.ndarray]) -> None:
     assert list(back) == list(arrays)
     for name, arr in arrays.items():
         assert_same(back[name], arr)
+
+
+def test_header_claiming_more_data_than_the_entry_fails_before_reading(tmp_path: Path) -> None:
+    # Large enough that reading the header does not reach the end of the entry (and its CRC).
+    storage.save(tmp_path / "c.npz", {"w": np.ones((100, 100), np.float32)})
+    data = (tmp_path / "c.npz").read_bytes()
+    assert data.count(b"(100, 100)") == 1
+    (tmp_path / "c.npz").write_bytes(data.replace(b"(100, 100)", b"(999, 999)"))
+    with pytest.raises(CorruptCheckpointError, match=r"'w' claims shape \(999, 999\)"):
+        storage.load(tmp_path / "c.npz")
+    with pytest.raises(CorruptCheckpointError, match="claims shape"):
+        storage.inspect(tmp_path / "c.npz")
+
+
+def _fuzz_sources() -> list[bytes]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = []
+        for i, (arrays, kwargs) in enumerate(
+            [
+                (sample(), {}),
+                ([np.ones(5)], {"compress": True}),
+            ]
+        ):
+            path = Path(tmp) / f"{i}.npz"
+            storage.save(path, arrays, **kwargs)
+            out.append(path.read_bytes())
+        return out
+
+
+_FUZZ = _fuzz_sources()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(range(len(_FUZZ))),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=3),
+    st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_mutated_archives_fail_only_with_storage_errors(
+    source: int, edits: list[tuple[int, int]], cut: int | None
+) -> None:
+    data = bytearray(_FUZZ[source])
+    for position, value in edits:
+        data[position % len(data)] = value
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.npz"
+        path.write_bytes(bytes(data))
+        for operation in (storage.load, storage.inspect, storage.verify):
+            message = "fuzz.npz"
+            try:
+                operation(path)
+            except StorageError as exc:  # anything else (KeyError, MemoryError, ...) fails
+                message = str(exc)
+            assert "fuzz.npz" in message

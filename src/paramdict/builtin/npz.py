@@ -14,8 +14,11 @@ never unpickles (``allow_pickle=False``). Archives written by plain ``np.savez``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import struct
 import zipfile
+import zlib
 from collections.abc import Collection, Iterator, Mapping
 from typing import IO, Any
 
@@ -26,6 +29,7 @@ from paramdict.errors import (
     ConfigurationError,
     CorruptCheckpointError,
     MissingParameterError,
+    ParamdictError,
     ParameterTypeError,
     ParameterValueError,
     StorageError,
@@ -103,6 +107,95 @@ def _zip_of(uri: str, npz: np.lib.npyio.NpzFile) -> zipfile.ZipFile:
     return npz.zip
 
 
+#: What reading a damaged archive can raise inside zipfile / numpy.
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    ValueError,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    KeyError,
+    zlib.error,
+    UnicodeDecodeError,
+    struct.error,
+    OverflowError,
+    RuntimeError,  # e.g. zipfile: "File ... is encrypted, password required"
+)
+#: deflate cannot expand data by more than about 1032:1.
+_MAX_DEFLATE_RATIO = 1100
+
+
+@contextlib.contextmanager
+def _guarded(uri: str, what: str) -> Iterator[None]:
+    """Turn low-level read errors into a CorruptCheckpointError naming the file and ``what``."""
+    try:
+        yield
+    except _READ_ERRORS as exc:
+        if isinstance(exc, ParamdictError):
+            raise
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: {what} (corrupt or truncated): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _check_entries(uri: str, zf: zipfile.ZipFile, archive_size: int) -> None:
+    """Check the central directory: only ``.npy`` entries, sizes the archive can hold."""
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+            raise CorruptCheckpointError(
+                f"npz {uri!r}: entry {info.filename!r} is not an .npy array"
+            )
+        if info.flag_bits & 0x1:
+            raise CorruptCheckpointError(
+                f"npz {uri!r}: entry {info.filename!r} is encrypted, which npz never is"
+            )
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if (
+            info.compress_size > archive_size
+            or (stored and info.compress_size != info.file_size)
+            or info.file_size > info.compress_size * _MAX_DEFLATE_RATIO + 1024
+        ):
+            raise CorruptCheckpointError(
+                f"npz {uri!r}: entry {info.filename!r} claims {info.file_size} bytes "
+                f"({info.compress_size} stored) in a {archive_size}-byte archive"
+            )
+
+
+def _entry_header(
+    uri: str, npz: np.lib.npyio.NpzFile, name: str
+) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    """Parse an entry's ``.npy`` header and check it against the entry size.
+
+    Returns ``(shape, dtype, header length)``; raises before numpy allocates anything for a
+    header that claims more data than the entry holds.
+    """
+    zf = _zip_of(uri, npz)
+    info = zf.getinfo(name + ".npy")
+    with zf.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        shape, _fortran, dtype = _read_header(member, version)
+        header_len = member.tell()
+    if dtype.hasobject:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: array {name!r} has dtype {dtype}, which would need pickle"
+        )
+    claimed = header_len + _count(shape) * dtype.itemsize
+    if claimed != info.file_size:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: array {name!r} claims shape {tuple(shape)} {dtype} ({claimed} bytes "
+            f"with its header) but its entry holds {info.file_size} bytes"
+        )
+    return tuple(int(d) for d in shape), np.dtype(dtype), header_len
+
+
 class NpzBackend:
     """Read and write ``.npz`` archives (see the module docstring for the layout)."""
 
@@ -162,7 +255,7 @@ class NpzBackend:
 
     # ----------------------------------------------------------------- reading
 
-    def _open(self, uri: str, fh: IO[bytes]) -> np.lib.npyio.NpzFile:
+    def _open(self, uri: str, fh: IO[bytes], size: int) -> np.lib.npyio.NpzFile:
         head = fh.read(4)
         fh.seek(0)
         if head not in _ZIP_MAGICS:
@@ -172,23 +265,28 @@ class NpzBackend:
             )
         try:
             npz = np.load(fh, allow_pickle=False)
-        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+        except _READ_ERRORS as exc:
+            if isinstance(exc, ParamdictError):
+                raise
             raise CheckpointError(
-                f"{uri!r} is not a readable npz archive (truncated or corrupt?): {exc}"
+                f"{uri!r} is not a readable npz archive (truncated or corrupt?): "
+                f"{type(exc).__name__}: {exc}"
             ) from exc
         if not isinstance(npz, np.lib.npyio.NpzFile):  # pragma: no cover - guarded above
             raise CheckpointError(f"{uri!r} is not an npz archive")
+        try:
+            _check_entries(uri, _zip_of(uri, npz), size)
+        except CheckpointError:
+            npz.close()
+            raise
         return npz
 
     def _meta(self, uri: str, npz: np.lib.npyio.NpzFile) -> dict[str, Any]:
         if META_KEY not in npz.files:
             return {"named": True, "dtypes": {}}
-        try:
+        with _guarded(uri, f"the {META_KEY!r} metadata entry cannot be read"):
+            _entry_header(uri, npz, META_KEY)
             meta = json.loads(bytes(npz[META_KEY]).decode())
-        except (ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-            raise CorruptCheckpointError(
-                f"npz {uri!r}: the {META_KEY!r} metadata entry is corrupt: {exc}"
-            ) from exc
         if not isinstance(meta, dict) or not isinstance(meta.get("dtypes", {}), dict):
             raise CorruptCheckpointError(f"npz {uri!r}: the {META_KEY!r} entry is malformed")
         return meta
@@ -196,12 +294,9 @@ class NpzBackend:
     def _read(
         self, uri: str, npz: np.lib.npyio.NpzFile, name: str, dtypes: Mapping[str, str]
     ) -> np.ndarray:
-        try:
+        with _guarded(uri, f"array {name!r} cannot be read"):
+            _entry_header(uri, npz, name)  # sizes checked before numpy allocates
             arr = npz[name]
-        except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
-            raise CorruptCheckpointError(
-                f"npz {uri!r}: array {name!r} cannot be read (corrupt or truncated): {exc}"
-            ) from exc
         logical = dtypes.get(name)
         if logical is not None:
             dtype = _logical_dtype(logical)
@@ -227,8 +322,8 @@ class NpzBackend:
             A list when the archive was saved from a list by paramdict.
         """
         _check_options(uri, options, _COMMON_OPTIONS)
-        with open_read(uri, options.get("storage_options")) as (fh, _size):
-            npz = self._open(uri, fh)
+        with open_read(uri, options.get("storage_options")) as (fh, size):
+            npz = self._open(uri, fh, size)
             with npz:
                 meta = self._meta(uri, npz)
                 available = self._array_names(npz)
@@ -255,24 +350,17 @@ class NpzBackend:
     def _headers(self, uri: str, npz: np.lib.npyio.NpzFile) -> Iterator[ArrayInfo]:
         dtypes = self._meta(uri, npz).get("dtypes", {})
         for name in self._array_names(npz):
-            try:
-                with _zip_of(uri, npz).open(name + ".npy") as member:
-                    version = np.lib.format.read_magic(member)
-                    shape, _fortran, dtype = _read_header(member, version)
-            except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
-                raise CorruptCheckpointError(
-                    f"npz {uri!r}: the header of array {name!r} cannot be read: {exc}"
-                ) from exc
-            logical = dtypes.get(name, np.dtype(dtype).name)
-            count = int(np.prod(shape, dtype=np.int64))
-            yield ArrayInfo(name, tuple(shape), logical, count * np.dtype(dtype).itemsize)
+            with _guarded(uri, f"the header of array {name!r} cannot be read"):
+                shape, dtype, _header_len = _entry_header(uri, npz, name)
+            logical = dtypes.get(name, dtype.name)
+            yield ArrayInfo(name, shape, logical, _count(shape) * dtype.itemsize)
 
     def inspect(self, uri: str, **options: Any) -> CheckpointInfo:
         """Describe the archive from the ``.npy`` headers only (no array data is read)."""
         _check_options(uri, options, _COMMON_OPTIONS)
         with (
             open_read(uri, options.get("storage_options")) as (fh, size),
-            self._open(uri, fh) as npz,
+            self._open(uri, fh, size) as npz,
         ):
             named = self._meta(uri, npz).get("named", True) is not False
             arrays = tuple(self._headers(uri, npz))
@@ -297,8 +385,8 @@ class NpzBackend:
         problems: list[tuple[str, str]] = []
         checked = 0
         with (
-            open_read(uri, options.get("storage_options")) as (fh, _size),
-            self._open(uri, fh) as npz,
+            open_read(uri, options.get("storage_options")) as (fh, size),
+            self._open(uri, fh, size) as npz,
         ):
             try:
                 dtypes = self._meta(uri, npz).get("dtypes", {})
