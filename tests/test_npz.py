@@ -99,9 +99,9 @@ def test_partial_load_does_not_read_other_entries(
     read: list[str] = []
     original = npz_backend.NpzBackend._read
 
-    def spy(self: Any, uri: str, npz: Any, name: str, dtypes: Any) -> np.ndarray:
+    def spy(self: Any, uri: str, npz: Any, name: str, *args: Any) -> np.ndarray:
         read.append(name)
-        return original(self, uri, npz, name, dtypes)
+        return original(self, uri, npz, name, *args)
 
     monkeypatch.setattr(npz_backend.NpzBackend, "_read", spy)
     storage.load(tmp_path / "c.npz", names=["mask"])

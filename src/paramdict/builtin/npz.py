@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Collection, Iterator, Mapping
@@ -121,6 +122,8 @@ _READ_ERRORS = (
     struct.error,
     OverflowError,
     RuntimeError,  # e.g. zipfile: "File ... is encrypted, password required"
+    SyntaxError,  # numpy parses the .npy header dict as a Python literal
+    tokenize.TokenError,
 )
 #: deflate cannot expand data by more than about 1032:1.
 _MAX_DEFLATE_RATIO = 1100
@@ -194,6 +197,70 @@ def _entry_header(
             f"with its header) but its entry holds {info.file_size} bytes"
         )
     return tuple(int(d) for d in shape), np.dtype(dtype), header_len
+
+
+def _read_stored(
+    uri: str, name: str, info: zipfile.ZipInfo, fh: IO[bytes], archive_size: int
+) -> np.ndarray:
+    """Read an uncompressed entry straight into its array (one copy), checking its CRC-32.
+
+    Equivalent to ``np.load(...)[name]`` for ``ZIP_STORED`` entries, without zipfile's
+    intermediate buffers. Every size is checked before the array is allocated.
+    """
+    fh.seek(info.header_offset)
+    local = fh.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise CorruptCheckpointError(f"npz {uri!r}: entry {info.filename!r} has no local header")
+    flags, name_len, extra_len = (
+        struct.unpack("<H", local[6:8])[0],
+        *struct.unpack("<HH", local[26:30]),
+    )
+    stored_name = fh.read(name_len).decode("utf-8" if flags & 0x800 else "cp437")
+    if stored_name != info.orig_filename:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: entry {info.filename!r} is named {stored_name!r} in its local header"
+        )
+    start = info.header_offset + 30 + name_len + extra_len
+    if start + info.file_size > archive_size:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: entry {info.filename!r} runs past the end of the archive"
+        )
+    fh.seek(start)
+    version = np.lib.format.read_magic(fh)
+    shape, fortran, dtype = _read_header(fh, version)
+    header_len = fh.tell() - start
+    if dtype.hasobject:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: array {name!r} has dtype {dtype}, which would need pickle"
+        )
+    count = _count(shape)
+    if header_len + count * dtype.itemsize != info.file_size:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: array {name!r} claims shape {tuple(shape)} {dtype} "
+            f"({header_len + count * dtype.itemsize} bytes with its header) but its entry "
+            f"holds {info.file_size} bytes"
+        )
+    fh.seek(start)
+    crc = zlib.crc32(fh.read(header_len))
+    arr = np.empty(count, dtype=dtype)
+    if arr.nbytes:
+        view = arr.view(np.uint8).data
+        got = 0
+        while got < arr.nbytes:
+            n = fh.readinto(view[got:])  # type: ignore[attr-defined]
+            if not n:
+                break
+            got += n
+        if got != arr.nbytes:
+            raise CorruptCheckpointError(f"npz {uri!r}: array {name!r} is truncated")
+        crc = zlib.crc32(view, crc)
+    if crc != info.CRC:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: array {name!r}: Bad CRC-32 (stored 0x{info.CRC:08x}, data 0x{crc:08x})"
+        )
+    if fortran:
+        return arr.reshape(shape[::-1]).transpose()
+    return arr.reshape(shape)
 
 
 class NpzBackend:
@@ -292,11 +359,20 @@ class NpzBackend:
         return meta
 
     def _read(
-        self, uri: str, npz: np.lib.npyio.NpzFile, name: str, dtypes: Mapping[str, str]
+        self,
+        uri: str,
+        npz: np.lib.npyio.NpzFile,
+        name: str,
+        dtypes: Mapping[str, str],
+        source: tuple[IO[bytes], int],
     ) -> np.ndarray:
         with _guarded(uri, f"array {name!r} cannot be read"):
-            _entry_header(uri, npz, name)  # sizes checked before numpy allocates
-            arr = npz[name]
+            info = _zip_of(uri, npz).getinfo(name + ".npy")
+            if info.compress_type == zipfile.ZIP_STORED:
+                arr = _read_stored(uri, name, info, *source)
+            else:
+                _entry_header(uri, npz, name)  # sizes checked before numpy allocates
+                arr = npz[name]
         logical = dtypes.get(name)
         if logical is not None:
             dtype = _logical_dtype(logical)
@@ -341,7 +417,7 @@ class NpzBackend:
                 out: dict[str, np.ndarray] = {}
                 with progress_reporter(total, f"load {uri}", options.get("progress")) as update:
                     for name in wanted:
-                        out[name] = self._read(uri, npz, name, meta.get("dtypes", {}))
+                        out[name] = self._read(uri, npz, name, meta.get("dtypes", {}), (fh, size))
                         update(out[name].nbytes)
         if names is None and meta.get("named") is False:
             return list(out.values())
@@ -396,7 +472,7 @@ class NpzBackend:
             for name in self._array_names(npz):
                 checked += 1
                 try:
-                    self._read(uri, npz, name, dtypes)
+                    self._read(uri, npz, name, dtypes, (fh, size))
                 except (CheckpointError, StorageError) as exc:
                     problems.append((name, str(exc)))
         return VerifyReport(uri=uri, checked=checked, problems=tuple(problems))
