@@ -1,0 +1,64 @@
+"""Initializers: fill a parameter's array by rule or at random (also ``paramdict.init``).
+
+MXNet 1.9.1's ``mxnet.initializer`` API on numpy arrays, with random values that are a pure
+function of ``(seed, full parameter name, element index)``. See ``docs/initializers.md``.
+
+The pieces live in :mod:`paramdict.initializer_base` (``Initializer``, ``InitDesc``,
+``create``, ``register``, ``alias``), :mod:`paramdict.initializer_classes` (the built-in
+initializers) and :mod:`paramdict.initializer_compose` (``Mixed``, ``Load``).
+
+Examples
+--------
+>>> import numpy as np
+>>> import paramdict.init as init
+>>> arr = np.empty((2, 3), dtype=np.float32)
+>>> init.create('["constant", {"value": 2.0}]')(init.InitDesc("w", {"__init__": "one"}), arr)
+>>> arr
+array([[1., 1., 1.],
+       [1., 1., 1.]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from paramdict.initializer_base import (
+    InitDesc,
+    Initializer,
+    alias,
+    create,
+    register,
+    registered_names,
+)
+from paramdict.initializer_classes import (
+    Bilinear,
+    Constant,
+    LSTMBias,
+    MSRAPrelu,
+    Normal,
+    One,
+    Orthogonal,
+    Uniform,
+    Xavier,
+    Zero,
+)
+from paramdict.initializer_compose import Load, Mixed
+
+__all__ = [
+    "Bilinear",
+    "Constant",
+    "InitDesc",
+    "Initializer",
+    "LSTMBias",
+    "Load",
+    "MSRAPrelu",
+    "Mixed",
+    "Normal",
+    "One",
+    "Orthogonal",
+    "Uniform",
+    "Xavier",
+    "Zero",
+    "alias",
+    "create",
+    "register",
+    "registered_names",
+]
