@@ -34,6 +34,9 @@ def test_defaults_and_repr() -> None:
 def test_shape_int_becomes_tuple_and_list_kept() -> None:
     assert Parameter("w", shape=5).shape == (5,)
     assert Parameter("w", shape=[2, 3]).shape == [2, 3]
+    p = Parameter("w", shape=(np.int64(2), 3))
+    assert repr(p) == "Parameter w (shape=(2, 3), dtype=<class 'numpy.float32'>)"
+    assert Parameter("w", shape=np.int32(4)).shape == (4,)
 
 
 def test_dtype_stored_as_given() -> None:

@@ -89,6 +89,8 @@ def normalize_shape(shape: Any, name: str) -> ShapeLike:
     if isinstance(shape, (tuple, list)) and all(
         isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape
     ):
+        if any(isinstance(d, np.integer) for d in shape):  # numpy ints print badly
+            return type(shape)(int(d) for d in shape)
         return shape
     raise ParameterTypeError(
         f"Parameter {name!r}: shape must be None, an int or a tuple of ints; got {shape!r}."
