@@ -40,8 +40,10 @@ def test_mapping_protocol_and_order() -> None:
     assert "net_weight" in d
     assert "weight" not in d
     assert len(d) == 2
-    with pytest.raises(KeyError):
+    with pytest.raises(errors.MissingParameterError, match="did you mean 'net_weight'"):
         d["weight"]
+    with pytest.raises(KeyError, match="'nothing': no such parameter"):
+        d["nothing"]
 
 
 def test_repr() -> None:

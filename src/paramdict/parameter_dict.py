@@ -21,7 +21,8 @@ Differences from MXNet 1.9.1
 - ``get_constant`` accepts any array-like value, lists included (h.7), and raises
   :class:`~paramdict.errors.ParameterTypeError` when the name belongs to a non-constant
   parameter (MXNet returns it when no value is given).
-- ``__len__`` exists (h.6).
+- ``__len__`` exists (h.6). ``d[missing]`` raises
+  :class:`~paramdict.errors.MissingParameterError` (a ``KeyError``) suggesting the full name.
 - ``initialize(verbose=True)`` logs through the ``paramdict`` logger without changing the
   initializer passed (h.14); ``initialize`` takes ``seed``; ``init=None`` means ``Uniform()``.
 - ``zero_grad`` makes one ``backend.zero`` call per context and zeroes integer gradients
@@ -141,7 +142,15 @@ class ParameterDict:
         return f"{name}(\n{content}\n)"
 
     def __getitem__(self, key: str) -> Parameter:
-        return self._params[key]
+        try:
+            return self._params[key]
+        except KeyError:
+            hint = ""
+            if isinstance(key, str) and self._prefix + key in self._params:
+                hint = f" Keys are full names: did you mean '{self._prefix + key}'?"
+            raise MissingParameterError(
+                f"'{key}': no such parameter in ParameterDict (prefix '{self._prefix}').{hint}"
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._params)
