@@ -293,6 +293,7 @@ def test_registered_names_contains_the_mxnet_builtins() -> None:
     expected = {
         "bilinear",
         "constant",
+        "fusedrnn",
         "lstmbias",
         "msraprelu",
         "normal",

@@ -5,7 +5,8 @@ function of ``(seed, full parameter name, element index)``. See ``docs/initializ
 
 The pieces live in :mod:`paramdict.initializer_base` (``Initializer``, ``InitDesc``,
 ``create``, ``register``, ``alias``), :mod:`paramdict.initializer_classes` (the built-in
-initializers) and :mod:`paramdict.initializer_compose` (``Mixed``, ``Load``).
+initializers), :mod:`paramdict.initializer_rnn` (``FusedRNN``) and
+:mod:`paramdict.initializer_compose` (``Mixed``, ``Load``).
 
 Examples
 --------
@@ -41,10 +42,12 @@ from paramdict.initializer_classes import (
     Zero,
 )
 from paramdict.initializer_compose import Load, Mixed
+from paramdict.initializer_rnn import FusedRNN
 
 __all__ = [
     "Bilinear",
     "Constant",
+    "FusedRNN",
     "InitDesc",
     "Initializer",
     "LSTMBias",

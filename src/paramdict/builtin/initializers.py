@@ -21,6 +21,7 @@ from paramdict.initializer_classes import (
     Xavier,
     Zero,
 )
+from paramdict.initializer_rnn import FusedRNN
 from paramdict.types import InitializerSpec
 
 __all__ = ["paramdict_initializers"]
@@ -39,3 +40,4 @@ def paramdict_initializers() -> Iterator[InitializerSpec]:
     yield InitializerSpec("msraprelu", MSRAPrelu)
     yield InitializerSpec("bilinear", Bilinear)
     yield InitializerSpec("lstmbias", LSTMBias)
+    yield InitializerSpec("fusedrnn", FusedRNN)
