@@ -7,6 +7,8 @@ import math
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import paramdict.initializer as init
 import paramdict.random
@@ -300,3 +302,42 @@ def test_parameter_dict_initialize_matches_a_direct_call() -> None:
     params.initialize(init.Xavier(), seed=77)
     ref = fill(init.Xavier(), "net_weight", empty(6, 5), seed=77)
     np.testing.assert_array_equal(w.data(), ref)
+
+
+# --- properties over many shapes ----------------------------------------------------------------
+
+shapes_2d_plus = st.lists(st.integers(1, 6), min_size=2, max_size=4).map(tuple)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=shapes_2d_plus,
+    factor_type=st.sampled_from(["avg", "in", "out"]),
+    magnitude=st.floats(0.5, 6.0),
+    name=st.text("abcdefgh_0123456789", min_size=1, max_size=12),
+)
+def test_xavier_uniform_stays_within_its_scale(
+    shape: tuple[int, ...], factor_type: str, magnitude: float, name: str
+) -> None:
+    x = init.Xavier(factor_type=factor_type, magnitude=magnitude)
+    arr = fill(x, name, empty(*shape))
+    assert float(np.abs(arr).max()) <= x.scale_for(shape) * (1 + 1e-6)
+    again = fill(x, name, empty(*shape))
+    np.testing.assert_array_equal(arr, again)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes_2d_plus, scale=st.floats(0.1, 3.0), normal=st.booleans())
+def test_orthogonal_property(shape: tuple[int, ...], scale: float, normal: bool) -> None:
+    rand_type = "normal" if normal else "uniform"
+    arr = fill(init.Orthogonal(scale, rand_type), "w", empty(*shape, dtype=np.float64))
+    mat = arr.reshape(shape[0], -1)
+    nout, nin = mat.shape
+    gram = mat @ mat.T if nout <= nin else mat.T @ mat
+    np.testing.assert_allclose(gram, scale**2 * np.eye(min(nout, nin)), atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 9), st.integers(1, 9)))
+def test_bilinear_property(shape: tuple[int, int, int, int]) -> None:
+    np.testing.assert_array_equal(fill(init.Bilinear(), "w", empty(*shape)), mxnet_bilinear(shape))
