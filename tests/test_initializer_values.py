@@ -341,3 +341,15 @@ def test_orthogonal_property(shape: tuple[int, ...], scale: float, normal: bool)
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 9), st.integers(1, 9)))
 def test_bilinear_property(shape: tuple[int, int, int, int]) -> None:
     np.testing.assert_array_equal(fill(init.Bilinear(), "w", empty(*shape)), mxnet_bilinear(shape))
+
+
+def test_zero_dimensional_parameters() -> None:
+    scalar = fill(init.Uniform(0.5), "s_weight", np.zeros((), np.float32), seed=2)
+    assert scalar.shape == ()
+    assert 0 < abs(float(scalar)) <= 0.5
+    again = fill(init.Uniform(0.5), "s_weight", np.zeros((), np.float32), seed=2)
+    assert float(again) == float(scalar)
+    assert float(fill(init.Constant(4.0), "c", np.zeros((), np.float32))) == 4.0
+    assert float(fill(init.One(), "c", np.zeros((), np.float32))) == 1.0
+    with pytest.raises(InitializerError, match="It requires at least 2D"):
+        fill(init.Xavier(), "s_weight", np.zeros((), np.float32))
