@@ -1,11 +1,13 @@
-"""Typed public entry points of the compute kernels (fill, cast, zero).
+"""Typed public entry points of the compute kernels (fill, cast, zero) for numpy arrays.
 
-The jitted implementations are private; everything here takes and returns numpy arrays.
-Numba is imported only when a kernel first runs, never by ``import paramdict``.
+The jitted implementations are private (``_cpu.py`` for ``numba.njit``, ``_cuda.py`` for
+``numba.cuda``); both compile the same scalar bodies in ``_bodies.py``. Numba is imported only
+when a kernel first runs, never by ``import paramdict``; compiled kernels are cached on disk
+(``cache=True``) so a second process does not compile again.
 
-NOTE: this first cut is a plain-numpy implementation of the interface; the Numba kernels
-(counter-based Philox RNG, parallel fill/cast/zero) replace the bodies without changing
-the signatures.
+Random values come from Philox4x32-10 keyed by ``(seed, key)`` (see :func:`stream_key`): element
+``i`` of a C-ordered array is a pure function of ``(seed, key, i, dtype)`` and does not depend on
+thread count, initialization order or device.
 """
 
 from __future__ import annotations
@@ -16,37 +18,269 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cast", "fill_normal", "fill_uniform", "fill_value", "zero"]
+__all__ = [
+    "PARALLEL_THRESHOLD",
+    "cast",
+    "fill_normal",
+    "fill_uniform",
+    "fill_value",
+    "has_cast_kernel",
+    "stream_key",
+    "zero",
+    "zero_ranges",
+]
+
+#: Arrays with at least this many elements use the ``parallel=True`` kernels; smaller ones the
+#: serial kernels (no thread start-up).
+PARALLEL_THRESHOLD = 1 << 16
+
+_F16 = np.dtype(np.float16)
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
 
 
-def _generator(seed: int, key: str) -> np.random.Generator:
-    digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=16).digest()
-    return np.random.Generator(np.random.Philox(key=int.from_bytes(digest, "little")))
+def _bf16() -> np.dtype[Any]:
+    import ml_dtypes
+
+    dt: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+    return dt
+
+
+def stream_key(seed: int, key: str) -> np.ndarray:
+    """Return the Philox key and counter high words ``(k0, k1, n0, n1)`` for one stream.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative integer below ``2**64``.
+    key : str
+        The stream's name (the full parameter name).
+
+    Returns
+    -------
+    numpy.ndarray
+        Four ``uint64`` values each holding 32 bits, from the 128-bit BLAKE2b digest of the seed
+        and the UTF-8 name (stable across processes and platforms). ``(k0, k1)`` is the Philox
+        key; ``(n0, n1)`` are the counter's high words, the low words being the block index.
+
+    Raises
+    ------
+    paramdict.errors.ParameterValueError
+        If ``seed`` is not an integer in ``[0, 2**64)``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
+        from paramdict.errors import ParameterValueError
+
+        raise ParameterValueError(f"seed must be an int in [0, 2**64), got {seed!r}.")
+    digest = hashlib.blake2b(
+        int(seed).to_bytes(8, "little") + str(key).encode("utf-8"),
+        digest_size=16,
+        person=b"paramdict-phx4",
+    ).digest()
+    return np.frombuffer(digest, dtype="<u4").astype(np.uint64)
+
+
+def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -> None:
+    if not isinstance(out, np.ndarray):
+        from paramdict.errors import ParameterTypeError
+
+        raise ParameterTypeError(f"out must be a numpy array, got {type(out).__name__}.")
+    if out.dtype.kind != "f" and out.dtype != _bf16():
+        from paramdict.errors import ParameterTypeError
+
+        raise ParameterTypeError(
+            f"random fills need a float16/bfloat16/float32/float64 array, got {out.dtype.name}."
+        )
+    k = stream_key(seed, key)
+    if out.size == 0:
+        return
+    from paramdict.kernels import _cpu
+
+    direct = out.dtype in (_F32, _F64) and out.flags.c_contiguous and out.flags.writeable
+    target = out if direct else np.empty(out.shape, _F64 if out.dtype == _F64 else _F32)
+    flat = target.reshape(-1)
+    big = flat.size >= PARALLEL_THRESHOLD
+    if flat.dtype == _F64:
+        (_cpu._fill_f64_parallel if big else _cpu._fill_f64_serial)(flat, dist, a, b, k)
+    else:
+        (_cpu._fill_f32_parallel if big else _cpu._fill_f32_serial)(flat, dist, a, b, k)
+    if not direct:
+        if out.dtype in (_F16, _bf16()) and out.flags.c_contiguous and out.flags.writeable:
+            _cast_into(target, out)
+        else:
+            out[...] = target
 
 
 def fill_uniform(out: np.ndarray, low: float, high: float, *, seed: int, key: str) -> None:
-    """Fill ``out`` in place with U[low, high) values keyed by ``(seed, key)``."""
-    gen = _generator(seed, key)
-    out[...] = gen.uniform(low, high, out.shape).astype(out.dtype, copy=False)
+    """Fill ``out`` in place with values uniform in ``[low, high)``, keyed by ``(seed, key)``.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        float16, bfloat16, float32 or float64 array (any layout). float32/float64 are written
+        directly; half types are drawn as float32 and rounded to nearest even.
+    low, high : float
+        Bounds; element ``i`` is ``low + (high - low) * u_i`` computed in float64, where ``u_i``
+        has 24 random bits (float32/half outputs) or 53 (float64).
+    seed : int
+        Stream seed in ``[0, 2**64)``.
+    key : str
+        Stream name, normally the full parameter name.
+
+    Raises
+    ------
+    paramdict.errors.ParameterTypeError
+        If ``out`` is not a floating-point numpy array.
+    """
+    _fill_random(out, 0, float(low), float(high) - float(low), seed, key)
 
 
 def fill_normal(out: np.ndarray, mean: float, std: float, *, seed: int, key: str) -> None:
-    """Fill ``out`` in place with N(mean, std) values keyed by ``(seed, key)``."""
-    gen = _generator(seed, key)
-    out[...] = gen.normal(mean, std, out.shape).astype(out.dtype, copy=False)
+    """Fill ``out`` in place with normal values ``N(mean, std)``, keyed by ``(seed, key)``.
+
+    Box-Muller on pairs of uniforms, computed in float64 and rounded once to ``out.dtype``.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        float16, bfloat16, float32 or float64 array (any layout).
+    mean, std : float
+        Mean and standard deviation.
+    seed : int
+        Stream seed in ``[0, 2**64)``.
+    key : str
+        Stream name, normally the full parameter name.
+
+    Raises
+    ------
+    paramdict.errors.ParameterTypeError
+        If ``out`` is not a floating-point numpy array.
+    """
+    _fill_random(out, 1, float(mean), float(std), seed, key)
 
 
 def fill_value(out: np.ndarray, value: Any) -> None:
-    """Fill ``out`` in place with ``value`` (broadcast)."""
-    out[...] = value
+    """Fill ``out`` in place with ``value`` (a scalar or anything broadcastable to it).
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        Destination.
+    value : scalar or array_like
+        Converted to ``out.dtype`` by numpy's rules (``out.fill`` for scalars: a memset-speed
+        loop, no Numba needed).
+    """
+    if np.ndim(value) == 0:
+        out.fill(value)
+    else:
+        out[...] = value
+
+
+# --- casts ------------------------------------------------------------------------------------
+
+_BIT_KERNELS = {
+    ("float32", "float16"): ("_f32_to_f16", np.uint32, np.uint16),
+    ("float16", "float32"): ("_f16_to_f32", np.uint16, np.uint32),
+    ("float32", "bfloat16"): ("_f32_to_bf16", np.uint32, np.uint16),
+    ("bfloat16", "float32"): ("_bf16_to_f32", np.uint16, np.uint32),
+}
+_NATIVE_PAIRS = {("float32", "float64"), ("float64", "float32")}
+
+
+def has_cast_kernel(src_dtype: Any, dtype: Any) -> bool:
+    """Return whether ``cast`` uses a Numba kernel (else numpy ``astype``) for this pair."""
+    pair = (np.dtype(src_dtype).name, np.dtype(dtype).name)
+    return pair in _BIT_KERNELS or pair in _NATIVE_PAIRS
+
+
+def _cast_into(src: np.ndarray, dst: np.ndarray) -> None:
+    """Cast C-contiguous ``src`` into C-contiguous ``dst`` of the same size with a kernel."""
+    from paramdict.kernels import _cpu
+
+    pair = (src.dtype.name, dst.dtype.name)
+    big = src.size >= PARALLEL_THRESHOLD
+    s = src.reshape(-1)
+    d = dst.reshape(-1)
+    if pair in _BIT_KERNELS:
+        name, su, du = _BIT_KERNELS[pair]
+        kern = getattr(_cpu, name + ("_parallel" if big else "_serial"))
+        kern(s.view(su), d.view(du))
+    else:
+        (_cpu._native_parallel if big else _cpu._native_serial)(s, d)
 
 
 def cast(src: np.ndarray, dtype: Any) -> np.ndarray:
-    """Return ``src`` converted to ``dtype`` (a new array), like ``src.astype(dtype)``."""
-    return np.asarray(src).astype(dtype)
+    """Return ``src`` converted to ``dtype`` as a new C-contiguous array.
+
+    Bit-identical to ``src.astype(dtype)`` (numpy / ml_dtypes): round-to-nearest-even, Inf and
+    NaN kept (NaN payloads handled as numpy and ml_dtypes do). float32 <-> float16, bfloat16 and
+    float64 use Numba kernels (parallel above :data:`PARALLEL_THRESHOLD` elements); every other
+    pair falls back to numpy ``astype``.
+
+    Parameters
+    ----------
+    src : array_like
+        Source values.
+    dtype : dtype_like
+        Target dtype (``"bfloat16"`` means ``ml_dtypes.bfloat16``).
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array (even when the dtype is unchanged).
+    """
+    target = _bf16() if isinstance(dtype, str) and dtype == "bfloat16" else np.dtype(dtype)
+    arr = np.asarray(src)
+    if arr.size == 0 or not has_cast_kernel(arr.dtype, target):
+        return arr.astype(target)
+    arr = np.ascontiguousarray(arr)
+    out = np.empty(arr.shape, dtype=target)
+    _cast_into(arr, out)
+    return out
+
+
+# --- zero -------------------------------------------------------------------------------------
 
 
 def zero(arrays: Sequence[np.ndarray]) -> None:
-    """Set every array in ``arrays`` to zero."""
+    """Set every array in ``arrays`` to zero.
+
+    For many small arrays, allocate them from one :class:`paramdict.arena.Arena` and call
+    :meth:`~paramdict.arena.Arena.zero` instead: one kernel over the flat buffer.
+
+    Parameters
+    ----------
+    arrays : sequence of numpy.ndarray
+        Writable arrays.
+    """
     for a in arrays:
-        a[...] = 0
+        a.fill(0)
+
+
+def zero_ranges(buffer: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> None:
+    """Zero ``buffer[starts[r]:stops[r]]`` for every ``r`` in one kernel call.
+
+    Parameters
+    ----------
+    buffer : numpy.ndarray
+        A 1-D C-contiguous buffer (any dtype; indices are in elements).
+    starts, stops : numpy.ndarray
+        ``int64`` arrays of equal length, sorted and non-overlapping.
+    """
+    if starts.size == 0:
+        return
+    if starts.size == 1:
+        s, e = int(starts[0]), int(stops[0])
+        if e - s >= 4 * PARALLEL_THRESHOLD:
+            from paramdict.kernels import _cpu
+
+            b = buffer.view(np.uint8)
+            isz = buffer.itemsize
+            _cpu._zero_flat_parallel(b, s * isz, e * isz)
+        else:
+            buffer[s:e].fill(0)
+        return
+    from paramdict.kernels import _cpu
+
+    isz = buffer.itemsize
+    _cpu._zero_ranges_serial(buffer.view(np.uint8), starts * isz, stops * isz)

@@ -1,0 +1,145 @@
+"""Scalar kernel bodies written once in a plain-Python subset.
+
+Every function here is compiled twice: with ``numba.njit`` for the CPU (``_cpu.py``) and with
+``numba.cuda.jit(device=True)`` for CUDA (``_cuda.py``); the plain-Python versions also run
+as-is (tests, the CUDA simulator). Integers are carried as ``numpy.uint64`` holding 32-bit
+values so that every compiler sees the same types and no intermediate overflows.
+
+This module must not import numba.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Philox4x32 constants (Random123).
+_M0 = np.uint64(0xD2511F53)
+_M1 = np.uint64(0xCD9E8D57)
+_W0 = np.uint64(0x9E3779B9)
+_W1 = np.uint64(0xBB67AE85)
+_MASK32 = np.uint64(0xFFFFFFFF)
+_SH32 = np.uint64(32)
+_SH8 = np.uint64(8)
+_SH5 = np.uint64(5)
+_SH6 = np.uint64(6)
+_SH13 = np.uint64(13)
+_SH16 = np.uint64(16)
+_SH23 = np.uint64(23)
+
+_TWO_M24 = 1.0 / 16777216.0  # 2**-24
+_TWO_M53 = 1.0 / 9007199254740992.0  # 2**-53
+_TWO26 = 67108864.0  # 2**26
+_TWO_PI = 2.0 * math.pi
+
+
+def philox4x32_10(
+    c0: np.uint64,
+    c1: np.uint64,
+    c2: np.uint64,
+    c3: np.uint64,
+    k0: np.uint64,
+    k1: np.uint64,
+) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
+    """Philox4x32 with 10 rounds: counter ``(c0..c3)``, key ``(k0, k1)``, 32-bit words."""
+    for _ in range(10):
+        p0 = _M0 * c0
+        p1 = _M1 * c2
+        n0 = (p1 >> _SH32) ^ c1 ^ k0
+        n2 = (p0 >> _SH32) ^ c3 ^ k1
+        c1 = p1 & _MASK32
+        c3 = p0 & _MASK32
+        c0 = n0
+        c2 = n2
+        k0 = (k0 + _W0) & _MASK32
+        k1 = (k1 + _W1) & _MASK32
+    return c0, c1, c2, c3
+
+
+def u01_f32(x: np.uint64) -> float:
+    """Map one 32-bit word to ``[0, 1)`` using its top 24 bits (exact in float32)."""
+    return float(x >> _SH8) * _TWO_M24
+
+
+def u01_f32_open(x: np.uint64) -> float:
+    """Map one 32-bit word to ``(0, 1]`` using its top 24 bits (for logarithms)."""
+    return (float(x >> _SH8) + 1.0) * _TWO_M24
+
+
+def u01_f64(a: np.uint64, b: np.uint64) -> float:
+    """Map two 32-bit words to ``[0, 1)`` with 53 random bits (27 from ``a``, 26 from ``b``)."""
+    return (float(a >> _SH5) * _TWO26 + float(b >> _SH6)) * _TWO_M53
+
+
+def box_muller(u1: float, u2: float) -> tuple[float, float]:
+    """Two independent standard normals from ``u1`` in ``(0, 1]`` and ``u2`` in ``[0, 1)``."""
+    r = math.sqrt(-2.0 * math.log(u1))
+    t = _TWO_PI * u2
+    return r * math.cos(t), r * math.sin(t)
+
+
+def f32_to_f16_bits(f: np.uint64) -> np.uint64:
+    """Float32 bits -> float16 bits, round-to-nearest-even, exactly as numpy's ``astype``."""
+    h_sgn = (f & np.uint64(0x80000000)) >> _SH16
+    f_exp = f & np.uint64(0x7F800000)
+    if f_exp >= np.uint64(0x47800000):
+        if f_exp == np.uint64(0x7F800000):
+            f_sig = f & np.uint64(0x007FFFFF)
+            if f_sig != np.uint64(0):
+                ret = np.uint64(0x7C00) + (f_sig >> _SH13)
+                if ret == np.uint64(0x7C00):
+                    ret = ret + np.uint64(1)
+                return h_sgn + ret
+        return h_sgn + np.uint64(0x7C00)
+    if f_exp <= np.uint64(0x38000000):
+        if f_exp < np.uint64(0x33000000):
+            return h_sgn
+        e = f_exp >> _SH23
+        f_sig = np.uint64(0x00800000) + (f & np.uint64(0x007FFFFF))
+        f_sig = f_sig >> (np.uint64(113) - e)
+        if ((f_sig & np.uint64(0x3FFF)) != np.uint64(0x1000)) or (
+            (f & np.uint64(0x7FF)) != np.uint64(0)
+        ):
+            f_sig = f_sig + np.uint64(0x1000)
+        return h_sgn + (f_sig >> _SH13)
+    h_exp = (f_exp - np.uint64(0x38000000)) >> _SH13
+    f_sig = f & np.uint64(0x007FFFFF)
+    if (f_sig & np.uint64(0x3FFF)) != np.uint64(0x1000):
+        f_sig = f_sig + np.uint64(0x1000)
+    return h_sgn + h_exp + (f_sig >> _SH13)
+
+
+def f16_to_f32_bits(h: np.uint64) -> np.uint64:
+    """Float16 bits -> float32 bits (exact; NaN payloads kept as numpy does)."""
+    h_exp = h & np.uint64(0x7C00)
+    f_sgn = (h & np.uint64(0x8000)) << _SH16
+    if h_exp == np.uint64(0):
+        h_sig = h & np.uint64(0x03FF)
+        if h_sig == np.uint64(0):
+            return f_sgn
+        h_sig = h_sig << np.uint64(1)
+        while (h_sig & np.uint64(0x0400)) == np.uint64(0):
+            h_sig = h_sig << np.uint64(1)
+            h_exp = h_exp + np.uint64(1)
+        f_e = (np.uint64(112) - h_exp) << _SH23
+        return f_sgn + f_e + ((h_sig & np.uint64(0x03FF)) << _SH13)
+    if h_exp == np.uint64(0x7C00):
+        return f_sgn + np.uint64(0x7F800000) + ((h & np.uint64(0x03FF)) << _SH13)
+    return f_sgn + (((h & np.uint64(0x7FFF)) + np.uint64(0x1C000)) << _SH13)
+
+
+def f32_to_bf16_bits(f: np.uint64) -> np.uint64:
+    """Float32 bits -> bfloat16 bits, round-to-nearest-even, exactly as ml_dtypes does.
+
+    NaNs become the quiet NaN ``0x7fc0`` with the input's sign.
+    """
+    if (f & np.uint64(0x7FFFFFFF)) > np.uint64(0x7F800000):
+        return ((f >> _SH16) & np.uint64(0x8000)) | np.uint64(0x7FC0)
+    lsb = (f >> _SH16) & np.uint64(1)
+    return ((f + np.uint64(0x7FFF) + lsb) >> _SH16) & np.uint64(0xFFFF)
+
+
+def bf16_to_f32_bits(b: np.uint64) -> np.uint64:
+    """Bfloat16 bits -> float32 bits (exact)."""
+    return b << _SH16
