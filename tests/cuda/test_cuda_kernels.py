@@ -1,0 +1,166 @@
+"""GPU backend and CUDA kernels: run under NUMBA_ENABLE_CUDASIM=1 (small sizes) or on a GPU."""
+
+from __future__ import annotations
+
+import os
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from paramdict import kernels
+from paramdict.builtin import gpu
+from paramdict.errors import DeviceUnavailableError, ParameterTypeError
+
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+pytestmark = [
+    pytest.mark.cudasim,
+    pytest.mark.skipif(
+        not (SIM or gpu._cuda_available()[0]), reason="needs NUMBA_ENABLE_CUDASIM=1 or a GPU"
+    ),
+]
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+@pytest.fixture
+def backend():
+    b = gpu.CUDABackend()
+    b.check(0)
+    return b
+
+
+def test_device_philox_matches_known_answers():
+    from numba import cuda
+
+    from paramdict.kernels import _cuda
+
+    @cuda.jit
+    def run(out):
+        x = _cuda._philox(
+            np.uint64(0x243F6A88),
+            np.uint64(0x85A308D3),
+            np.uint64(0x13198A2E),
+            np.uint64(0x03707344),
+            np.uint64(0xA4093822),
+            np.uint64(0x299F31D0),
+        )
+        for j in range(4):
+            out[j] = x[j]
+
+    out = cuda.device_array(4, np.uint64)
+    run[1, 1](out)
+    assert [int(v) for v in out.copy_to_host()] == [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uniform_bit_identical_to_cpu(backend, dtype):
+    n = 37
+    dev = backend.empty((n,), np.dtype(dtype), 0)
+    gpu.fill_random(dev, "uniform", -1.0, 2.0, seed=5, key="p.weight")
+    host = np.empty(n, dtype)
+    kernels.fill_uniform(host, -1.0, 1.0, seed=5, key="p.weight")
+    np.testing.assert_array_equal(backend.to_host(dev), host)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normal_within_2_ulp_of_cpu(backend, dtype):
+    dev = backend.empty((5, 6), np.dtype(dtype), 0)
+    gpu.fill_random(dev, "normal", 0.0, 1.0, seed=5, key="n")
+    host = np.empty((5, 6), dtype)
+    kernels.fill_normal(host, 0.0, 1.0, seed=5, key="n")
+    np.testing.assert_array_max_ulp(backend.to_host(dev), host, maxulp=2)
+
+
+def test_device_fill_rejects_half(backend):
+    with pytest.raises(ParameterTypeError, match="float16"):
+        gpu.fill_random(
+            backend.empty((4,), np.dtype(np.float16), 0), "uniform", 0, 1, seed=0, key="x"
+        )
+
+
+@pytest.mark.parametrize("target", [np.dtype(np.float16), BF16, np.dtype(np.float64)])
+def test_device_cast_matches_astype(backend, target):
+    bits = np.array(
+        [0x3F800000, 0x7F800001, 0xFFC12345, 0x33000001, 0x387FE000, 0x477FF000, 0x7F7FFFFF,
+         0x00000001, 0x80000000, 0x3F808000, 0x3F818000, 0x7F800000],
+        np.uint32,
+    )  # fmt: skip
+    src = bits.view(np.float32).reshape(3, 4)
+    out = backend.cast(backend.from_host(src, 0), target)
+    got = backend.to_host(out)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = src.astype(target)
+    assert got.dtype == target
+    np.testing.assert_array_equal(got.view(f"u{target.itemsize}"), want.view(f"u{target.itemsize}"))
+    back = backend.to_host(backend.cast(out, np.float32))
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(back.view(np.uint32), want.astype(np.float32).view(np.uint32))
+
+
+def test_fallback_cast_pair_and_copy_into(backend):
+    src = backend.from_host(np.arange(6, dtype=np.int32).reshape(2, 3), 0)
+    out = backend.cast(src, np.float16)
+    np.testing.assert_array_equal(
+        backend.to_host(out), np.arange(6, dtype=np.float16).reshape(2, 3)
+    )
+    dst = backend.empty((2, 3), np.dtype(np.float32), 0)
+    backend.copy_into(dst, np.full((2, 3), 2.5, np.float64))  # host source, cast on the host
+    np.testing.assert_array_equal(backend.to_host(dst), np.full((2, 3), 2.5, np.float32))
+    backend.copy_into(dst, out)  # device source of another dtype: device kernel
+    np.testing.assert_array_equal(
+        backend.to_host(dst), np.arange(6, dtype=np.float32).reshape(2, 3)
+    )
+    with pytest.raises(DeviceUnavailableError, match="shape mismatch"):
+        backend.copy_into(dst, np.zeros(4, np.float32))
+
+
+def test_zero_many_device_arrays(backend):
+    arrays = [backend.from_host(np.ones(s, np.float32), 0) for s in [(3,), (2, 2), (5,)]]
+    arrays.append(backend.from_host(np.ones(3, BF16), 0))
+    backend.zero(arrays)
+    for a in arrays:
+        assert not backend.to_host(a).astype(np.float32).any()
+
+
+def test_arena_on_gpu(backend):
+    from paramdict.arena import Arena
+
+    arena = Arena(np.float32, backend=backend, min_segment_elements=64)
+    views = arena.allocate_many([(4,), (2, 3)])
+    for v in views:
+        backend.copy_into(v, np.ones(v.shape, np.float32))
+    arena.release(views[0])
+    arena.zero()
+    assert backend.to_host(views[0]).all()
+    assert not backend.to_host(views[1]).any()
+
+
+def test_check_rejects_missing_device(backend):
+    with pytest.raises(DeviceUnavailableError, match="does not exist"):
+        backend.check(99)
+
+
+def test_check_without_cuda_names_the_extra(monkeypatch):
+    monkeypatch.setattr(gpu, "_cuda_available", lambda: (False, "numba-cuda is not installed"))
+    with pytest.raises(DeviceUnavailableError, match=r"pip install 'paramdict\[cuda\]'"):
+        gpu.CUDABackend().check(0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(SIM, reason="the simulator's arrays have no __cuda_array_interface__")
+def test_real_gpu_arrays_expose_cuda_array_interface(backend):
+    a = backend.from_host(np.arange(6, dtype=np.float32).reshape(2, 3), 0)
+    iface = a.__cuda_array_interface__
+    assert iface["shape"] == (2, 3)
+    assert iface["typestr"] == "<f4"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(SIM, reason="real GPU only")
+def test_real_gpu_large_uniform_bit_identical(backend):
+    n = 1_000_003
+    dev = backend.empty((n,), np.dtype(np.float32), 0)
+    gpu.fill_random(dev, "uniform", -0.07, 0.14, seed=1, key="big")
+    host = np.empty(n, np.float32)
+    kernels.fill_uniform(host, -0.07, 0.07, seed=1, key="big")
+    np.testing.assert_array_equal(backend.to_host(dev), host)
