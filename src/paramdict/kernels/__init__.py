@@ -100,10 +100,8 @@ def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -
     target = out if direct else np.empty(out.shape, _F64 if out.dtype == _F64 else _F32)
     flat = target.reshape(-1)
     big = flat.size >= PARALLEL_THRESHOLD
-    if flat.dtype == _F64:
-        (_cpu._fill_f64_parallel if big else _cpu._fill_f64_serial)(flat, dist, a, b, k)
-    else:
-        (_cpu._fill_f32_parallel if big else _cpu._fill_f32_serial)(flat, dist, a, b, k)
+    per = 2 if flat.dtype == _F64 else 4
+    (_cpu._fill_parallel if big else _cpu._fill_serial)(flat, per, dist, a, b, k)
     if not direct:
         if out.dtype in (_F16, _bf16()) and out.flags.c_contiguous and out.flags.writeable:
             _cast_into(target, out)
@@ -178,11 +176,11 @@ def fill_value(out: np.ndarray, value: Any) -> None:
 
 # --- casts ------------------------------------------------------------------------------------
 
-_BIT_KERNELS = {
-    ("float32", "float16"): ("_f32_to_f16", np.uint32, np.uint16),
-    ("float16", "float32"): ("_f16_to_f32", np.uint16, np.uint32),
-    ("float32", "bfloat16"): ("_f32_to_bf16", np.uint32, np.uint16),
-    ("bfloat16", "float32"): ("_bf16_to_f32", np.uint16, np.uint32),
+_BIT_KERNELS = {  # pair -> (kernel kind, source view, destination view)
+    ("float32", "float16"): (0, np.uint32, np.uint16),
+    ("float16", "float32"): (1, np.uint16, np.uint32),
+    ("float32", "bfloat16"): (2, np.uint32, np.uint16),
+    ("bfloat16", "float32"): (3, np.uint16, np.uint32),
 }
 _NATIVE_PAIRS = {("float32", "float64"), ("float64", "float32")}
 
@@ -201,12 +199,12 @@ def _cast_into(src: np.ndarray, dst: np.ndarray) -> None:
     big = src.size >= PARALLEL_THRESHOLD
     s = src.reshape(-1)
     d = dst.reshape(-1)
+    kern = _cpu._cast_parallel if big else _cpu._cast_serial
     if pair in _BIT_KERNELS:
-        name, su, du = _BIT_KERNELS[pair]
-        kern = getattr(_cpu, name + ("_parallel" if big else "_serial"))
-        kern(s.view(su), d.view(du))
+        kind, su, du = _BIT_KERNELS[pair]
+        kern(s.view(su), d.view(du), kind)
     else:
-        (_cpu._native_parallel if big else _cpu._native_serial)(s, d)
+        kern(s, d, 4)
 
 
 def cast(src: np.ndarray, dtype: Any) -> np.ndarray:

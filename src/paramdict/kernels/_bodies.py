@@ -42,18 +42,69 @@ def philox4x32_10(
     k0: np.uint64,
     k1: np.uint64,
 ) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
-    """Philox4x32 with 10 rounds: counter ``(c0..c3)``, key ``(k0, k1)``, 32-bit words."""
-    for _ in range(10):
-        p0 = _M0 * c0
-        p1 = _M1 * c2
-        n0 = (p1 >> _SH32) ^ c1 ^ k0
-        n2 = (p0 >> _SH32) ^ c3 ^ k1
-        c1 = p1 & _MASK32
-        c3 = p0 & _MASK32
-        c0 = n0
-        c2 = n2
-        k0 = (k0 + _W0) & _MASK32
-        k1 = (k1 + _W1) & _MASK32
+    """Philox4x32 with 10 rounds: counter ``(c0..c3)``, key ``(k0, k1)``, 32-bit words.
+
+    The rounds are written out (not a ``for`` loop) so that LLVM can vectorize the CPU fill
+    loops across blocks; the body stays plain Python for the CUDA compiler and the simulator.
+    """
+    # round 1
+    p0 = _M0 * c0
+    p1 = _M1 * c2
+    c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _MASK32
+    k0 = (k0 + _W0) & _MASK32
+    k1 = (k1 + _W1) & _MASK32
+    # round 2
+    p0 = _M0 * c0
+    p1 = _M1 * c2
+    c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _MASK32
+    k0 = (k0 + _W0) & _MASK32
+    k1 = (k1 + _W1) & _MASK32
+    # round 3
+    p0 = _M0 * c0
+    p1 = _M1 * c2
+    c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _MASK32
+    k0 = (k0 + _W0) & _MASK32
+    k1 = (k1 + _W1) & _MASK32
+    # round 4
+    p0 = _M0 * c0
+    p1 = _M1 * c2
+    c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _MASK32
+    k0 = (k0 + _W0) & _MASK32
+    k1 = (k1 + _W1) & _MASK32
+    # round 5
+    p0 = _M0 * c0
+    p1 = _M1 * c2
+    c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _MASK32
+    k0 = (k0 + _W0) & _MASK32
+    k1 = (k1 + _W1) & _MASK32
+    # round 6
+    p0 = _M0 * c0
+    p1 = _M1 * c2
+    c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _MASK32
+    k0 = (k0 + _W0) & _MASK32
+    k1 = (k1 + _W1) & _MASK32
+    # round 7
+    p0 = _M0 * c0
+    p1 = _M1 * c2
+    c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _MASK32
+    k0 = (k0 + _W0) & _MASK32
+    k1 = (k1 + _W1) & _MASK32
+    # round 8
+    p0 = _M0 * c0
+    p1 = _M1 * c2
+    c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _MASK32
+    k0 = (k0 + _W0) & _MASK32
+    k1 = (k1 + _W1) & _MASK32
+    # round 9
+    p0 = _M0 * c0
+    p1 = _M1 * c2
+    c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _MASK32
+    k0 = (k0 + _W0) & _MASK32
+    k1 = (k1 + _W1) & _MASK32
+    # round 10
+    p0 = _M0 * c0
+    p1 = _M1 * c2
+    c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _MASK32
     return c0, c1, c2, c3
 
 
@@ -79,35 +130,51 @@ def box_muller(u1: float, u2: float) -> tuple[float, float]:
     return r * math.cos(t), r * math.sin(t)
 
 
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
+_U7C00 = np.uint64(0x7C00)
+_U1000 = np.uint64(0x1000)
+_U3FFF = np.uint64(0x3FFF)
+_U7FF = np.uint64(0x7FF)
+_U8000 = np.uint64(0x8000)
+_EXP32 = np.uint64(0x7F800000)
+_SIG32 = np.uint64(0x007FFFFF)
+_HIDDEN32 = np.uint64(0x00800000)
+_EXP_H_MIN = np.uint64(0x38000000)  # float32 exponent bits of 2**-15 (largest f16 subnormal)
+_EXP_H_ZERO = np.uint64(0x33000000)  # below 2**-25: rounds to zero
+_EXP_H_OVER = np.uint64(0x47800000)  # 2**16: overflows to inf
+_U102 = np.uint64(102)
+_U112 = np.uint64(112)
+_U113 = np.uint64(113)
+
+
 def f32_to_f16_bits(f: np.uint64) -> np.uint64:
-    """Float32 bits -> float16 bits, round-to-nearest-even, exactly as numpy's ``astype``."""
-    h_sgn = (f & np.uint64(0x80000000)) >> _SH16
-    f_exp = f & np.uint64(0x7F800000)
-    if f_exp >= np.uint64(0x47800000):
-        if f_exp == np.uint64(0x7F800000):
-            f_sig = f & np.uint64(0x007FFFFF)
-            if f_sig != np.uint64(0):
-                ret = np.uint64(0x7C00) + (f_sig >> _SH13)
-                if ret == np.uint64(0x7C00):
-                    ret = ret + np.uint64(1)
-                return h_sgn + ret
-        return h_sgn + np.uint64(0x7C00)
-    if f_exp <= np.uint64(0x38000000):
-        if f_exp < np.uint64(0x33000000):
-            return h_sgn
-        e = f_exp >> _SH23
-        f_sig = np.uint64(0x00800000) + (f & np.uint64(0x007FFFFF))
-        f_sig = f_sig >> (np.uint64(113) - e)
-        if ((f_sig & np.uint64(0x3FFF)) != np.uint64(0x1000)) or (
-            (f & np.uint64(0x7FF)) != np.uint64(0)
-        ):
-            f_sig = f_sig + np.uint64(0x1000)
-        return h_sgn + (f_sig >> _SH13)
-    h_exp = (f_exp - np.uint64(0x38000000)) >> _SH13
-    f_sig = f & np.uint64(0x007FFFFF)
-    if (f_sig & np.uint64(0x3FFF)) != np.uint64(0x1000):
-        f_sig = f_sig + np.uint64(0x1000)
-    return h_sgn + h_exp + (f_sig >> _SH13)
+    """Float32 bits -> float16 bits, round-to-nearest-even, exactly as numpy's ``astype``.
+
+    numpy's ``npy_floatbits_to_halfbits`` (NaN payloads truncated, kept non-zero), written
+    with every case computed and then selected so that LLVM can vectorize the loop.
+    """
+    h_sgn = (f >> _SH16) & _U8000
+    f_exp = f & _EXP32
+    f_sig = f & _SIG32
+    # normal half: round the 23-bit significand to 10 bits (a carry bumps the exponent)
+    sig_n = f_sig + (_U1000 if (f_sig & _U3FFF) != _U1000 else _U0)
+    normal = ((f_exp - _EXP_H_MIN) >> _SH13) + (sig_n >> _SH13)
+    # subnormal half: shift the full significand right by 1..11 more bits, then round
+    e = f_exp >> _SH23
+    sh = (_U113 - e) if ((e >= _U102) & (e <= _U112)) else _U1
+    sig_s = (_HIDDEN32 + f_sig) >> sh
+    tie = ((sig_s & _U3FFF) == _U1000) & ((f & _U7FF) == _U0)
+    sub = (sig_s + (_U0 if tie else _U1000)) >> _SH13
+    # NaN: keep the top payload bits, but never let it become inf
+    nan = _U7C00 + (f_sig >> _SH13)
+    nan = nan + (_U1 if nan == _U7C00 else _U0)
+    r = normal
+    r = sub if f_exp <= _EXP_H_MIN else r
+    r = _U0 if f_exp < _EXP_H_ZERO else r
+    r = _U7C00 if f_exp >= _EXP_H_OVER else r
+    r = nan if ((f_exp == _EXP32) & (f_sig != _U0)) else r
+    return h_sgn + r
 
 
 def f16_to_f32_bits(h: np.uint64) -> np.uint64:

@@ -1,8 +1,12 @@
 """CPU kernels: the scalar bodies of ``_bodies`` compiled with ``numba.njit(cache=True)``.
 
 Imported lazily by :mod:`paramdict.kernels` (never by ``import paramdict``). Every loop exists
-twice: a serial version for small arrays (no thread start-up) and a ``parallel=True`` version
-(``prange``, honours ``NUMBA_NUM_THREADS``). Values never depend on which one runs.
+as a serial version for small arrays (no thread start-up) and a ``parallel=True`` version
+(``prange`` over chunks, honours ``NUMBA_NUM_THREADS``). Values never depend on which one runs.
+
+The scalar bodies are inlined at Numba-IR level so that LLVM sees one straight-line loop body
+and vectorizes across Philox blocks / elements; loop indices are unsigned so that stores carry
+no negative-index wrap-around checks.
 """
 
 from __future__ import annotations
@@ -17,167 +21,160 @@ from paramdict.kernels import _bodies
 
 _jit = numba.njit(cache=True, nogil=True)
 _pjit = numba.njit(cache=True, nogil=True, parallel=True)
+_inline = numba.njit(inline="always")
 
-_philox = _jit(_bodies.philox4x32_10)
-_u01_f32 = _jit(_bodies.u01_f32)
-_u01_f32_open = _jit(_bodies.u01_f32_open)
-_u01_f64 = _jit(_bodies.u01_f64)
-_box_muller = _jit(_bodies.box_muller)
-_f32_to_f16 = _jit(_bodies.f32_to_f16_bits)
-_f16_to_f32 = _jit(_bodies.f16_to_f32_bits)
-_f32_to_bf16 = _jit(_bodies.f32_to_bf16_bits)
-_bf16_to_f32 = _jit(_bodies.bf16_to_f32_bits)
+_philox = _inline(_bodies.philox4x32_10)
+_u01_f32 = _inline(_bodies.u01_f32)
+_u01_f32_open = _inline(_bodies.u01_f32_open)
+_u01_f64 = _inline(_bodies.u01_f64)
+_box_muller = _inline(_bodies.box_muller)
+_f32_to_f16 = _inline(_bodies.f32_to_f16_bits)
+_f16_to_f32 = _inline(_bodies.f16_to_f32_bits)
+_f32_to_bf16 = _inline(_bodies.f32_to_bf16_bits)
+_bf16_to_f32 = _inline(_bodies.bf16_to_f32_bits)
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 _SH32 = np.uint64(32)
+_U1 = np.uint64(1)
+_U2 = np.uint64(2)
+_U3 = np.uint64(3)
+_U4 = np.uint64(4)
+_CHUNK = 1 << 14  # Philox blocks (or cast elements / 4) per parallel work item
 
 
 # --- random fills --------------------------------------------------------------------------
 # ``dist`` 0: uniform, value = a + b * U[0, 1); 1: normal, value = a + b * N(0, 1).
+# ``_f32_blocks`` / ``_f64_blocks`` fill whole Philox blocks ``[b0, b1)`` (4 float32 or 2
+# float64 values per block) into ``out`` starting at block ``base``.
 
 
 @_jit
-def _block_f32(
-    blk: int, dist: int, a: float, b: float, k0: Any, k1: Any, n0: Any, n1: Any
-) -> tuple[float, float, float, float]:
-    c = np.uint64(blk)
-    x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
+def _f32_blocks(
+    out: Any, b0: int, b1: int, base: int, dist: int, a: float, b: float, k: Any
+) -> None:
+    k0, k1, n0, n1 = k[0], k[1], k[2], k[3]
+    ub = np.uint64(base)
     if dist == 0:
-        return (
-            a + b * _u01_f32(x0),
-            a + b * _u01_f32(x1),
-            a + b * _u01_f32(x2),
-            a + b * _u01_f32(x3),
-        )
-    z0, z1 = _box_muller(_u01_f32_open(x0), _u01_f32(x1))
-    z2, z3 = _box_muller(_u01_f32_open(x2), _u01_f32(x3))
-    return a + b * z0, a + b * z1, a + b * z2, a + b * z3
-
-
-@_jit
-def _block_f64(
-    blk: int, dist: int, a: float, b: float, k0: Any, k1: Any, n0: Any, n1: Any
-) -> tuple[float, float]:
-    c = np.uint64(blk)
-    x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
-    if dist == 0:
-        return a + b * _u01_f64(x0, x1), a + b * _u01_f64(x2, x3)
-    z0, z1 = _box_muller(1.0 - _u01_f64(x0, x1), _u01_f64(x2, x3))
-    return a + b * z0, a + b * z1
-
-
-@_jit
-def _store_f32(out: Any, blk: int, dist: int, a: float, b: float, k: Any) -> None:
-    v0, v1, v2, v3 = _block_f32(blk, dist, a, b, k[0], k[1], k[2], k[3])
-    i = blk * 4
-    n = out.size
-    if i + 3 < n:
-        out[i] = v0
-        out[i + 1] = v1
-        out[i + 2] = v2
-        out[i + 3] = v3
+        for blk in range(b0, b1):
+            c = np.uint64(blk)
+            x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
+            i = (c - ub) * _U4
+            out[i] = a + b * _u01_f32(x0)
+            out[i + _U1] = a + b * _u01_f32(x1)
+            out[i + _U2] = a + b * _u01_f32(x2)
+            out[i + _U3] = a + b * _u01_f32(x3)
     else:
-        out[i] = v0
-        if i + 1 < n:
-            out[i + 1] = v1
-        if i + 2 < n:
-            out[i + 2] = v2
+        for blk in range(b0, b1):
+            c = np.uint64(blk)
+            x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
+            z0, z1 = _box_muller(_u01_f32_open(x0), _u01_f32(x1))
+            z2, z3 = _box_muller(_u01_f32_open(x2), _u01_f32(x3))
+            i = (c - ub) * _U4
+            out[i] = a + b * z0
+            out[i + _U1] = a + b * z1
+            out[i + _U2] = a + b * z2
+            out[i + _U3] = a + b * z3
 
 
 @_jit
-def _store_f64(out: Any, blk: int, dist: int, a: float, b: float, k: Any) -> None:
-    v0, v1 = _block_f64(blk, dist, a, b, k[0], k[1], k[2], k[3])
-    i = blk * 2
-    out[i] = v0
-    if i + 1 < out.size:
-        out[i + 1] = v1
+def _f64_blocks(
+    out: Any, b0: int, b1: int, base: int, dist: int, a: float, b: float, k: Any
+) -> None:
+    k0, k1, n0, n1 = k[0], k[1], k[2], k[3]
+    ub = np.uint64(base)
+    if dist == 0:
+        for blk in range(b0, b1):
+            c = np.uint64(blk)
+            x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
+            i = (c - ub) * _U2
+            out[i] = a + b * _u01_f64(x0, x1)
+            out[i + _U1] = a + b * _u01_f64(x2, x3)
+    else:
+        for blk in range(b0, b1):
+            c = np.uint64(blk)
+            x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
+            z0, z1 = _box_muller(1.0 - _u01_f64(x0, x1), _u01_f64(x2, x3))
+            i = (c - ub) * _U2
+            out[i] = a + b * z0
+            out[i + _U1] = a + b * z1
 
 
 @_jit
-def _fill_f32_serial(out: Any, dist: int, a: float, b: float, k: Any) -> None:
-    for blk in range((out.size + 3) // 4):
-        _store_f32(out, blk, dist, a, b, k)
+def _blocks(
+    out: Any, per: int, b0: int, b1: int, base: int, dist: int, a: float, b: float, k: Any
+) -> None:
+    if per == 4:
+        _f32_blocks(out, b0, b1, base, dist, a, b, k)
+    else:
+        _f64_blocks(out, b0, b1, base, dist, a, b, k)
+
+
+@_jit
+def _tail(out: Any, per: int, dist: int, a: float, b: float, k: Any) -> None:
+    """Fill the last, partial Philox block of ``out`` (through a scratch block)."""
+    n = out.size
+    nfull = n // per
+    rest = n - nfull * per
+    if rest == 0:
+        return
+    tmp = np.empty(per, out.dtype)
+    _blocks(tmp, per, nfull, nfull + 1, nfull, dist, a, b, k)
+    for j in range(rest):
+        out[nfull * per + j] = tmp[j]
+
+
+@_jit
+def _fill_serial(out: Any, per: int, dist: int, a: float, b: float, k: Any) -> None:
+    _blocks(out, per, 0, out.size // per, 0, dist, a, b, k)
+    _tail(out, per, dist, a, b, k)
 
 
 @_pjit
-def _fill_f32_parallel(out: Any, dist: int, a: float, b: float, k: Any) -> None:
-    for blk in prange((out.size + 3) // 4):
-        _store_f32(out, blk, dist, a, b, k)
-
-
-@_jit
-def _fill_f64_serial(out: Any, dist: int, a: float, b: float, k: Any) -> None:
-    for blk in range((out.size + 1) // 2):
-        _store_f64(out, blk, dist, a, b, k)
-
-
-@_pjit
-def _fill_f64_parallel(out: Any, dist: int, a: float, b: float, k: Any) -> None:
-    for blk in prange((out.size + 1) // 2):
-        _store_f64(out, blk, dist, a, b, k)
+def _fill_parallel(out: Any, per: int, dist: int, a: float, b: float, k: Any) -> None:
+    nfull = out.size // per
+    nchunks = (nfull + _CHUNK - 1) // _CHUNK
+    for ch in prange(nchunks):
+        _blocks(out, per, ch * _CHUNK, min(nfull, (ch + 1) * _CHUNK), 0, dist, a, b, k)
+    _tail(out, per, dist, a, b, k)
 
 
 # --- casts (bit-level on unsigned views, or native for float32 <-> float64) -----------------
+# ``kind`` 0: f32 -> f16, 1: f16 -> f32, 2: f32 -> bf16, 3: bf16 -> f32, 4: native conversion.
 
 
 @_jit
-def _f32_to_f16_serial(src: Any, dst: Any) -> None:
-    for i in range(src.size):
-        dst[i] = np.uint16(_f32_to_f16(np.uint64(src[i])))
-
-
-@_pjit
-def _f32_to_f16_parallel(src: Any, dst: Any) -> None:
-    for i in prange(src.size):
-        dst[i] = np.uint16(_f32_to_f16(np.uint64(src[i])))
-
-
-@_jit
-def _f16_to_f32_serial(src: Any, dst: Any) -> None:
-    for i in range(src.size):
-        dst[i] = np.uint32(_f16_to_f32(np.uint64(src[i])))
-
-
-@_pjit
-def _f16_to_f32_parallel(src: Any, dst: Any) -> None:
-    for i in prange(src.size):
-        dst[i] = np.uint32(_f16_to_f32(np.uint64(src[i])))
+def _cast_range(src: Any, dst: Any, start: int, stop: int, kind: int) -> None:
+    s0 = np.uint64(start)
+    s1 = np.uint64(stop)
+    if kind == 0:
+        for i in range(s0, s1):
+            dst[i] = np.uint16(_f32_to_f16(np.uint64(src[i])))
+    elif kind == 1:
+        for i in range(s0, s1):
+            dst[i] = np.uint32(_f16_to_f32(np.uint64(src[i])))
+    elif kind == 2:
+        for i in range(s0, s1):
+            dst[i] = np.uint16(_f32_to_bf16(np.uint64(src[i])))
+    elif kind == 3:
+        for i in range(s0, s1):
+            dst[i] = np.uint32(_bf16_to_f32(np.uint64(src[i])))
+    else:
+        for i in range(s0, s1):
+            dst[i] = src[i]
 
 
 @_jit
-def _f32_to_bf16_serial(src: Any, dst: Any) -> None:
-    for i in range(src.size):
-        dst[i] = np.uint16(_f32_to_bf16(np.uint64(src[i])))
+def _cast_serial(src: Any, dst: Any, kind: int) -> None:
+    _cast_range(src, dst, 0, src.size, kind)
 
 
 @_pjit
-def _f32_to_bf16_parallel(src: Any, dst: Any) -> None:
-    for i in prange(src.size):
-        dst[i] = np.uint16(_f32_to_bf16(np.uint64(src[i])))
-
-
-@_jit
-def _bf16_to_f32_serial(src: Any, dst: Any) -> None:
-    for i in range(src.size):
-        dst[i] = np.uint32(src[i]) << np.uint32(16)
-
-
-@_pjit
-def _bf16_to_f32_parallel(src: Any, dst: Any) -> None:
-    for i in prange(src.size):
-        dst[i] = np.uint32(src[i]) << np.uint32(16)
-
-
-@_jit
-def _native_serial(src: Any, dst: Any) -> None:
-    for i in range(src.size):
-        dst[i] = src[i]
-
-
-@_pjit
-def _native_parallel(src: Any, dst: Any) -> None:
-    for i in prange(src.size):
-        dst[i] = src[i]
+def _cast_parallel(src: Any, dst: Any, kind: int) -> None:
+    n = src.size
+    step = 4 * _CHUNK
+    nchunks = (n + step - 1) // step
+    for ch in prange(nchunks):
+        _cast_range(src, dst, ch * step, min(n, (ch + 1) * step), kind)
 
 
 # --- zero -------------------------------------------------------------------------------------
@@ -186,11 +183,13 @@ def _native_parallel(src: Any, dst: Any) -> None:
 @_jit
 def _zero_ranges_serial(buf: Any, starts: Any, stops: Any) -> None:
     for r in range(starts.size):
-        for i in range(starts[r], stops[r]):
-            buf[i] = 0
+        buf[starts[r] : stops[r]] = 0
 
 
 @_pjit
 def _zero_flat_parallel(buf: Any, start: int, stop: int) -> None:
-    for i in prange(start, stop):
-        buf[i] = 0
+    n = stop - start
+    step = 1 << 20
+    nchunks = (n + step - 1) // step
+    for ch in prange(nchunks):
+        buf[start + ch * step : min(stop, start + (ch + 1) * step)] = 0
