@@ -182,3 +182,16 @@ def test_fill_value_scalar_and_broadcast():
     out32 = np.empty((2, 3), np.float32)
     kernels.fill_value(out32, np.array([1.0, 2.0, 3.0]))
     np.testing.assert_array_equal(out32, [[1, 2, 3], [1, 2, 3]])
+
+
+def test_branch_free_box_muller_matches_libm_version():
+    words = [0, 1, 0x1FFFFFFF, 0x20000000, 0x3FFFFFFF, 0x40000000, 0x7FFFFFFF, 0x80000000,
+             0xBFFFFFFF, 0xC0000000, 0xDFFFFFFF, 0xE0000000, 0xFFFFFFFF]  # fmt: skip
+    words += [int(w) for w in np.random.default_rng(2).integers(0, 2**32, 300)]
+    for x0 in words[::3]:
+        for x1 in words:
+            a, b = np.uint64(x0), np.uint64(x1)
+            got = _bodies.box_muller_f32(a, b)
+            want = _bodies.box_muller(_bodies.u01_f32_open(a), _bodies.u01_f32(b))
+            assert abs(got[0] - want[0]) <= 4e-15 * max(1.0, abs(want[0])), (x0, x1)
+            assert abs(got[1] - want[1]) <= 4e-15 * max(1.0, abs(want[1])), (x0, x1)

@@ -132,6 +132,94 @@ def box_muller(u1: float, u2: float) -> tuple[float, float]:
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
+_U2 = np.uint64(2)
+# fdlibm polynomial coefficients (log1p on [sqrt(2)/2 - 1, sqrt(2) - 1]; sin/cos on [-pi/4, pi/4])
+_LG1 = 6.666666666666735130e-01
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_S1 = -1.66666666666666324348e-01
+_S2 = 8.33333333332248946124e-03
+_S3 = -1.98412698298579493134e-04
+_S4 = 2.75573137070700676789e-06
+_S5 = -2.50507602534068634195e-08
+_S6 = 1.58969099521155010221e-10
+_C1 = 4.16666666666666019037e-02
+_C2 = -1.38888888888741095749e-03
+_C3 = 2.48015872894767294178e-05
+_C4 = -2.75573143513906633035e-07
+_C5 = 2.08757232129817482790e-09
+_C6 = -1.13596475577881948265e-11
+_SQRT2 = 1.4142135623730951
+_U3 = np.uint64(3)
+_U2P21 = np.uint64(1 << 21)
+_SH22 = np.uint64(22)
+_TWO22 = 4194304.0
+
+
+def box_muller_f32(x0: np.uint64, x1: np.uint64) -> tuple[float, float]:
+    """Two standard normals from two 32-bit words, with branch-free float64 log/sin/cos.
+
+    Same value as ``box_muller(u01_f32_open(x0), u01_f32(x1))`` up to a few float64 ulp
+    (fdlibm polynomials instead of libm), so float32 results match it to <= 1 float32 ulp; the
+    arithmetic is selects only, so CPU loops vectorize and CUDA runs the same code.
+    """
+    # ln(u1), u1 = v * 2**-24 with the integer v in [1, 2**24]: v = 2**e * x, x in [1, 2)
+    xf = float((x0 >> _SH8) + _U1)
+    e = -24.0
+    big = xf >= 65536.0
+    xf = xf * 1.52587890625e-05 if big else xf
+    e = e + 16.0 if big else e
+    big = xf >= 256.0
+    xf = xf * 0.00390625 if big else xf
+    e = e + 8.0 if big else e
+    big = xf >= 16.0
+    xf = xf * 0.0625 if big else xf
+    e = e + 4.0 if big else e
+    big = xf >= 4.0
+    xf = xf * 0.25 if big else xf
+    e = e + 2.0 if big else e
+    big = xf >= 2.0
+    xf = xf * 0.5 if big else xf
+    e = e + 1.0 if big else e
+    big = xf > _SQRT2
+    xf = xf * 0.5 if big else xf
+    e = e + 1.0 if big else e
+    f = xf - 1.0
+    sv = f / (2.0 + f)
+    z = sv * sv
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    hfsq = 0.5 * f * f
+    log_u1 = e * _LN2_HI - ((hfsq - (sv * (hfsq + t1 + t2) + e * _LN2_LO)) - f)
+    r = math.sqrt(-2.0 * log_u1)
+    # angle 2*pi*u2 = q * pi/2 + theta, |theta| <= pi/4, from the 24-bit integer m = u2 * 2**24
+    m = x1 >> _SH8
+    q = (m + _U2P21) >> _SH22
+    theta = (float(m) - float(q) * _TWO22) * (_TWO_M24 * _TWO_PI)
+    t = theta * theta
+    sin_t = theta + theta * t * (_S1 + t * (_S2 + t * (_S3 + t * (_S4 + t * (_S5 + t * _S6)))))
+    cos_t = 1.0 - 0.5 * t + t * t * (_C1 + t * (_C2 + t * (_C3 + t * (_C4 + t * (_C5 + t * _C6)))))
+    quadrant = q & _U3
+    cos_a = (
+        cos_t
+        if quadrant == _U0
+        else (-sin_t if quadrant == _U1 else (-cos_t if quadrant == _U2 else sin_t))
+    )
+    sin_a = (
+        sin_t
+        if quadrant == _U0
+        else (cos_t if quadrant == _U1 else (-sin_t if quadrant == _U2 else -cos_t))
+    )
+    return r * cos_a, r * sin_a
+
+
 _U7C00 = np.uint64(0x7C00)
 _U1000 = np.uint64(0x1000)
 _U3FFF = np.uint64(0x3FFF)

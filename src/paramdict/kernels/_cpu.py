@@ -19,15 +19,16 @@ from numba import prange
 
 from paramdict.kernels import _bodies
 
-_jit = numba.njit(cache=True, nogil=True)
-_pjit = numba.njit(cache=True, nogil=True, parallel=True)
-_inline = numba.njit(inline="always")
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+_pjit = numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+_inline = numba.njit(inline="always", error_model="numpy")
 
 _philox = _inline(_bodies.philox4x32_10)
 _u01_f32 = _inline(_bodies.u01_f32)
 _u01_f32_open = _inline(_bodies.u01_f32_open)
 _u01_f64 = _inline(_bodies.u01_f64)
 _box_muller = _inline(_bodies.box_muller)
+_box_muller_f32 = _inline(_bodies.box_muller_f32)
 _f32_to_f16 = _inline(_bodies.f32_to_f16_bits)
 _f16_to_f32 = _inline(_bodies.f16_to_f32_bits)
 _f32_to_bf16 = _inline(_bodies.f32_to_bf16_bits)
@@ -67,8 +68,8 @@ def _f32_blocks(
         for blk in range(b0, b1):
             c = np.uint64(blk)
             x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
-            z0, z1 = _box_muller(_u01_f32_open(x0), _u01_f32(x1))
-            z2, z3 = _box_muller(_u01_f32_open(x2), _u01_f32(x3))
+            z0, z1 = _box_muller_f32(x0, x1)
+            z2, z3 = _box_muller_f32(x2, x3)
             i = (c - ub) * _U4
             out[i] = a + b * z0
             out[i + _U1] = a + b * z1

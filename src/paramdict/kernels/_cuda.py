@@ -21,6 +21,7 @@ _u01_f32 = _dev(_bodies.u01_f32)
 _u01_f32_open = _dev(_bodies.u01_f32_open)
 _u01_f64 = _dev(_bodies.u01_f64)
 _box_muller = _dev(_bodies.box_muller)
+_box_muller_f32 = _dev(_bodies.box_muller_f32)
 _f32_to_f16 = _dev(_bodies.f32_to_f16_bits)
 _f16_to_f32 = _dev(_bodies.f16_to_f32_bits)
 _f32_to_bf16 = _dev(_bodies.f32_to_bf16_bits)
@@ -46,8 +47,8 @@ def _fill_f32(out: Any, dist: int, a: float, b: float, k0: Any, k1: Any, n0: Any
         v2 = a + b * _u01_f32(x2)
         v3 = a + b * _u01_f32(x3)
     else:
-        z0, z1 = _box_muller(_u01_f32_open(x0), _u01_f32(x1))
-        z2, z3 = _box_muller(_u01_f32_open(x2), _u01_f32(x3))
+        z0, z1 = _box_muller_f32(x0, x1)
+        z2, z3 = _box_muller_f32(x2, x3)
         v0 = a + b * z0
         v1 = a + b * z1
         v2 = a + b * z2
