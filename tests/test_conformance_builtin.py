@@ -1,0 +1,123 @@
+"""The built-in backends run the conformance suites of paramdict.testing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import paramdict as pd
+from paramdict.testing import DeviceTests, InitializerTests, StorageTests
+
+
+def _has_format(name: str) -> bool:
+    from paramdict.manager import storage_specs
+
+    return name in storage_specs()
+
+
+class TestNpzConformance(StorageTests):
+    detects_bit_flips = True  # every entry carries a CRC-32
+
+    @pytest.fixture
+    def storage_format(self) -> str:
+        return "npz"
+
+    @pytest.fixture
+    def storage_uri(self, tmp_path: Path) -> str:
+        return str(tmp_path / "ckpt.npz")
+
+
+class TestMXNetParamsConformance(StorageTests):
+    # MXNet 1.9.1 loads only these type flags (int16/uint16/uint32/uint64 are refused).
+    supported_dtypes = (
+        "float32",
+        "float64",
+        "float16",
+        "bfloat16",
+        "int8",
+        "int32",
+        "int64",
+        "uint8",
+        "bool",
+    )
+
+    @pytest.fixture
+    def storage_format(self) -> str:
+        return "mxnet"
+
+    @pytest.fixture
+    def storage_uri(self, tmp_path: Path) -> str:
+        return str(tmp_path / "model.params")
+
+
+class TestZarrConformance(StorageTests):
+    detects_bit_flips = True
+    has_commit_protocol = True
+
+    @pytest.fixture
+    def storage_format(self) -> str:
+        if not _has_format("zarr"):
+            pytest.skip("the zarr backend (paramdict.builtin.zarr_store) is not registered yet")
+        return "zarr"
+
+    @pytest.fixture
+    def storage_uri(self, tmp_path: Path, storage_format: str) -> str:
+        return str(tmp_path / "ckpt.zarr")
+
+    def uncommit(self, uri: str) -> None:
+        from paramdict.builtin import zarr_store
+
+        marker = Path(uri) / getattr(zarr_store, "COMMIT_MARKER", "COMMITTED")
+        marker.unlink()
+
+
+class TestCPUDeviceConformance(DeviceTests):
+    @pytest.fixture
+    def device_context(self) -> Any:
+        return pd.cpu()
+
+
+class TestUniformConformance(InitializerTests):
+    @pytest.fixture
+    def initializer(self) -> Any:
+        return pd.init.Uniform(0.5)
+
+
+class TestNormalConformance(InitializerTests):
+    @pytest.fixture
+    def initializer(self) -> Any:
+        return pd.init.Normal(0.2)
+
+
+class TestXavierConformance(InitializerTests):
+    shape = (6, 4, 3, 3)
+
+    @pytest.fixture
+    def initializer(self) -> Any:
+        return pd.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+
+
+class TestOrthogonalConformance(InitializerTests):
+    supports_empty = False  # an orthonormal basis of a zero-size matrix is meaningless
+
+    @pytest.fixture
+    def initializer(self) -> Any:
+        return pd.init.Orthogonal()
+
+
+class TestConstantConformance(InitializerTests):
+    is_random = False
+
+    @pytest.fixture
+    def initializer(self) -> Any:
+        return pd.init.Constant(0.25)
+
+
+class TestZeroConformance(InitializerTests):
+    is_random = False
+
+    @pytest.fixture
+    def initializer(self) -> Any:
+        return pd.init.Zero()
