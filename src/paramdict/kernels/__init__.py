@@ -39,11 +39,29 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
 
-def _bf16() -> np.dtype[Any]:
-    import ml_dtypes
+_BF16: list[np.dtype[Any]] = []
 
-    dt: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
-    return dt
+
+def _bf16() -> np.dtype[Any]:
+    if not _BF16:
+        import ml_dtypes
+
+        _BF16.append(np.dtype(ml_dtypes.bfloat16))
+    return _BF16[0]
+
+
+def _stream_words(seed: int, key: str) -> np.ndarray:
+    """Return the four 32-bit stream words as a ``uint32`` array (what the kernels take)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
+        from paramdict.errors import ParameterValueError
+
+        raise ParameterValueError(f"seed must be an int in [0, 2**64), got {seed!r}.")
+    digest = hashlib.blake2b(
+        int(seed).to_bytes(8, "little") + str(key).encode("utf-8"),
+        digest_size=16,
+        person=b"paramdict-phx4",
+    ).digest()
+    return np.frombuffer(digest, dtype="<u4")
 
 
 def stream_key(seed: int, key: str) -> np.ndarray:
@@ -68,16 +86,7 @@ def stream_key(seed: int, key: str) -> np.ndarray:
     paramdict.errors.ParameterValueError
         If ``seed`` is not an integer in ``[0, 2**64)``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
-        from paramdict.errors import ParameterValueError
-
-        raise ParameterValueError(f"seed must be an int in [0, 2**64), got {seed!r}.")
-    digest = hashlib.blake2b(
-        int(seed).to_bytes(8, "little") + str(key).encode("utf-8"),
-        digest_size=16,
-        person=b"paramdict-phx4",
-    ).digest()
-    return np.frombuffer(digest, dtype="<u4").astype(np.uint64)
+    return _stream_words(seed, key).astype(np.uint64)
 
 
 def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -> None:
@@ -91,7 +100,7 @@ def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -
         raise ParameterTypeError(
             f"random fills need a float16/bfloat16/float32/float64 array, got {out.dtype.name}."
         )
-    k = stream_key(seed, key)
+    k = _stream_words(seed, key)
     if out.size == 0:
         return
     from paramdict.kernels import _cpu

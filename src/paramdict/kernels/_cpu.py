@@ -53,7 +53,7 @@ _CHUNK = 1 << 14  # Philox blocks (or cast elements / 4) per parallel work item
 def _f32_blocks(
     out: Any, b0: int, b1: int, base: int, dist: int, a: float, b: float, k: Any
 ) -> None:
-    k0, k1, n0, n1 = k[0], k[1], k[2], k[3]
+    k0, k1, n0, n1 = np.uint64(k[0]), np.uint64(k[1]), np.uint64(k[2]), np.uint64(k[3])
     ub = np.uint64(base)
     if dist == 0:
         for blk in range(b0, b1):
@@ -81,7 +81,7 @@ def _f32_blocks(
 def _f64_blocks(
     out: Any, b0: int, b1: int, base: int, dist: int, a: float, b: float, k: Any
 ) -> None:
-    k0, k1, n0, n1 = k[0], k[1], k[2], k[3]
+    k0, k1, n0, n1 = np.uint64(k[0]), np.uint64(k[1]), np.uint64(k[2]), np.uint64(k[3])
     ub = np.uint64(base)
     if dist == 0:
         for blk in range(b0, b1):

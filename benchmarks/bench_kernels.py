@@ -1,0 +1,231 @@
+"""Kernel benchmarks: paramdict's Numba kernels against numpy in the same process.
+
+Run ``python benchmarks/bench_kernels.py [--quick]`` (or ``nox -s benchmarks``). Prints a markdown
+table of medians and ratios (numpy time / paramdict time: > 1 means paramdict is faster), then
+first-call latencies measured in fresh subprocesses. Numbers on a shared 2-core machine are noisy;
+compare ratios, not absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from paramdict import kernels
+from paramdict.arena import Arena
+from resnet50_shapes import RESNET50_SHAPES, TINY_SHAPES
+
+
+def median_seconds(fn: Callable[[], object], repeat: int, number: int = 1) -> float:
+    fn()  # warm-up (JIT compile / cache load, page faults)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t0) / number)
+    return statistics.median(times)
+
+
+def fmt(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def make_arrays(shapes: list[tuple[str, tuple[int, ...]]]) -> list[tuple[str, np.ndarray]]:
+    arena = Arena(np.float32)
+    views = arena.allocate_many([s for _, s in shapes])
+    for v in views:
+        v.fill(0)
+    return [(n, v) for (n, _), v in zip(shapes, views, strict=True)]
+
+
+def xavier_numpy(gen: np.random.Generator, name: str, arr: np.ndarray) -> None:
+    if name.endswith("gamma"):
+        arr.fill(1)
+    elif name.endswith(("beta", "bias")):
+        arr.fill(0)
+    else:
+        fan_in = arr.shape[1] * math.prod(arr.shape[2:])
+        fan_out = arr.shape[0] * math.prod(arr.shape[2:])
+        scale = math.sqrt(3.0 * 2.0 / (fan_in + fan_out))
+        gen.random(out=arr, dtype=np.float32)
+        arr *= 2 * scale
+        arr -= scale
+
+
+def run_inits(rows: list[list[str]], label: str, shapes, repeat: int) -> None:
+    from paramdict.initializer import InitDesc, Xavier
+
+    arrays = make_arrays(shapes)
+    gen = np.random.default_rng(0)
+
+    def pd_uniform() -> None:
+        for name, a in arrays:
+            kernels.fill_uniform(a, -0.07, 0.07, seed=0, key=name)
+
+    def np_uniform() -> None:
+        for _, a in arrays:
+            gen.random(out=a, dtype=np.float32)
+
+    def pd_normal() -> None:
+        for name, a in arrays:
+            kernels.fill_normal(a, 0.0, 0.01, seed=0, key=name)
+
+    def np_normal() -> None:
+        for _, a in arrays:
+            gen.standard_normal(out=a, dtype=np.float32)
+
+    cases = [
+        ("Uniform init", pd_uniform, np_uniform, "Generator.random(out=)", ">= 3x (R50)"),
+        ("Normal init", pd_normal, np_normal, "Generator.standard_normal(out=)", ">= 4x (R50)"),
+    ]
+    if all(len(s) != 1 or n.endswith(("gamma", "beta", "bias")) for n, s in shapes):
+        xavier = Xavier()
+        descs = [(InitDesc(n, seed=0), a) for n, a in arrays]
+
+        def pd_xavier() -> None:
+            for d, a in descs:
+                xavier(d, a)
+
+        def np_xavier() -> None:
+            for n, a in arrays:
+                xavier_numpy(gen, n, a)
+
+        cases.append(("Xavier init", pd_xavier, np_xavier, "random(out=) + scale", ""))
+    for what, pd_fn, np_fn, ref, target in cases:
+        t_pd = median_seconds(pd_fn, repeat)
+        t_np = median_seconds(np_fn, repeat)
+        rows.append(
+            [f"{what}, {label}", fmt(t_pd), f"{fmt(t_np)} ({ref})", f"{t_np / t_pd:.2f}x", target]
+        )
+
+
+def run_zero(rows: list[list[str]], label: str, shapes, repeat: int, number: int) -> None:
+    arena = Arena(np.float32)
+    grads = arena.allocate_many([s for _, s in shapes])
+    t_pd = median_seconds(arena.zero, repeat, number)
+
+    def np_loop() -> None:
+        for g in grads:
+            g[...] = 0
+
+    t_np = median_seconds(np_loop, repeat, number)
+    target = "<= 10 µs" if len(shapes) == 1000 else ""
+    rows.append([f"zero_grad (Arena.zero), {label}", fmt(t_pd), f"{fmt(t_np)} (loop g[...] = 0)",
+                 f"{t_np / t_pd:.2f}x", target])  # fmt: skip
+    total = sum(math.prod(s) for _, s in shapes)
+    if total > 1_000_000:
+        flat = np.empty(total, np.float32)
+        t_fill = median_seconds(lambda: flat.fill(0), repeat)
+        t_zeros = median_seconds(lambda: np.zeros(total, np.float32), repeat)
+        gbs = total * 4 / 1e9
+        rows.append([f"zero_grad bandwidth, {label}", f"{gbs / t_pd:.1f} GB/s",
+                     f"{gbs / t_fill:.1f} GB/s (fill(0) memset); {gbs / t_zeros:.1f} GB/s "
+                     f"(np.zeros, lazy pages)", f"{t_fill / t_pd:.0%} of memset",
+                     ">= 70% of memset"])  # fmt: skip
+
+
+def run_casts(rows: list[list[str]], repeat: int) -> None:
+    total = sum(math.prod(s) for _, s in RESNET50_SHAPES)
+    src = np.empty(total, np.float32)
+    kernels.fill_normal(src, 0.0, 1.0, seed=0, key="cast")
+    for name, dt in [("float16", np.dtype(np.float16)), ("bfloat16", np.dtype(ml_dtypes.bfloat16))]:
+        t_pd = median_seconds(lambda dt=dt: kernels.cast(src, dt), repeat)
+        t_np = median_seconds(lambda dt=dt: src.astype(dt), repeat)
+        target = ">= 5x" if name == "float16" else ""
+        rows.append([f"cast f32->{name}, R50 (25.6M)", fmt(t_pd), f"{fmt(t_np)} (astype)",
+                     f"{t_np / t_pd:.2f}x", target])  # fmt: skip
+
+
+FIRST_CALL = r"""
+import time
+t0 = time.perf_counter()
+import numpy as np
+import paramdict
+t_import = time.perf_counter() - t0
+from paramdict.demo import build_resnet50
+params = build_resnet50()
+t1 = time.perf_counter()
+params.initialize(paramdict.init.Xavier(), seed=0)
+t_init = time.perf_counter() - t1
+params.zero_grad()
+print(f"{t_import:.4f} {t_init:.4f} {time.perf_counter() - t0:.4f}")
+"""
+
+
+def first_call_latency(rows: list[list[str]]) -> None:
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("cold (empty NUMBA_CACHE_DIR)", "warm (cached kernels)"):
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()  # fmt: skip
+            wall = time.perf_counter() - t0
+            t_import, t_init, t_total = (float(x) for x in out)
+            target = "<= 1 s total" if label.startswith("warm") else ""
+            rows.append([f"new process: import + ResNet-50 initialize(Xavier), {label}",
+                         f"{t_total:.2f} s (import {t_import:.2f} s, initialize {t_init:.2f} s)",
+                         f"process wall {wall:.2f} s", "", target])  # fmt: skip
+
+
+def import_time(rows: list[list[str]], repeat: int) -> None:
+    def wall(code: str) -> float:
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    t_pd = wall("import paramdict")
+    t_np = wall("import numpy")
+    t_py = wall("pass")
+    rows.append(["`python -c 'import paramdict'` (minus bare interpreter)", fmt(t_pd - t_py),
+                 f"{fmt(t_np - t_py)} (import numpy alone)", "", "< 150 ms"])  # fmt: skip
+    check = "import sys, paramdict; print('numba' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    rows.append(["numba imported by `import paramdict`?", loaded.stdout.strip(), "", "", "False"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    repeat = 3 if args.quick else 7
+    import numba
+
+    rows: list[list[str]] = []
+    run_inits(rows, "ResNet-50 (161 arrays, 25.6M f32)", RESNET50_SHAPES, repeat)
+    run_inits(rows, "1000 x (4,)", TINY_SHAPES, repeat)
+    run_zero(rows, "1000 x (4,)", TINY_SHAPES, repeat, number=200)
+    run_zero(rows, "ResNet-50", RESNET50_SHAPES, repeat, number=1)
+    run_casts(rows, repeat)
+    first_call_latency(rows)
+    import_time(rows, repeat)
+    print(f"numpy {np.__version__}, numba {numba.__version__}, threads {numba.get_num_threads()}, "
+          f"cpus {os.cpu_count()}\n")  # fmt: skip
+    print("| case | paramdict | numpy reference | ratio | target |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
