@@ -117,3 +117,13 @@ def test_cast_keeps_shape_and_handles_noncontiguous_and_empty():
     np.testing.assert_array_equal(got, a.astype(np.float16))
     assert kernels.cast(np.empty((0, 3), np.float32), "bfloat16").shape == (0, 3)
     assert kernels.has_cast_kernel(np.float32, BF16)
+
+
+@pytest.mark.parametrize("hardware", [True, False], ids=["cpu-instruction", "integer-kernel"])
+def test_both_float16_paths_match_astype(monkeypatch, hardware):
+    if hardware and not kernels._hardware_f16_ok():
+        pytest.skip("this CPU has no float32->float16 conversion instruction")
+    monkeypatch.setattr(kernels, "_HW_F16", [hardware])
+    src = _f32_edge_cases()
+    _assert_bits_equal(kernels.cast(src, np.float16), _astype(src, np.float16))
+    _assert_bits_equal(kernels.cast(src[:999], np.float16), _astype(src[:999], np.float16))

@@ -200,6 +200,29 @@ def has_cast_kernel(src_dtype: Any, dtype: Any) -> bool:
     return pair in _BIT_KERNELS or pair in _NATIVE_PAIRS
 
 
+_HW_F16: list[bool] = []
+
+
+def _hardware_f16_ok() -> bool:
+    """Whether the float32 -> float16 conversion instruction compiles and matches numpy."""
+    if not _HW_F16:
+        ok = False
+        try:
+            from paramdict.kernels import _cpu
+
+            probe = np.array([0x3F800000, 0x33000001, 0x387FE000, 0x477FF000, 0x7F800001,
+                              0xFFC12345, 0x00000001, 0x3F801000, 0x3F803000, 0x7F7FFFFF],
+                             np.uint32)  # fmt: skip
+            got = np.empty(probe.size, np.uint16)
+            _cpu._f16_hw_serial(probe.view(np.float32), probe, got)
+            with np.errstate(all="ignore"):
+                ok = bool(np.array_equal(got, probe.view(np.float32).astype(_F16).view(np.uint16)))
+        except Exception:  # no half-precision lowering on this CPU: integer kernel instead
+            ok = False
+        _HW_F16.append(ok)
+    return _HW_F16[0]
+
+
 def _cast_into(src: np.ndarray, dst: np.ndarray) -> None:
     """Cast C-contiguous ``src`` into C-contiguous ``dst`` of the same size with a kernel."""
     from paramdict.kernels import _cpu
@@ -208,6 +231,10 @@ def _cast_into(src: np.ndarray, dst: np.ndarray) -> None:
     big = src.size >= PARALLEL_THRESHOLD
     s = src.reshape(-1)
     d = dst.reshape(-1)
+    if pair == ("float32", "float16") and _hardware_f16_ok():
+        hw = _cpu._f16_hw_parallel if big else _cpu._f16_hw_serial
+        hw(s, s.view(np.uint32), d.view(np.uint16))
+        return
     kern = _cpu._cast_parallel if big else _cpu._cast_serial
     if pair in _BIT_KERNELS:
         kind, su, du = _BIT_KERNELS[pair]

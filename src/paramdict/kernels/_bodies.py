@@ -131,6 +131,7 @@ def box_muller(u1: float, u2: float) -> tuple[float, float]:
 
 
 _U0 = np.uint64(0)
+_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 _U1 = np.uint64(1)
 _U2 = np.uint64(2)
 # fdlibm polynomial coefficients (log1p on [sqrt(2)/2 - 1, sqrt(2) - 1]; sin/cos on [-pi/4, pi/4])
@@ -239,29 +240,32 @@ _U113 = np.uint64(113)
 def f32_to_f16_bits(f: np.uint64) -> np.uint64:
     """Float32 bits -> float16 bits, round-to-nearest-even, exactly as numpy's ``astype``.
 
-    numpy's ``npy_floatbits_to_halfbits`` (NaN payloads truncated, kept non-zero), written
-    with every case computed and then selected so that LLVM can vectorize the loop.
+    numpy's ``npy_floatbits_to_halfbits`` (NaN payloads truncated, kept non-zero). Every case is
+    computed and then chosen with bit masks (``_ONES * cond``) instead of branches, so that LLVM
+    vectorizes the loop; no intermediate wraps around.
     """
     h_sgn = (f >> _SH16) & _U8000
     f_exp = f & _EXP32
     f_sig = f & _SIG32
     # normal half: round the 23-bit significand to 10 bits (a carry bumps the exponent)
-    sig_n = f_sig + (_U1000 if (f_sig & _U3FFF) != _U1000 else _U0)
-    normal = ((f_exp - _EXP_H_MIN) >> _SH13) + (sig_n >> _SH13)
+    sig_n = f_sig + _U1000 * np.uint64((f_sig & _U3FFF) != _U1000)
+    normal = ((max(f_exp, _EXP_H_MIN) - _EXP_H_MIN) >> _SH13) + (sig_n >> _SH13)
     # subnormal half: shift the full significand right by 1..11 more bits, then round
-    e = f_exp >> _SH23
-    sh = (_U113 - e) if ((e >= _U102) & (e <= _U112)) else _U1
-    sig_s = (_HIDDEN32 + f_sig) >> sh
+    e = min(max(f_exp >> _SH23, _U102), _U112)
+    sig_s = (_HIDDEN32 + f_sig) >> (_U113 - e)
     tie = ((sig_s & _U3FFF) == _U1000) & ((f & _U7FF) == _U0)
-    sub = (sig_s + (_U0 if tie else _U1000)) >> _SH13
+    sub = (sig_s + _U1000 * (_U1 - np.uint64(tie))) >> _SH13
     # NaN: keep the top payload bits, but never let it become inf
     nan = _U7C00 + (f_sig >> _SH13)
-    nan = nan + (_U1 if nan == _U7C00 else _U0)
-    r = normal
-    r = sub if f_exp <= _EXP_H_MIN else r
-    r = _U0 if f_exp < _EXP_H_ZERO else r
-    r = _U7C00 if f_exp >= _EXP_H_OVER else r
-    r = nan if ((f_exp == _EXP32) & (f_sig != _U0)) else r
+    nan = nan + np.uint64(nan == _U7C00)
+    m = _ONES * np.uint64(f_exp <= _EXP_H_MIN)
+    r = (sub & m) | (normal & ~m)
+    m = _ONES * np.uint64(f_exp < _EXP_H_ZERO)
+    r = r & ~m
+    m = _ONES * np.uint64(f_exp >= _EXP_H_OVER)
+    r = (_U7C00 & m) | (r & ~m)
+    m = _ONES * np.uint64((f_exp == _EXP32) & (f_sig != _U0))
+    r = (nan & m) | (r & ~m)
     return h_sgn + r
 
 

@@ -15,7 +15,10 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import ir  # type: ignore[import-untyped]
 from numba import prange
+from numba.core import types
+from numba.extending import intrinsic
 
 from paramdict.kernels import _bodies
 
@@ -176,6 +179,59 @@ def _cast_parallel(src: Any, dst: Any, kind: int) -> None:
     nchunks = (n + step - 1) // step
     for ch in prange(nchunks):
         _cast_range(src, dst, ch * step, min(n, (ch + 1) * step), kind)
+
+
+# float32 -> float16 with the CPU's conversion instruction (F16C ``vcvtps2ph`` on x86, ``fcvt``
+# on arm64): LLVM's ``fptrunc`` rounds to nearest even like numpy; only NaNs differ (hardware
+# quiets them), so NaN inputs take numpy's rule. Used after a self-check, else ``kind`` 0.
+
+
+def _fptrunc_half_bits_typer(typingctx: Any, x: Any) -> Any:
+    sig = types.uint16(types.float32)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return sig, codegen
+
+
+_fptrunc_half_bits: Any = intrinsic(_fptrunc_half_bits_typer)
+
+
+_ABS32 = np.uint64(0x7FFFFFFF)
+_INF32 = np.uint64(0x7F800000)
+_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+_SIG32 = np.uint64(0x007FFFFF)
+_SH13 = np.uint64(13)
+_SH16 = np.uint64(16)
+_U0 = np.uint64(0)
+_U7C00 = np.uint64(0x7C00)
+_U8000 = np.uint64(0x8000)
+
+
+@_jit
+def _f16_hw_range(src: Any, bits: Any, dst: Any, start: int, stop: int) -> None:
+    for i in range(np.uint64(start), np.uint64(stop)):
+        h = np.uint64(_fptrunc_half_bits(src[i]))
+        f = np.uint64(bits[i])
+        payload = (f & _SIG32) >> _SH13
+        nan = ((f >> _SH16) & _U8000) + _U7C00 + payload + np.uint64(payload == _U0)
+        m = _ONES * np.uint64((f & _ABS32) > _INF32)
+        dst[i] = np.uint16((nan & m) | (h & ~m))
+
+
+@_jit
+def _f16_hw_serial(src: Any, bits: Any, dst: Any) -> None:
+    _f16_hw_range(src, bits, dst, 0, src.size)
+
+
+@_pjit
+def _f16_hw_parallel(src: Any, bits: Any, dst: Any) -> None:
+    n = src.size
+    step = 4 * _CHUNK
+    nchunks = (n + step - 1) // step
+    for ch in prange(nchunks):
+        _f16_hw_range(src, bits, dst, ch * step, min(n, (ch + 1) * step))
 
 
 # --- zero -------------------------------------------------------------------------------------
