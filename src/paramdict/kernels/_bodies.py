@@ -173,24 +173,24 @@ def box_muller_f32(x0: np.uint64, x1: np.uint64) -> tuple[float, float]:
     # ln(u1), u1 = v * 2**-24 with the integer v in [1, 2**24]: v = 2**e * x, x in [1, 2)
     xf = float((x0 >> _SH8) + _U1)
     e = -24.0
-    big = xf >= 65536.0
-    xf = xf * 1.52587890625e-05 if big else xf
-    e = e + 16.0 if big else e
-    big = xf >= 256.0
-    xf = xf * 0.00390625 if big else xf
-    e = e + 8.0 if big else e
-    big = xf >= 16.0
-    xf = xf * 0.0625 if big else xf
-    e = e + 4.0 if big else e
-    big = xf >= 4.0
-    xf = xf * 0.25 if big else xf
-    e = e + 2.0 if big else e
-    big = xf >= 2.0
-    xf = xf * 0.5 if big else xf
-    e = e + 1.0 if big else e
-    big = xf > _SQRT2
-    xf = xf * 0.5 if big else xf
-    e = e + 1.0 if big else e
+    big = np.float64(xf >= 65536.0)
+    xf = xf * (1.0 + big * -0.9999847412109375)
+    e = e + big * 16.0
+    big = np.float64(xf >= 256.0)
+    xf = xf * (1.0 + big * -0.99609375)
+    e = e + big * 8.0
+    big = np.float64(xf >= 16.0)
+    xf = xf * (1.0 + big * -0.9375)
+    e = e + big * 4.0
+    big = np.float64(xf >= 4.0)
+    xf = xf * (1.0 + big * -0.75)
+    e = e + big * 2.0
+    big = np.float64(xf >= 2.0)
+    xf = xf * (1.0 + big * -0.5)
+    e = e + big * 1.0
+    big = np.float64(xf > _SQRT2)
+    xf = xf * (1.0 - 0.5 * big)
+    e = e + big
     f = xf - 1.0
     sv = f / (2.0 + f)
     z = sv * sv
@@ -208,16 +208,10 @@ def box_muller_f32(x0: np.uint64, x1: np.uint64) -> tuple[float, float]:
     sin_t = theta + theta * t * (_S1 + t * (_S2 + t * (_S3 + t * (_S4 + t * (_S5 + t * _S6)))))
     cos_t = 1.0 - 0.5 * t + t * t * (_C1 + t * (_C2 + t * (_C3 + t * (_C4 + t * (_C5 + t * _C6)))))
     quadrant = q & _U3
-    cos_a = (
-        cos_t
-        if quadrant == _U0
-        else (-sin_t if quadrant == _U1 else (-cos_t if quadrant == _U2 else sin_t))
-    )
-    sin_a = (
-        sin_t
-        if quadrant == _U0
-        else (cos_t if quadrant == _U1 else (-sin_t if quadrant == _U2 else -cos_t))
-    )
+    cq = np.float64(quadrant == _U0) - np.float64(quadrant == _U2)  # cos(quadrant * pi/2)
+    sq = np.float64(quadrant == _U1) - np.float64(quadrant == _U3)  # sin(quadrant * pi/2)
+    cos_a = cq * cos_t - sq * sin_t
+    sin_a = sq * cos_t + cq * sin_t
     return r * cos_a, r * sin_a
 
 
