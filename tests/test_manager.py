@@ -59,6 +59,10 @@ STORAGE_PLUGIN = """
 """
 
 
+def _storage_plugin(name: str, suffix: str) -> str:
+    return STORAGE_PLUGIN.replace("{name}", name).replace("{suffix}", suffix)
+
+
 def test_builtins_are_registered_first() -> None:
     pm = manager.get_plugin_manager()
     names = [name for name, _ in pm.list_name_plugin()]
@@ -70,7 +74,7 @@ def test_builtins_are_registered_first() -> None:
 def test_entry_point_plugin_is_loaded_under_its_namespace(
     plugin_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _write_plugin(plugin_dir, "pdtest_good", STORAGE_PLUGIN.format(name="fancy", suffix=".fancy"))
+    _write_plugin(plugin_dir, "pdtest_good", _storage_plugin(name="fancy", suffix=".fancy"))
     _fake_entry_points(monkeypatch, ("goodplugin", "pdtest_good"))
     spec = manager.get_storage_spec("fancy")
     assert spec.suffixes == (".fancy",)
@@ -80,7 +84,7 @@ def test_entry_point_plugin_is_loaded_under_its_namespace(
 
 
 def test_autoload_can_be_disabled(plugin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _write_plugin(plugin_dir, "pdtest_off", STORAGE_PLUGIN.format(name="off", suffix=".off"))
+    _write_plugin(plugin_dir, "pdtest_off", _storage_plugin(name="off", suffix=".off"))
     _fake_entry_points(monkeypatch, ("offplugin", "pdtest_off"))
     monkeypatch.setenv("PARAMDICT_DISABLE_PLUGIN_AUTOLOAD", "1")
     with pytest.raises(UnknownNameError, match="Unknown storage format 'off'"):
@@ -92,7 +96,7 @@ def test_broken_plugin_warns_and_is_skipped(
     plugin_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _write_plugin(plugin_dir, "pdtest_broken", "raise ImportError('missing dependency xyz')\n")
-    _write_plugin(plugin_dir, "pdtest_fine", STORAGE_PLUGIN.format(name="fine", suffix=".fine"))
+    _write_plugin(plugin_dir, "pdtest_fine", _storage_plugin(name="fine", suffix=".fine"))
     _fake_entry_points(monkeypatch, ("broken", "pdtest_broken"), ("fine", "pdtest_fine"))
     with pytest.warns(PluginLoadWarning, match=r"'broken'.*missing dependency xyz"):
         pm = manager.get_plugin_manager()
@@ -103,8 +107,8 @@ def test_broken_plugin_warns_and_is_skipped(
 def test_two_plugins_claiming_one_name_is_an_error_naming_both(
     plugin_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _write_plugin(plugin_dir, "pdtest_a", STORAGE_PLUGIN.format(name="dup", suffix=".a"))
-    _write_plugin(plugin_dir, "pdtest_b", STORAGE_PLUGIN.format(name="dup", suffix=".b"))
+    _write_plugin(plugin_dir, "pdtest_a", _storage_plugin(name="dup", suffix=".a"))
+    _write_plugin(plugin_dir, "pdtest_b", _storage_plugin(name="dup", suffix=".b"))
     _fake_entry_points(monkeypatch, ("plug_a", "pdtest_a"), ("plug_b", "pdtest_b"))
     with pytest.raises(PluginConflictError) as info:
         manager.storage_specs()
@@ -119,15 +123,15 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both(
 def test_plugin_conflicting_with_builtin_name(
     plugin_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _write_plugin(plugin_dir, "pdtest_npz", STORAGE_PLUGIN.format(name="npz", suffix=".npz"))
+    _write_plugin(plugin_dir, "pdtest_npz", _storage_plugin(name="npz", suffix=".npz"))
     _fake_entry_points(monkeypatch, ("mynpz", "pdtest_npz"))
     with pytest.raises(PluginConflictError, match=r"'paramdict\.npz' and 'mynpz'"):
         manager.get_storage_spec("npz")
 
 
 def test_blocked_plugin_is_not_loaded(plugin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _write_plugin(plugin_dir, "pdtest_a2", STORAGE_PLUGIN.format(name="dup2", suffix=".a"))
-    _write_plugin(plugin_dir, "pdtest_b2", STORAGE_PLUGIN.format(name="dup2", suffix=".b"))
+    _write_plugin(plugin_dir, "pdtest_a2", _storage_plugin(name="dup2", suffix=".a"))
+    _write_plugin(plugin_dir, "pdtest_b2", _storage_plugin(name="dup2", suffix=".b"))
     _fake_entry_points(monkeypatch, ("plug_a2", "pdtest_a2"), ("plug_b2", "pdtest_b2"))
     pm = manager.get_plugin_manager()
     pm.unregister(name="plug_b2")
