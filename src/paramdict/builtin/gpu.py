@@ -38,6 +38,11 @@ def _cuda_available() -> tuple[bool, str]:
     return True, ""
 
 
+def _c_order(array: np.ndarray) -> np.ndarray:
+    """C-contiguous array with the same shape (``np.ascontiguousarray`` turns 0-d into 1-d)."""
+    return array if array.flags.c_contiguous else array.copy(order="C")
+
+
 def _uint_view(array: Any) -> Any:
     """Flat view of a contiguous device array as unsigned integers of the same width."""
     flat = array.reshape(array.size) if array.ndim != 1 else array
@@ -87,7 +92,7 @@ class CUDABackend:
         from numba import cuda
 
         with self._select(device_id):
-            return cuda.to_device(np.ascontiguousarray(host))
+            return cuda.to_device(_c_order(np.asarray(host)))
 
     def to_host(self, array: Any) -> np.ndarray:
         """Copy a device array to a new numpy array."""
@@ -105,7 +110,7 @@ class CUDABackend:
             )
         if isinstance(src, np.ndarray):
             host = src if src.dtype == dst.dtype else self._host_cast(src, dst.dtype)
-            dst.copy_to_device(np.ascontiguousarray(host))
+            dst.copy_to_device(_c_order(host))
             return
         if src.dtype == dst.dtype:
             dst.copy_to_device(src)
@@ -134,7 +139,7 @@ class CUDABackend:
         elif pair in {("float32", "float64"), ("float64", "float32")}:
             _cuda.launch(_cuda._cast_native, n, src.reshape(n), dst.reshape(n))
         else:  # no device kernel for this pair: exact numpy/ml_dtypes semantics via the host
-            dst.copy_to_device(np.ascontiguousarray(self.to_host(src).astype(dst.dtype)))
+            dst.copy_to_device(_c_order(self.to_host(src).astype(dst.dtype)))
 
     def zero(self, arrays: Sequence[Any]) -> None:
         """Zero every device array (one kernel launch per array; arena segments: per range)."""
