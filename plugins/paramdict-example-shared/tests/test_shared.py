@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -60,11 +61,9 @@ def test_hook_answers_only_its_names() -> None:
         pd.ParameterDict("dec_", shared="exampleshared:decoder")
 
 
-def test_autoload_disabled_means_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_autoload_disabled_means_unknown() -> None:
     code = "import paramdict as pd\npd.ParameterDict('enc_', shared='exampleshared:encoder')\n"
     env = {"PARAMDICT_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    import os
-
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
