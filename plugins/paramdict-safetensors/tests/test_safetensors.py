@@ -170,3 +170,18 @@ def test_cli_convert_params_to_safetensors(tmp_path: Path) -> None:
     got = storage.load(dst)
     for name, arr in arrays.items():
         np.testing.assert_array_equal(got[name], arr)
+
+
+class TestSafetensorsOnFsspecMemory(StorageTests):
+    """The same suite through fsspec (``memory://``): remote reads and one-object writes."""
+
+    detects_bit_flips = True
+
+    @pytest.fixture
+    def storage_format(self) -> str:
+        return "safetensors"
+
+    @pytest.fixture
+    def storage_uri(self, tmp_path: Path) -> str:
+        pytest.importorskip("fsspec")
+        return f"memory://paramdict-tests/{tmp_path.name}/model.safetensors"

@@ -172,32 +172,40 @@ class StorageTests:
 
     # ------------------------------------------------------------------ damage helpers
 
-    def _largest_file(self, uri: str) -> Path:
+    #: ``storage_options`` the damage helpers pass to fsspec for remote URIs.
+    damage_storage_options: ClassVar[dict[str, Any]] = {}
+
+    def _largest_object(self, uri: str) -> tuple[Any, str]:
+        """Return ``(fsspec filesystem, path)`` of the checkpoint's largest file.
+
+        Works for local paths and any fsspec URL (``memory://``, ``s3://``, ...), for
+        single-file checkpoints and for directory stores alike.
+        """
+        fsspec = pytest.importorskip("fsspec")
         path = _local(uri)
-        if path is None:
-            pytest.skip("damage helpers work on local checkpoints only; override them for URLs")
-        p = Path(path)
-        if p.is_dir():
-            files = [f for f in p.rglob("*") if f.is_file()]
-            return max(files, key=lambda f: f.stat().st_size)
-        return p
+        if path is not None:
+            fs, root = fsspec.filesystem("file"), str(Path(path).resolve())
+        else:
+            fs, root = fsspec.core.url_to_fs(uri, **self.damage_storage_options)
+        if fs.isdir(root):
+            sizes = fs.find(root, detail=True)
+            if not sizes:
+                pytest.fail(f"checkpoint directory {uri!r} holds no files")
+            return fs, max(sizes, key=lambda p: sizes[p]["size"])
+        return fs, root
 
     def truncate(self, uri: str) -> None:
         """Cut the checkpoint's (largest) file to half its length."""
-        target = self._largest_file(uri)
-        size = target.stat().st_size
-        with open(target, "r+b") as fh:
-            fh.truncate(size // 2)
+        fs, target = self._largest_object(uri)
+        data = fs.cat_file(target)
+        fs.pipe_file(target, data[: len(data) // 2])
 
     def flip_byte(self, uri: str) -> None:
         """Flip one byte in the middle of the checkpoint's (largest) file (array data)."""
-        target = self._largest_file(uri)
-        size = target.stat().st_size
-        with open(target, "r+b") as fh:
-            fh.seek(size // 2)
-            byte = fh.read(1)
-            fh.seek(-1, os.SEEK_CUR)
-            fh.write(bytes([byte[0] ^ 0xFF]))
+        fs, target = self._largest_object(uri)
+        data = bytearray(fs.cat_file(target))
+        data[len(data) // 2] ^= 0xFF
+        fs.pipe_file(target, bytes(data))
 
     def uncommit(self, uri: str) -> None:
         """Make a saved checkpoint look as if its save never finished (remove the commit marker).
