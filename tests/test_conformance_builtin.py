@@ -119,3 +119,16 @@ class TestZeroConformance(InitializerTests):
     @pytest.fixture
     def initializer(self) -> Any:
         return pd.init.Zero()
+
+
+def test_importing_the_suites_is_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, paramdict.testing, paramdict.testing.pytest_plugin\n"
+        "heavy = [m for m in ('numba', 'zarr') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
