@@ -142,7 +142,7 @@ def run_zero(rows: list[list[str]], label: str, shapes, repeat: int, number: int
                      ">= 70% of memset"])  # fmt: skip
 
 
-def run_casts(rows: list[list[str]], repeat: int) -> None:
+def run_casts(rows: list[list[str]], repeat: int, label: str = "R50 (25.6M)") -> None:
     total = sum(math.prod(s) for _, s in RESNET50_SHAPES)
     src = np.empty(total, np.float32)
     kernels.fill_normal(src, 0.0, 1.0, seed=0, key="cast")
@@ -150,7 +150,7 @@ def run_casts(rows: list[list[str]], repeat: int) -> None:
         t_pd = median_seconds(lambda dt=dt: kernels.cast(src, dt), repeat)
         t_np = median_seconds(lambda dt=dt: src.astype(dt), repeat)
         target = ">= 5x" if name == "float16" else ""
-        rows.append([f"cast f32->{name}, R50 (25.6M)", fmt(t_pd), f"{fmt(t_np)} (astype)",
+        rows.append([f"cast f32->{name}, {label}", fmt(t_pd), f"{fmt(t_np)} (astype)",
                      f"{t_np / t_pd:.2f}x", target])  # fmt: skip
 
 
@@ -213,14 +213,20 @@ def main() -> None:
 
     rows: list[list[str]] = []
     run_inits(rows, "ResNet-50 (161 arrays, 25.6M f32)", RESNET50_SHAPES, repeat)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # per-core ratio: insensitive to other processes on the cores
+    run_inits(rows, "ResNet-50, 1 thread", RESNET50_SHAPES, repeat)
+    run_casts(rows, repeat, "1 thread")
+    numba.set_num_threads(threads)
     run_inits(rows, "1000 x (4,)", TINY_SHAPES, repeat)
     run_zero(rows, "1000 x (4,)", TINY_SHAPES, repeat, number=200)
     run_zero(rows, "ResNet-50", RESNET50_SHAPES, repeat, number=1)
     run_casts(rows, repeat)
     first_call_latency(rows)
     import_time(rows, repeat)
-    print(f"numpy {np.__version__}, numba {numba.__version__}, threads {numba.get_num_threads()}, "
-          f"cpus {os.cpu_count()}\n")  # fmt: skip
+    print(f"numpy {np.__version__}, numba {numba.__version__} ({numba.threading_layer()} "
+          f"threading layer), threads {numba.get_num_threads()}, cpus {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.2f}\n")  # fmt: skip
     print("| case | paramdict | numpy reference | ratio | target |")
     print("|---|---|---|---|---|")
     for row in rows:

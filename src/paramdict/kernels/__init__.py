@@ -89,6 +89,22 @@ def stream_key(seed: int, key: str) -> np.ndarray:
     return _stream_words(seed, key).astype(np.uint64)
 
 
+def _dynamic(kernel: Any, *args: Any) -> None:
+    """Run a ``parallel=True`` kernel with dynamic scheduling of its work items.
+
+    Each ``prange`` iteration of our kernels is already a chunk of 64K values; handing them
+    out one at a time (instead of an equal share per thread) keeps a thread that shares its core
+    with another process from holding up the whole call.
+    """
+    import numba
+
+    previous = numba.set_parallel_chunksize(1)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_parallel_chunksize(previous)
+
+
 def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -> None:
     if not isinstance(out, np.ndarray):
         from paramdict.errors import ParameterTypeError
@@ -110,7 +126,10 @@ def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -
     flat = target.reshape(-1)
     big = flat.size >= PARALLEL_THRESHOLD
     per = 2 if flat.dtype == _F64 else 4
-    (_cpu._fill_parallel if big else _cpu._fill_serial)(flat, per, dist, a, b, k)
+    if big:
+        _dynamic(_cpu._fill_parallel, flat, per, dist, a, b, k)
+    else:
+        _cpu._fill_serial(flat, per, dist, a, b, k)
     if not direct:
         if out.dtype in (_F16, _bf16()) and out.flags.c_contiguous and out.flags.writeable:
             _cast_into(target, out)
@@ -232,15 +251,20 @@ def _cast_into(src: np.ndarray, dst: np.ndarray) -> None:
     s = src.reshape(-1)
     d = dst.reshape(-1)
     if pair == ("float32", "float16") and _hardware_f16_ok():
-        hw = _cpu._f16_hw_parallel if big else _cpu._f16_hw_serial
-        hw(s, s.view(np.uint32), d.view(np.uint16))
+        if big:
+            _dynamic(_cpu._f16_hw_parallel, s, s.view(np.uint32), d.view(np.uint16))
+        else:
+            _cpu._f16_hw_serial(s, s.view(np.uint32), d.view(np.uint16))
         return
-    kern = _cpu._cast_parallel if big else _cpu._cast_serial
     if pair in _BIT_KERNELS:
         kind, su, du = _BIT_KERNELS[pair]
-        kern(s.view(su), d.view(du), kind)
+        s, d = s.view(su), d.view(du)
     else:
-        kern(s, d, 4)
+        kind = 4
+    if big:
+        _dynamic(_cpu._cast_parallel, s, d, kind)
+    else:
+        _cpu._cast_serial(s, d, kind)
 
 
 def cast(src: np.ndarray, dtype: Any) -> np.ndarray:
@@ -310,7 +334,7 @@ def zero_ranges(buffer: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> No
 
             b = buffer.view(np.uint8)
             isz = buffer.itemsize
-            _cpu._zero_flat_parallel(b, s * isz, e * isz)
+            _dynamic(_cpu._zero_flat_parallel, b, s * isz, e * isz)
         else:
             buffer[s:e].fill(0)
         return
