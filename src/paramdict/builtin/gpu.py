@@ -103,9 +103,11 @@ class CUDABackend:
 
     def copy_into(self, dst: Any, src: Any) -> None:
         """Copy ``src`` (numpy or device array, same shape) into device array ``dst``, casting."""
-        if tuple(dst.shape) != tuple(np.shape(src) if isinstance(src, np.ndarray) else src.shape):
-            raise DeviceUnavailableError(
-                f"copy_into: shape mismatch, destination {tuple(dst.shape)} vs source "
+        if tuple(dst.shape) != tuple(src.shape):
+            from paramdict.errors import ShapeMismatchError
+
+            raise ShapeMismatchError(
+                f"copy_into: destination has shape {tuple(dst.shape)}, source has shape "
                 f"{tuple(src.shape)}."
             )
         if isinstance(src, np.ndarray):
