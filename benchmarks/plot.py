@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def _cells(line: str) -> list[str]:
 
 
 def _strip_md(text: str) -> str:
-    return re.sub(r"[`*_]", "", text).strip()
+    return re.sub(r"`|\*\*|__", "", text).strip()
 
 
 def parse_markdown_tables(text: str, source: str = "") -> list[Series]:
@@ -68,11 +69,17 @@ def parse_markdown_tables(text: str, source: str = "") -> list[Series]:
     out: list[Series] = []
     lines = text.splitlines()
     heading = source
+    page_title = ""
+    caption = ""
     i = 0
     while i < len(lines):
         line = lines[i]
         if line.startswith("#"):
-            heading = line.lstrip("#").strip()
+            heading, caption = line.lstrip("#").strip(), ""
+            if line.startswith("# ") and not page_title:
+                page_title = heading
+        elif line.strip() and not line.lstrip().startswith("|"):
+            caption = line.strip()
         is_table = (
             line.lstrip().startswith("|")
             and i + 1 < len(lines)
@@ -92,8 +99,17 @@ def parse_markdown_tables(text: str, source: str = "") -> list[Series]:
         )
         if column is None or column == 0:
             continue
-        baseline = header[column].replace("vs", "").replace("ratio", "").strip(" ()") or "baseline"
-        series = Series(_strip_md(heading) or "benchmarks", baseline)
+        reference = next((h for h in header if "reference" in h or "baseline" in h), "")
+        baseline = (
+            reference.replace("reference", "").replace("baseline", "").strip()
+            or header[column].replace("vs", "").replace("ratio", "").strip(" ()")
+            or "baseline"
+        )
+        title = _strip_md(page_title or heading) or "benchmarks"
+        lead = _strip_md(re.split(r":(?:\s|$)", caption, maxsplit=1)[0])  # "Full run, ...:"
+        if lead and len(lead) <= 90:
+            title += " — " + lead
+        series = Series(title, baseline)
         for row in rows:
             if len(row) <= column:
                 continue
@@ -141,7 +157,8 @@ def plot(series: list[Series], out: Path) -> Path:
         ax.axvline(1.0, color="black", linewidth=0.8)
         for y, v in zip(ypos, values, strict=True):
             ax.text(v, y, f" {v:.2f}x", va="center", fontsize=7)
-        ax.set_title(s.title, fontsize=10, loc="left")
+        ax.set_xlim(right=max(values) * 2.2)
+        ax.set_title(textwrap.fill(s.title, 100), fontsize=9, loc="left")
         ax.set_xlabel(f"speed vs {s.baseline} (> 1: paramdict faster)", fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

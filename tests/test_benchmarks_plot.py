@@ -20,7 +20,7 @@ _SPEC.loader.exec_module(plot)
 
 TABLE = """# Kernel benchmarks
 
-Some text.
+Quiet run, load 0.9: the main table.
 
 | case | paramdict | numpy reference | ratio | target |
 |---|---|---|---|---|
@@ -37,7 +37,8 @@ Some text.
 def test_markdown_ratio_tables_are_parsed() -> None:
     series = plot.parse_markdown_tables(TABLE, "benchmarks")
     assert len(series) == 1
-    assert series[0].title == "Kernel benchmarks"
+    assert series[0].title == "Kernel benchmarks — Quiet run, load 0.9"
+    assert series[0].baseline == "numpy"
     assert series[0].cases == [("uniform f32, R50", 4.0), ("cast f32->bfloat16", 0.4)]
 
 
