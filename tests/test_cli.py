@@ -107,7 +107,10 @@ def test_unreadable_input_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "not an MXNet .params file" in err
 
 
-def test_unknown_format_and_suffix_are_errors(tmp_path: Path) -> None:
+def test_unknown_format_and_suffix_are_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugin_manager: None
+) -> None:
+    monkeypatch.setenv("PARAMDICT_DISABLE_PLUGIN_AUTOLOAD", "1")  # builtins only
     code, _, err = run("inspect", str(tmp_path / "x.safetensors"))
     assert code == 2
     assert "paramdict-safetensors" in err
@@ -238,3 +241,16 @@ def test_inspect_uncommitted_checkpoint_exits_1(monkeypatch: pytest.MonkeyPatch)
     code, out, _ = run("inspect", "--json", "half.zarr")
     assert code == 1
     assert json.loads(out)["committed"] is False
+
+
+def test_convert_to_a_plugin_format_when_installed(tmp_path: Path) -> None:
+    from paramdict.manager import storage_specs
+
+    if "safetensors" not in storage_specs():
+        pytest.skip("paramdict-safetensors is not installed")
+    src = FIXTURES / "gluon_paramdict_full.params"
+    code, _, err = run("convert", str(src), str(tmp_path / "m.safetensors"))
+    assert code == 0, err
+    code, _, err = run("convert", str(tmp_path / "m.safetensors"), str(tmp_path / "back.params"))
+    assert code == 0, err
+    assert (tmp_path / "back.params").read_bytes() == src.read_bytes()

@@ -101,7 +101,13 @@ def test_hook_returning_garbage_is_a_plugin_error(fake: FakePlugin) -> None:
         storage.resolve("hooked.npz")
 
 
-def test_unknown_suffix_lists_formats_and_install_hint() -> None:
+@pytest.fixture
+def builtins_only(monkeypatch: pytest.MonkeyPatch, fresh_plugin_manager: None) -> None:
+    """Only the built-in plugins (an installed paramdict-safetensors is not loaded)."""
+    monkeypatch.setenv("PARAMDICT_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+def test_unknown_suffix_lists_formats_and_install_hint(builtins_only: None) -> None:
     with pytest.raises(UnknownNameError) as info:
         storage.resolve("model.safetensors")
     message = str(info.value)
