@@ -1,3 +1,26 @@
-"""Built-in plugin: zarr_store (placeholder registered by the manager; filled in by its owner)."""
+"""Built-in plugin: the ``zarr`` storage backend (crash-safe, checksummed zarr v3 checkpoints).
+
+zarr, fsspec and the cloud libraries are imported only when a checkpoint is read or written.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+
+from paramdict.hookspecs import hookimpl
+from paramdict.types import StorageSpec
+from paramdict.zarr_checkpoint import COMMIT_MARKER, ZarrCheckpointBackend
+
+__all__ = ["COMMIT_MARKER", "paramdict_storage_backends"]
+
+
+@hookimpl
+def paramdict_storage_backends() -> Iterator[StorageSpec]:
+    """Register the zarr backend for ``.zarr`` paths and object-store URLs."""
+    yield StorageSpec(
+        "zarr",
+        ZarrCheckpointBackend(),
+        suffixes=(".zarr",),
+        schemes=("s3", "gs", "az", "memory", "file"),
+        description="chunked zarr v3 checkpoint with a manifest, crc32c and a commit marker",
+    )

@@ -1,0 +1,487 @@
+"""Crash-safe, verified zarr v3 checkpoints on local disk and object storage.
+
+Layout of a checkpoint at ``ROOT`` (a directory or an object-store prefix)::
+
+    ROOT/COMMIT                      commit pointer (JSON), written last
+    ROOT/<version>/zarr.json         a zarr v3 group
+    ROOT/<version>/packed_<dtype>/   one 1-D chunked array per storage dtype (crc32c per chunk)
+    ROOT/<version>/manifest.json     names, shapes, logical dtypes, offsets, crc32c per parameter
+
+Save: write a new ``<version>`` (data, then manifest), then replace ``COMMIT`` (local: temp file,
+fsync, ``os.replace``, fsync of the directory; object store: one PUT, atomic per object), then
+delete older versions. A crash at any point leaves ``COMMIT`` pointing at the previous complete
+version, so the old checkpoint stays loadable until the new one is committed. Load refuses a root
+without ``COMMIT``, a manifest whose checksum disagrees with ``COMMIT``, missing chunks (zarr would
+read them as zeros, so chunk existence is checked) and parameters whose crc32c disagrees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from paramdict.errors import (
+    ConfigurationError,
+    CorruptCheckpointError,
+    MissingParameterError,
+    StorageError,
+    UncommittedCheckpointError,
+)
+from paramdict.fileio import progress_reporter
+from paramdict.types import ArrayInfo, ArraysLike, CheckpointInfo, LoadedArrays, VerifyReport
+
+__all__ = ["COMMIT_MARKER", "FORMAT_VERSION", "MANIFEST", "ZarrCheckpointBackend"]
+
+COMMIT_MARKER = "COMMIT"
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
+_OPTIONS = frozenset({"progress", "storage_options", "concurrency", "chunk_bytes", "compression"})
+
+
+def _crc(data: np.ndarray) -> str:
+    import crc32c
+
+    raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+    return f"{crc32c.crc32c(raw.data):08x}"
+
+
+def _logical_name(dtype: np.dtype[Any]) -> str:
+    return "bfloat16" if dtype.name == "bfloat16" else dtype.name
+
+
+def _storage_dtype(logical: str) -> np.dtype[Any]:
+    if logical == "bfloat16":
+        return np.dtype(np.uint16)
+    if logical == "bool":
+        return np.dtype(np.uint8)
+    return np.dtype(logical)
+
+
+def _logical_dtype(logical: str) -> np.dtype[Any]:
+    if logical == "bfloat16":
+        import ml_dtypes
+
+        bf16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+        return bf16
+    return np.dtype(logical)
+
+
+def _packed(group: Any, name: str) -> Any:
+    import zarr
+
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise KeyError(name)
+    return node
+
+
+class _Location:
+    """A checkpoint root on local disk or behind fsspec."""
+
+    def __init__(self, uri: str, storage_options: Mapping[str, Any] | None) -> None:
+        self.uri = uri.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+        self.local = "://" not in uri or uri.startswith("file://")
+        if self.local:
+            if self.storage_options:
+                raise ConfigurationError(
+                    f"storage_options are for remote URLs; {uri!r} is a local path."
+                )
+            self.path = os.path.abspath(uri.removeprefix("file://"))
+            self.fs: Any = None
+        else:
+            import fsspec
+
+            self.fs, self.path = fsspec.core.url_to_fs(self.uri, **self.storage_options)
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.path, *parts]) if not self.local else os.path.join(self.path, *parts)
+
+    def url(self, *parts: str) -> str:
+        return "/".join([self.uri, *parts])
+
+    def read_bytes(self, *parts: str) -> bytes | None:
+        target = self.join(*parts)
+        try:
+            if self.local:
+                with open(target, "rb") as f:
+                    return f.read()
+            return bytes(self.fs.cat_file(target))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        target = self.join(*parts)
+        if not self.local:
+            self.fs.pipe_file(target, data)
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp-{secrets.token_hex(4)}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(os.path.dirname(target))
+
+    def list_dir(self, *parts: str) -> list[str]:
+        target = self.join(*parts)
+        try:
+            if self.local:
+                return sorted(os.listdir(target))
+            return sorted(
+                p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(target, detail=False)
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def remove_tree(self, *parts: str) -> None:
+        target = self.join(*parts)
+        if self.local:
+            import shutil
+
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(target, recursive=True)
+
+    def store(self, version: str, read_only: bool) -> Any:
+        from zarr.storage import FsspecStore, LocalStore
+
+        if self.local:
+            return LocalStore(os.path.join(self.path, version), read_only=read_only)
+        return FsspecStore.from_url(
+            self.url(version), storage_options=self.storage_options, read_only=read_only
+        )
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: str) -> None:
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(dirpath)
+
+
+class ZarrCheckpointBackend:
+    """The ``zarr`` storage backend (see the module docstring for the layout)."""
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_options(uri: str, options: Mapping[str, Any]) -> None:
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown option(s) {sorted(unknown)} for zarr checkpoint {uri!r}; "
+                f"valid: {sorted(_OPTIONS)}."
+            )
+
+    def _committed(self, loc: _Location) -> tuple[str, dict[str, Any]]:
+        raw = loc.read_bytes(COMMIT_MARKER)
+        if raw is None:
+            if not loc.list_dir():
+                raise StorageError(f"zarr checkpoint {loc.uri!r} does not exist.")
+            raise UncommittedCheckpointError(
+                f"zarr checkpoint {loc.uri!r} has no commit marker {COMMIT_MARKER!r}: its save "
+                f"never finished. Refusing to load it."
+            )
+        try:
+            commit = json.loads(raw)
+            version = str(commit["version"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptCheckpointError(
+                f"zarr checkpoint {loc.uri!r}: commit marker is not valid JSON ({exc})."
+            ) from None
+        manifest_raw = loc.read_bytes(version, MANIFEST)
+        if manifest_raw is None:
+            raise CorruptCheckpointError(
+                f"zarr checkpoint {loc.uri!r}: manifest of committed version {version!r} "
+                "is missing."
+            )
+        import crc32c
+
+        if f"{crc32c.crc32c(manifest_raw):08x}" != commit.get("manifest_crc32c"):
+            raise CorruptCheckpointError(
+                f"zarr checkpoint {loc.uri!r}: manifest checksum disagrees with the commit marker."
+            )
+        return version, json.loads(manifest_raw)
+
+    # -- save ----------------------------------------------------------------------------------
+
+    def save(self, uri: str, arrays: ArraysLike, **options: Any) -> None:
+        """Write ``arrays`` as a new version and commit it (see module docstring)."""
+        self._check_options(uri, options)
+        chunk_bytes = int(options.get("chunk_bytes", DEFAULT_CHUNK_BYTES))
+        if chunk_bytes <= 0:
+            raise ConfigurationError(f"chunk_bytes must be positive, got {chunk_bytes}.")
+        compression = options.get("compression")
+        if compression not in (None, "none", "zstd"):
+            raise ConfigurationError(
+                f"compression must be None or 'zstd', got {compression!r} for {uri!r}."
+            )
+        named = isinstance(arrays, Mapping)
+        items = (
+            list(arrays.items())
+            if isinstance(arrays, Mapping)
+            else [(f"arr_{i}", a) for i, a in enumerate(arrays)]
+        )
+        for name, value in items:
+            if (
+                isinstance(value, np.ndarray)
+                and value.dtype.kind not in "biufc"
+                and (value.dtype.name != "bfloat16")
+            ):
+                raise StorageError(
+                    f"cannot save {name!r} to {uri!r}: dtype {value.dtype} is not supported "
+                    f"(numeric, bool and bfloat16 only)."
+                )
+            if not isinstance(value, np.ndarray):
+                raise StorageError(
+                    f"cannot save {name!r} to {uri!r}: expected a numpy array, got "
+                    f"{type(value).__name__}."
+                )
+        loc = _Location(uri, options.get("storage_options"))
+        version = f"v{time.time_ns():x}-{secrets.token_hex(3)}"
+        groups: dict[str, list[int]] = {}
+        for i, (_name, a) in enumerate(items):
+            groups.setdefault(_logical_name(a.dtype), []).append(i)
+        entries: list[dict[str, Any]] = [{} for _ in items]
+        total = sum(int(a.nbytes) for _, a in items)
+
+        import zarr
+        from zarr.codecs import Crc32cCodec, ZstdCodec
+
+        store = loc.store(version, read_only=False)
+        group = zarr.open_group(store=store, mode="w", zarr_format=3)
+        with progress_reporter(total, f"save {uri}", options.get("progress")) as update:
+            for logical, idx in groups.items():
+                sdtype = _storage_dtype(logical)
+                count = sum(int(items[i][1].size) for i in idx)
+                chunk = max(1, min(chunk_bytes // sdtype.itemsize, max(count, 1)))
+                compressors: list[Any] = [Crc32cCodec()]
+                if compression == "zstd":
+                    compressors = [ZstdCodec(), Crc32cCodec()]
+                arr_name = f"packed_{logical}"
+                zarr_array = group.create_array(
+                    arr_name,
+                    shape=(count,),
+                    chunks=(chunk,),
+                    dtype=sdtype,
+                    compressors=compressors,
+                    config={"write_empty_chunks": True},
+                    fill_value=0,
+                )
+                buf = np.empty(chunk, dtype=sdtype)
+                filled = 0
+                start = 0
+                offset = 0
+                for i in idx:
+                    name, a = items[i]
+                    flat = np.ascontiguousarray(a).reshape(-1).view(sdtype)
+                    entries[i] = {
+                        "name": name,
+                        "shape": list(a.shape),
+                        "dtype": logical,
+                        "array": arr_name,
+                        "offset": offset,
+                        "size": int(a.size),
+                        "nbytes": int(a.nbytes),
+                        "crc32c": _crc(flat),
+                    }
+                    offset += int(a.size)
+                    pos = 0
+                    while pos < flat.size:
+                        take = min(chunk - filled, flat.size - pos)
+                        buf[filled : filled + take] = flat[pos : pos + take]
+                        filled += take
+                        pos += take
+                        if filled == chunk:
+                            zarr_array[start : start + chunk] = buf
+                            start += chunk
+                            filled = 0
+                    update(int(a.nbytes))
+                if filled:
+                    zarr_array[start : start + filled] = buf[:filled]
+        manifest = {
+            "format": "paramdict-zarr",
+            "format_version": FORMAT_VERSION,
+            "named": named,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "chunk_bytes": chunk_bytes,
+            "parameters": entries,
+        }
+        manifest_raw = json.dumps(manifest, indent=1).encode()
+        loc.write_bytes(manifest_raw, version, MANIFEST)
+        if loc.local:
+            _fsync_tree(loc.join(version))
+            _fsync_dir(loc.path)
+        import crc32c
+
+        commit = {"version": version, "manifest_crc32c": f"{crc32c.crc32c(manifest_raw):08x}"}
+        loc.write_bytes(json.dumps(commit).encode(), COMMIT_MARKER)
+        for old in loc.list_dir():
+            if old.startswith("v") and old != version:
+                loc.remove_tree(old)
+
+    # -- load ----------------------------------------------------------------------------------
+
+    def _entries(
+        self, loc: _Location, manifest: Mapping[str, Any], names: Collection[str] | None
+    ) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = list(manifest["parameters"])
+        if names is None:
+            return entries
+        by_name = {e["name"]: e for e in entries}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise MissingParameterError(
+                f"zarr checkpoint {loc.uri!r} has no parameter(s) {missing}; it contains "
+                f"{len(by_name)} parameters."
+            )
+        wanted = set(names)
+        return [e for e in entries if e["name"] in wanted]
+
+    def _read(
+        self,
+        loc: _Location,
+        version: str,
+        entries: Sequence[Mapping[str, Any]],
+        progress: bool | None,
+    ) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
+        import zarr
+
+        group = zarr.open_group(store=loc.store(version, read_only=True), mode="r")
+        out: dict[str, np.ndarray] = {}
+        problems: list[tuple[str, str]] = []
+        by_array: dict[str, list[Mapping[str, Any]]] = {}
+        for e in entries:
+            by_array.setdefault(e["array"], []).append(e)
+        total = sum(int(e["nbytes"]) for e in entries)
+        with progress_reporter(total, f"load {loc.uri}", progress) as update:
+            for arr_name, group_entries in by_array.items():
+                try:
+                    zarr_array = _packed(group, arr_name)
+                except KeyError:
+                    for e in group_entries:
+                        problems.append((e["name"], f"packed array {arr_name!r} is missing"))
+                    continue
+                chunk = int(zarr_array.chunks[0])
+                present = set(loc.list_dir(version, arr_name, "c"))
+                whole = sum(int(e["size"]) for e in group_entries) == int(zarr_array.shape[0])
+                packed = None
+                n_chunks = -(-int(zarr_array.shape[0]) // chunk)
+                if whole and all(str(i) in present for i in range(n_chunks)):
+                    # one read for the whole array; on a checksum failure fall back to
+                    # per-parameter reads so that only the damaged parameters are reported
+                    with contextlib.suppress(CorruptCheckpointError):
+                        packed = self._read_range(
+                            loc, zarr_array, 0, int(zarr_array.shape[0]), arr_name
+                        )
+                for e in group_entries:
+                    lo, size = int(e["offset"]), int(e["size"])
+                    need = range(lo // chunk, -(-(lo + size) // chunk)) if size else range(0)
+                    absent = [c for c in need if str(c) not in present]
+                    if absent:
+                        problems.append(
+                            (e["name"], f"chunk(s) {absent} of {arr_name!r} are missing")
+                        )
+                        continue
+                    try:
+                        flat = (
+                            packed[lo : lo + size]
+                            if packed is not None
+                            else self._read_range(loc, zarr_array, lo, lo + size, arr_name)
+                        )
+                    except CorruptCheckpointError as exc:
+                        problems.append((e["name"], f"chunk checksum failed: {exc}"))
+                        continue
+                    if _crc(flat) != e["crc32c"]:
+                        problems.append((e["name"], "crc32c checksum mismatch"))
+                        continue
+                    dtype = _logical_dtype(e["dtype"])
+                    out[e["name"]] = flat.view(dtype).reshape(tuple(e["shape"]))
+                    update(int(e["nbytes"]))
+        return out, problems
+
+    @staticmethod
+    def _read_range(loc: _Location, zarr_array: Any, lo: int, hi: int, arr_name: str) -> Any:
+        try:
+            return np.asarray(zarr_array[lo:hi])
+        except Exception as exc:  # zarr raises codec errors on crc32c mismatch
+            raise CorruptCheckpointError(
+                f"zarr checkpoint {loc.uri!r}: array {arr_name!r} elements [{lo}, {hi}) cannot "
+                f"be read: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def load(
+        self, uri: str, *, names: Collection[str] | None = None, **options: Any
+    ) -> LoadedArrays:
+        """Read the committed version; with ``names``, only those parameters' byte ranges."""
+        self._check_options(uri, options)
+        loc = _Location(uri, options.get("storage_options"))
+        version, manifest = self._committed(loc)
+        entries = self._entries(loc, manifest, names)
+        out, problems = self._read(loc, version, entries, options.get("progress"))
+        if problems:
+            detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
+            raise CorruptCheckpointError(f"zarr checkpoint {uri!r} is corrupt: {detail}.")
+        ordered = {e["name"]: out[e["name"]] for e in entries}
+        if not manifest.get("named", True) and names is None:
+            return list(ordered.values())
+        return ordered
+
+    def inspect(self, uri: str, **options: Any) -> CheckpointInfo:
+        """Describe the checkpoint from its manifest (uncommitted: ``committed=False``)."""
+        self._check_options(uri, options)
+        loc = _Location(uri, options.get("storage_options"))
+        try:
+            version, manifest = self._committed(loc)
+        except UncommittedCheckpointError:
+            if not any(name.startswith("v") for name in loc.list_dir()):
+                raise StorageError(
+                    f"{uri!r} is not a paramdict zarr checkpoint (no commit marker and no "
+                    f"version directories)."
+                ) from None
+            return CheckpointInfo(uri, "zarr", committed=False, named=True, arrays=())
+        arrays = tuple(
+            ArrayInfo(e["name"], tuple(e["shape"]), e["dtype"], int(e["nbytes"]))
+            for e in manifest["parameters"]
+        )
+        meta = {
+            "version": version,
+            "created": manifest.get("created"),
+            "format_version": manifest.get("format_version"),
+        }
+        return CheckpointInfo(uri, "zarr", True, bool(manifest.get("named", True)), arrays, meta)
+
+    def verify(self, uri: str, **options: Any) -> VerifyReport:
+        """Re-read every parameter and check its chunks and crc32c."""
+        self._check_options(uri, options)
+        loc = _Location(uri, options.get("storage_options"))
+        version, manifest = self._committed(loc)
+        entries = self._entries(loc, manifest, None)
+        try:
+            _out, problems = self._read(loc, version, entries, options.get("progress"))
+        except CorruptCheckpointError as exc:
+            problems = [("*", str(exc))]
+        return VerifyReport(uri, len(entries), tuple(problems))
