@@ -277,7 +277,9 @@ class ZarrCheckpointBackend:
             for logical, idx in groups.items():
                 sdtype = _storage_dtype(logical)
                 count = sum(int(items[i][1].size) for i in idx)
-                chunk = max(1, min(chunk_bytes // sdtype.itemsize, max(count, 1)))
+                limit = max(1, min(chunk_bytes // sdtype.itemsize, max(count, 1)))
+                # equal chunks no larger than the limit: the last chunk is not padded out
+                chunk = max(1, -(-count // -(-count // limit))) if count else 1
                 compressors: list[Any] = [Crc32cCodec()]
                 if compression == "zstd":
                     compressors = [ZstdCodec(), Crc32cCodec()]
