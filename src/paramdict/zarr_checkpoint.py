@@ -42,7 +42,7 @@ __all__ = ["COMMIT_MARKER", "FORMAT_VERSION", "MANIFEST", "ZarrCheckpointBackend
 COMMIT_MARKER = "COMMIT"
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
+DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
 _OPTIONS = frozenset({"progress", "storage_options", "concurrency", "chunk_bytes", "compression"})
 
 
@@ -391,6 +391,7 @@ class ZarrCheckpointBackend:
                 present = set(loc.list_dir(version, arr_name, "c"))
                 whole = sum(int(e["size"]) for e in group_entries) == int(zarr_array.shape[0])
                 packed = None
+                cache: dict[int, np.ndarray] = {}
                 n_chunks = -(-int(zarr_array.shape[0]) // chunk)
                 if whole and all(str(i) in present for i in range(n_chunks)):
                     # one read for the whole array; on a checksum failure fall back to
@@ -412,7 +413,9 @@ class ZarrCheckpointBackend:
                         flat = (
                             packed[lo : lo + size]
                             if packed is not None
-                            else self._read_range(loc, zarr_array, lo, lo + size, arr_name)
+                            else self._from_chunks(
+                                loc, zarr_array, cache, lo, size, _storage_dtype(e["dtype"])
+                            )
                         )
                     except CorruptCheckpointError as exc:
                         problems.append((e["name"], f"chunk checksum failed: {exc}"))
@@ -424,6 +427,30 @@ class ZarrCheckpointBackend:
                     out[e["name"]] = flat.view(dtype).reshape(tuple(e["shape"]))
                     update(int(e["nbytes"]))
         return out, problems
+
+    def _from_chunks(
+        self,
+        loc: _Location,
+        zarr_array: Any,
+        cache: dict[int, np.ndarray],
+        lo: int,
+        size: int,
+        dtype: np.dtype[Any],
+    ) -> np.ndarray:
+        """Assemble elements ``[lo, lo + size)`` reading each chunk at most once."""
+        chunk = int(zarr_array.chunks[0])
+        end = lo + size
+        parts = []
+        for c in range(lo // chunk, -(-end // chunk)):
+            if c not in cache:
+                hi = min((c + 1) * chunk, int(zarr_array.shape[0]))
+                cache[c] = self._read_range(loc, zarr_array, c * chunk, hi, zarr_array.path)
+            parts.append(
+                cache[c][max(lo, c * chunk) - c * chunk : min(end, (c + 1) * chunk) - c * chunk]
+            )
+        if not parts:
+            return np.empty(0, dtype=dtype)
+        return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
 
     @staticmethod
     def _read_range(loc: _Location, zarr_array: Any, lo: int, hi: int, arr_name: str) -> Any:

@@ -1,0 +1,87 @@
+"""Local checkpoint save/load of a ResNet-50-shaped dict: paramdict zarr vs safetensors vs npz.
+
+Prints a markdown table of medians (seconds) and speed ratios against safetensors'
+``save_file``/``load_file``, all measured in this process on a warm page cache.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from paramdict import storage
+from paramdict.resnet50 import resnet50_shapes
+
+REPEATS = 5
+
+
+def _median(fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    arrays = {n: rng.standard_normal(s, dtype=np.float32) for n, s in resnet50_shapes()}
+    total = sum(a.nbytes for a in arrays.values())
+    tmp = Path(tempfile.mkdtemp(prefix="paramdict-bench-"))
+    rows: list[tuple[str, float, float]] = []
+    try:
+        try:
+            from safetensors.numpy import load_file, save_file
+
+            st = tmp / "m.safetensors"
+            st_save = _median(lambda: save_file(arrays, str(st)))
+            st_load = _median(lambda: load_file(str(st)))
+            rows.append(("safetensors save_file / load_file", st_save, st_load))
+        except ImportError:
+            st_save = st_load = float("nan")
+        npz = tmp / "m.npz"
+        rows.append(
+            (
+                "np.savez / np.load",
+                _median(lambda: np.savez(npz, **arrays)),
+                _median(lambda: dict(np.load(npz, allow_pickle=False))),
+            )
+        )
+        zp = tmp / "m.zarr"
+        rows.append(
+            (
+                "paramdict zarr save / load",
+                _median(lambda: storage.save(zp, arrays)),
+                _median(lambda: storage.load(zp)),
+            )
+        )
+        rows.append(
+            (
+                "paramdict zarr, load 10 names",
+                float("nan"),
+                _median(lambda: storage.load(zp, names=list(arrays)[:10])),
+            )
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        f"ResNet-50 shapes: {len(arrays)} arrays, {total / 1e6:.1f} MB float32, "
+        f"median of {REPEATS}\n"
+    )
+    print("| case | save s | load s | save speed vs safetensors | load speed vs safetensors |")
+    print("|---|---|---|---|---|")
+    for name, save, load in rows:
+        print(
+            f"| {name} | {save:.3f} | {load:.3f} | {st_save / save:.2f}x | {st_load / load:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()
