@@ -70,6 +70,7 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
 def test_nothing_to_plot_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no benchmark results"):
         plot.plot([], tmp_path / "x.png")

@@ -300,6 +300,12 @@ class NpzBackend:
                 raise ParameterValueError(
                     f"cannot save {name!r} to npz {uri!r}: zip entry names cannot contain NUL"
                 )
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ParameterValueError(
+                    f"cannot save {name!r} to npz {uri!r}: the name is not valid UTF-8 text"
+                ) from None
             view, logical = _stored_view(name, np.asarray(arr))
             if logical is not None:
                 dtypes[name] = logical
