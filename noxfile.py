@@ -38,6 +38,10 @@ def _expose_pyenv_interpreters() -> None:
     wanted = [v for v in versions if any(v.startswith(p + ".") for p in PYTHONS)]
     if wanted:
         os.environ["PYENV_VERSION"] = ":".join(sorted(wanted, key=lambda v: v != "3.11.7"))
+        # put the real interpreters (not the shims) on PATH so nox and uv both find them
+        root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+        bins = [str(root / "versions" / v / "bin") for v in wanted]
+        os.environ["PATH"] = os.pathsep.join([*bins, os.environ.get("PATH", "")])
 
 
 _expose_pyenv_interpreters()
