@@ -21,9 +21,10 @@ from paramdict.resnet50 import resnet50_shapes
 REPEATS = 5
 
 
-def _median(fn: Callable[[], object]) -> float:
+def median_time(repeats: int, fn: Callable[[], object]) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` (seconds)."""
     times = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -41,8 +42,8 @@ def main() -> None:
             from safetensors.numpy import load_file, save_file
 
             st = tmp / "m.safetensors"
-            st_save = _median(lambda: save_file(arrays, str(st)))
-            st_load = _median(lambda: load_file(str(st)))
+            st_save = median_time(REPEATS, lambda: save_file(arrays, str(st)))
+            st_load = median_time(REPEATS, lambda: load_file(str(st)))
             rows.append(("safetensors save_file / load_file", st_save, st_load))
         except ImportError:
             st_save = st_load = float("nan")
@@ -50,23 +51,23 @@ def main() -> None:
         rows.append(
             (
                 "np.savez / np.load",
-                _median(lambda: np.savez(npz, **arrays)),
-                _median(lambda: dict(np.load(npz, allow_pickle=False))),
+                median_time(REPEATS, lambda: np.savez(npz, **arrays)),
+                median_time(REPEATS, lambda: dict(np.load(npz, allow_pickle=False))),
             )
         )
         zp = tmp / "m.zarr"
         rows.append(
             (
                 "paramdict zarr save / load",
-                _median(lambda: storage.save(zp, arrays)),
-                _median(lambda: storage.load(zp)),
+                median_time(REPEATS, lambda: storage.save(zp, arrays)),
+                median_time(REPEATS, lambda: storage.load(zp)),
             )
         )
         rows.append(
             (
                 "paramdict zarr, load 10 names",
                 float("nan"),
-                _median(lambda: storage.load(zp, names=list(arrays)[:10])),
+                median_time(REPEATS, lambda: storage.load(zp, names=list(arrays)[:10])),
             )
         )
     finally:

@@ -9,30 +9,20 @@ from __future__ import annotations
 
 import io
 import socket
-import statistics
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 
 import boto3
 import numpy as np
 import s3fs
 
+from bench_storage import median_time
 from paramdict import storage
 from paramdict.resnet50 import resnet50_shapes
 
 REPEATS = 3
-
-
-def _median(fn: Callable[[], object]) -> float:
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -79,11 +69,11 @@ def main() -> None:
 
         url = "s3://bench/ckpt.zarr"
         rows = [
-            ("npz blob via s3fs", _median(npz_save), _median(npz_load)),
+            ("npz blob via s3fs", median_time(REPEATS, npz_save), median_time(REPEATS, npz_load)),
             (
                 "paramdict zarr",
-                _median(lambda: storage.save(url, arrays, storage_options=opts)),
-                _median(lambda: storage.load(url, storage_options=opts)),
+                median_time(REPEATS, lambda: storage.save(url, arrays, storage_options=opts)),
+                median_time(REPEATS, lambda: storage.load(url, storage_options=opts)),
             ),
         ]
         objects = len(fs.find("bench/ckpt.zarr"))
