@@ -26,7 +26,7 @@ nox.options.sessions = ["tests", "cudasim", "s3", "plugins", "lint", "docs"]
 
 def _expose_pyenv_interpreters() -> None:
     """Make every pyenv-installed CPython visible as python3.X (pyenv shims hide them)."""
-    if "PYENV_VERSION" in os.environ or shutil.which("pyenv") is None:
+    if shutil.which("pyenv") is None:
         return
     try:
         out = subprocess.run(
