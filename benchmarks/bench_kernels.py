@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paramdict import kernels
 from paramdict.arena import Arena
+from paramdict.parameter_dict import ParameterDict
 from resnet50_shapes import RESNET50_SHAPES, TINY_SHAPES
 
 
@@ -118,9 +119,12 @@ def run_inits(rows: list[list[str]], label: str, shapes, repeat: int) -> None:
 
 
 def run_zero(rows: list[list[str]], label: str, shapes, repeat: int, number: int) -> None:
-    arena = Arena(np.float32)
-    grads = arena.allocate_many([s for _, s in shapes])
-    t_pd = median_seconds(arena.zero, repeat, number)
+    params = ParameterDict("bench_")
+    for name, shape in shapes:
+        params.get(name, shape=shape)
+    params.initialize("zeros")
+    grads = [p.grad() for p in params.values()]
+    t_pd = median_seconds(params.zero_grad, repeat, number)
 
     def np_loop() -> None:
         for g in grads:
@@ -128,7 +132,7 @@ def run_zero(rows: list[list[str]], label: str, shapes, repeat: int, number: int
 
     t_np = median_seconds(np_loop, repeat, number)
     target = "<= 10 µs" if len(shapes) == 1000 else ""
-    rows.append([f"zero_grad (Arena.zero), {label}", fmt(t_pd), f"{fmt(t_np)} (loop g[...] = 0)",
+    rows.append([f"ParameterDict.zero_grad, {label}", fmt(t_pd), f"{fmt(t_np)} (loop g[...] = 0)",
                  f"{t_np / t_pd:.2f}x", target])  # fmt: skip
     total = sum(math.prod(s) for _, s in shapes)
     if total > 1_000_000:

@@ -143,9 +143,11 @@ def test_copies_go_through_each_contexts_backend(fake_gpu: _FakeDevice) -> None:
     d = ParameterDict()
     p = d.get("w", shape=(2,))
     d.initialize("ones", ctx=[cpu(0), gpu(0), gpu(1)])
-    assert ("from_host", 0) in fake_gpu.calls
-    assert ("from_host", 1) in fake_gpu.calls
+    # each gpu context gets its arena segment from its own device id, then a host copy into it
+    assert ("empty", 0) in fake_gpu.calls
     assert ("empty", 1) in fake_gpu.calls
+    assert ("copy_into", -1) in fake_gpu.calls
+    assert ("from_host", 0) not in fake_gpu.calls
     assert p.data(gpu(1)) is p.list_data()[2]
     for g in p.list_grad():
         g[...] = 3
@@ -160,9 +162,12 @@ def test_copies_go_through_each_contexts_backend(fake_gpu: _FakeDevice) -> None:
     assert ("to_host", -1) in fake_gpu.calls
     np.testing.assert_allclose(p.data(), np.full(2, 17 / 3), rtol=1e-6)
     p.reset_ctx(gpu(1))
-    p.cast("float16")
-    assert ("cast", -1) in fake_gpu.calls
+    fake_gpu.calls.clear()
+    p.cast("float16")  # into a new view of the float16 arena of gpu(1), cast by copy_into
+    assert fake_gpu.calls.count(("copy_into", -1)) == 2  # data and grad
+    assert ("empty", 1) in fake_gpu.calls
     assert p.data().dtype == np.float16
+    np.testing.assert_allclose(p.data(), np.full(2, 17 / 3), rtol=1e-3)
 
 
 def test_unavailable_device_leaves_parameter_uninitialized(fake_gpu: _FakeDevice) -> None:

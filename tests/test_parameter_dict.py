@@ -312,6 +312,8 @@ def test_initialize_deferred_params() -> None:
 
 
 def test_zero_grad_one_call_per_context_and_int_grads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paramdict import kernels
+
     d = ParameterDict()
     d.get("f32", shape=(2,), dtype="float32")
     d.get("f16", shape=(3,), dtype="float16")
@@ -326,19 +328,36 @@ def test_zero_grad_one_call_per_context_and_int_grads(monkeypatch: pytest.Monkey
                 g[...] = 7
     backend = get_device_spec("cpu").backend
     calls: list[list[Any]] = []
+    kernel_calls: list[Any] = []
     original = backend.zero
+    original_ranges = kernels.zero_ranges
 
     def counting_zero(arrays: Any) -> None:
         calls.append(list(arrays))
         original(arrays)
 
+    def counting_ranges(buffer: Any, starts: Any, stops: Any) -> None:
+        kernel_calls.append(buffer.dtype)
+        original_ranges(buffer, starts, stops)
+
     monkeypatch.setattr(backend, "zero", counting_zero)
+    monkeypatch.setattr(kernels, "zero_ranges", counting_ranges)
     d.zero_grad()
-    assert len(calls) == 2  # one per context
-    assert [len(c) for c in calls] == [3, 3]
-    assert [a.dtype for a in calls[0]] == [np.float32, np.float16, np.int32]
+    assert calls == []  # every gradient lives in the dict's arenas
+    assert len(kernel_calls) == 6  # one kernel call per (context, dtype) arena
+    assert sorted(map(str, kernel_calls)) == ["float16"] * 2 + ["float32"] * 2 + ["int32"] * 2
     for name in ("f32", "f16", "i32"):
         assert all(np.all(g == 0) for g in d[name].list_grad())
+    # a standalone parameter added with update is zeroed through its backend, once per context
+    extra = Parameter("extra", shape=(2,))
+    extra.initialize(init="ones", ctx=[cpu(0), cpu(1)])
+    for g in extra.list_grad():
+        g[...] = 7
+    d.update({"extra": extra})
+    calls.clear()
+    d.zero_grad()
+    assert [len(c) for c in calls] == [1, 1]
+    assert all(np.all(g == 0) for g in extra.list_grad())
     calls.clear()
     ParameterDict().zero_grad()
     assert calls == []

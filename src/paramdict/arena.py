@@ -10,7 +10,9 @@ Lifetime rules (what a stale view means)
 * Growth adds a new segment; existing views never move.
 * :meth:`Arena.release` retires a view. Its memory is **never handed out again** by this arena,
   and :meth:`Arena.zero` stops touching it: a user's old reference keeps reading/writing memory
-  that belongs to nobody else (numpy's base reference keeps the segment alive).
+  that belongs to nobody else (numpy's base reference keeps the segment alive). A segment whose
+  last live view is released is dropped by the arena; its memory is freed once no old view
+  refers to it any more.
 * :meth:`Arena.compact` copies the live views into one fresh segment and returns
   ``(old, new)`` pairs; the owner re-points its parameters at ``new``. Old views become
   *detached snapshots*: still valid memory (kept alive by their own references only), no longer
@@ -104,9 +106,10 @@ class Arena:
         a = self._align
         return int((n + a - 1) // a * a)
 
-    def _new_segment(self, elements: int) -> _Segment:
+    def _new_segment(self, elements: int, *, exact: bool = False) -> _Segment:
         last = self._segments[-1].capacity if self._segments else 0
-        capacity = self._round(max(elements, self._min_segment, 2 * last))
+        grown = elements if exact else max(elements, 2 * last)
+        capacity = self._round(max(grown, self._min_segment))
         extra = self._align
         raw = self.backend.empty((capacity + extra,), self.dtype, self.device_id)
         skip = (-_address(raw) % _ALIGN_BYTES) // self.dtype.itemsize
@@ -116,6 +119,27 @@ class Arena:
         seg = _Segment(buffer, _address(buffer), capacity)
         self._segments.append(seg)
         return seg
+
+    def _total(self, shapes: Iterable[Any]) -> tuple[list[tuple[int, ...]], list[int], int]:
+        parsed = [_shape_tuple(s) for s in shapes]
+        sizes = [int(np.prod(shp, dtype=np.int64)) for shp in parsed]
+        return parsed, sizes, sum(self._round(n) for n in sizes if n)
+
+    def reserve(self, shapes: Iterable[Any]) -> None:
+        """Make room for ``shapes`` in one segment, so that allocating them is contiguous.
+
+        Call it before allocating many views one at a time (as ``ParameterDict.initialize``
+        does): they then all land in one segment, and :meth:`zero` is one kernel call.
+
+        Parameters
+        ----------
+        shapes : iterable of (int or tuple of int)
+            The shapes about to be allocated.
+        """
+        _, _, total = self._total(shapes)
+        seg = self._segments[-1] if self._segments else None
+        if total and (seg is None or seg.capacity - seg.used < total):
+            self._new_segment(total, exact=True)
 
     def allocate(self, shape: Any) -> Any:
         """Return one new uninitialized C-contiguous view of ``shape``.
@@ -146,11 +170,7 @@ class Arena:
             Uninitialized views, in the order of ``shapes``. Zero-size shapes get zero-size
             arrays that the arena does not track.
         """
-        sizes = []
-        parsed = [_shape_tuple(s) for s in shapes]
-        for shp in parsed:
-            sizes.append(int(np.prod(shp, dtype=np.int64)))
-        total = sum(self._round(n) for n in sizes if n)
+        parsed, sizes, total = self._total(shapes)
         seg = self._segments[-1] if self._segments else None
         if seg is None or seg.capacity - seg.used < total:
             seg = self._new_segment(total)
@@ -206,6 +226,8 @@ class Arena:
         del seg.live[off]
         del self._by_address[seg.base + off * self.dtype.itemsize]
         seg.ranges = None
+        if not seg.live:  # nothing live is left in it: let its memory go with the old views
+            self._segments = [s for s in self._segments if s is not seg]
 
     def compact(self) -> list[tuple[Any, Any]]:
         """Copy every live view into one fresh segment and forget the old segments.
@@ -246,12 +268,14 @@ class Arena:
     def zero(self) -> None:
         """Zero every live view: one kernel call per segment (normally one segment)."""
         from paramdict import kernels
+        from paramdict.builtin.cpu import CPUBackend
 
+        host = isinstance(self.backend, CPUBackend)
         for seg in self._segments:
             starts, stops = self._ranges(seg)
             if not starts.size:
                 continue
-            if isinstance(seg.buffer, np.ndarray):
+            if host:
                 kernels.zero_ranges(seg.buffer, starts, stops)
             else:
                 self.backend.zero(
@@ -321,6 +345,15 @@ class ArenaSet:
             )
             self._arenas[key] = found
         return found
+
+    def reserve(self, ctx: Any, dtype: Any, shapes: Sequence[Any]) -> None:
+        """Make room for ``shapes`` in the ``(ctx, dtype)`` arena (see :meth:`Arena.reserve`)."""
+        self.arena(ctx, dtype).reserve(shapes)
+
+    def owns(self, ctx: Any, view: Any) -> bool:
+        """Return whether ``view`` is a live view of this set's arena for ``ctx``."""
+        found = self._arenas.get((ctx, np.dtype(view.dtype)))
+        return found is not None and found.owns(view)
 
     def allocate_many(self, ctx: Any, dtype: Any, shapes: Sequence[Any]) -> list[Any]:
         """Allocate views for ``shapes`` in the ``(ctx, dtype)`` arena (see Arena)."""

@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -59,6 +59,7 @@ from paramdict.errors import (
     WrongContextError,
 )
 from paramdict.manager import get_device_spec, get_plugin_manager
+from paramdict.parameter_storage import ParameterStorage
 
 __all__ = ["Constant", "Parameter"]
 
@@ -115,7 +116,18 @@ class Parameter:
         Invalid ``grad_req`` (checked before ``grad_stype``, then ``stype``).
     paramdict.errors.ParameterTypeError
         Invalid ``shape`` or ``dtype``.
+
+    Notes
+    -----
+    A parameter created by :meth:`ParameterDict.get` keeps its copies and gradients as views
+    into that dict's arenas (:mod:`paramdict.parameter_storage`); a standalone one allocates
+    each array on its own. Either way, an operation that replaces an array (re-initialization,
+    :meth:`cast`, :meth:`reset_ctx`, ``grad_req='null'``) hands out a new one; an old
+    reference keeps its values and never aliases another parameter.
     """
+
+    #: Bumped whenever any parameter's gradient buffers are replaced (zero_grad plans use it).
+    _grad_epoch: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -134,7 +146,8 @@ class Parameter:
         if not isinstance(name, str):
             raise ParameterTypeError(f"Parameter name must be a str; got {name!r}.")
         self._data: list[Any] | None = None
-        self._grad: list[Any] | None = None
+        self._grad_arrays: list[Any] | None = None
+        self._storage: ParameterStorage | None = None
         self._ctx_list: list[Context] | None = None
         self._ctx_map: chk.CtxMap | None = None
         self._deferred_init: tuple[Any, ...] = ()
@@ -159,6 +172,16 @@ class Parameter:
     # --- properties --------------------------------------------------------------------------
 
     @property
+    def _grad(self) -> list[Any] | None:
+        """The gradient buffers, one per copy (``None`` without gradients)."""
+        return self._grad_arrays
+
+    @_grad.setter
+    def _grad(self, grads: list[Any] | None) -> None:
+        self._grad_arrays = grads
+        Parameter._grad_epoch += 1
+
+    @property
     def grad_req(self) -> str:
         """``'write'``, ``'add'`` or ``'null'``; setting it (re-)allocates or frees gradients."""
         assert self._grad_req is not None
@@ -173,6 +196,7 @@ class Parameter:
             return
         self._grad_req = req
         if req == "null" and self._grad is not None:
+            self._release("grad", self._grad)
             self._grad = None
         elif self._data is not None:
             self._init_grad()
@@ -253,6 +277,8 @@ class Parameter:
                 stacklevel=2,
             )
             return
+        self._release("data", self._data)
+        self._release("grad", self._grad)
         self._data = self._grad = None
         ctx_list = chk.normalize_ctx(ctx, self.name)
         if default_init is None:
@@ -313,6 +339,9 @@ class Parameter:
 
             host = kernels.cast(host, self._np_dtype)
         copies = self._allocate_data(host, ctx_list)
+        self._release("data", self._data)
+        self._release("grad", self._grad)
+        self._grad = None
         self._ctx_list = list(ctx_list)
         self._ctx_map = chk.build_ctx_map(self._ctx_list)
         self._data = copies
@@ -321,13 +350,31 @@ class Parameter:
             parameter=self, ctx=list(self._ctx_list)
         )
 
+    def _release(self, kind: str, arrays: list[Any] | None) -> None:
+        """Hand views of the dict's arenas back (``kind`` is ``"data"`` or ``"grad"``)."""
+        if self._storage is not None and arrays is not None and self._ctx_list is not None:
+            self._storage.release(kind, self._ctx_list, arrays)
+
+    def _new_array(self, kind: str, c: Context, dtype: np.dtype[Any], shape: Any) -> Any:
+        """Return an uninitialized array on ``c``: an arena view when the parameter has one."""
+        if self._storage is not None:
+            return self._storage.allocate(kind, c, dtype, shape)
+        return _backend(c).empty(tuple(shape), dtype, c.device_id)
+
     def _allocate_data(self, host: np.ndarray, ctx_list: Sequence[Context]) -> list[Any]:
         """Return one independent copy of ``host`` per context (all-or-nothing)."""
-        copies = []
         for c in ctx_list:
-            backend = _backend(c)
-            backend.check(c.device_id)
-            copies.append(backend.from_host(host, c.device_id))
+            _backend(c).check(c.device_id)
+        copies: list[Any] = []
+        try:
+            for c in ctx_list:
+                copy = self._new_array("data", c, host.dtype, host.shape)
+                copies.append(copy)
+                _backend(c).copy_into(copy, host)
+        except BaseException:
+            if self._storage is not None:
+                self._storage.release("data", ctx_list[: len(copies)], copies)
+            raise
         return copies
 
     def _allocate_grad(self) -> list[Any]:
@@ -336,14 +383,14 @@ class Parameter:
         assert self._ctx_list is not None
         grads = []
         for c, d in zip(self._ctx_list, self._data, strict=True):
-            backend = _backend(c)
-            g = backend.empty(tuple(d.shape), self._np_dtype, c.device_id)
-            backend.zero([g])
+            g = self._new_array("grad", c, self._np_dtype, d.shape)
+            _backend(c).zero([g])
             grads.append(g)
         return grads
 
     def _init_grad(self) -> None:
         """(Re-)allocate gradient buffers as zeros, or drop them when grad_req is 'null'."""
+        self._release("grad", self._grad)
         if self.grad_req == "null":
             self._grad = None
             return
@@ -527,15 +574,24 @@ class Parameter:
         self._dtype = dtype
         if self._data is None:
             return
+        data = self._converted("data", self._data, np_dtype)
+        grads = None if self._grad is None else self._converted("grad", self._grad, np_dtype)
+        self._release("data", self._data)
+        self._release("grad", self._grad)
+        self._data, self._grad = data, grads
+
+    def _converted(self, kind: str, arrays: list[Any], dtype: np.dtype[Any]) -> list[Any]:
+        """Return new arrays holding ``arrays`` converted to ``dtype`` (arena views if any)."""
         assert self._ctx_list is not None
-        self._data = [
-            _backend(c).cast(d, np_dtype) for c, d in zip(self._ctx_list, self._data, strict=True)
-        ]
-        if self._grad is not None:
-            self._grad = [
-                _backend(c).cast(g, np_dtype)
-                for c, g in zip(self._ctx_list, self._grad, strict=True)
-            ]
+        out = []
+        for c, a in zip(self._ctx_list, arrays, strict=True):
+            if self._storage is None:
+                out.append(_backend(c).cast(a, dtype))
+            else:
+                new = self._storage.allocate(kind, c, dtype, a.shape)
+                _backend(c).copy_into(new, a)
+                out.append(new)
+        return out
 
     def _reduce(self) -> np.ndarray:
         """Return a new host (numpy) array: the copy, or the average of several copies."""

@@ -25,8 +25,10 @@ Differences from MXNet 1.9.1
   :class:`~paramdict.errors.MissingParameterError` (a ``KeyError``) suggesting the full name.
 - ``initialize(verbose=True)`` logs through the ``paramdict`` logger without changing the
   initializer passed (h.14); ``initialize`` takes ``seed``; ``init=None`` means ``Uniform()``.
-- ``zero_grad`` makes one ``backend.zero`` call per context and zeroes integer gradients
-  correctly (h.4).
+- Parameters created by a dict keep their data and gradients in the dict's arenas
+  (:mod:`paramdict.parameter_storage`): ``zero_grad`` is one kernel call per
+  ``(context, dtype)`` arena, plus one ``backend.zero`` call per context for parameters that
+  live elsewhere (shared or added with ``update``); integer gradients are zeroed correctly (h.4).
 - ``setattr`` only sets existing public attributes (else ``ParameterValueError``).
 - ``list_ctx`` returns contexts in first-seen order (MXNet: set order).
 - ``load_dict`` strips ``arg:``/``aux:`` from ``(name, array)`` pairs too, and rejects an
@@ -57,6 +59,7 @@ from paramdict.errors import (
 from paramdict.manager import get_device_spec
 from paramdict.parameter import Constant, CtxArg, Parameter
 from paramdict.parameter_io import LoadReport
+from paramdict.parameter_storage import ParameterStorage
 
 if TYPE_CHECKING:
     import os
@@ -82,16 +85,20 @@ _GET_KWARGS: dict[str, str] = {
 _SETTABLE = ("grad_req", "lr_mult", "wd_mult", "init", "shape", "dtype")
 
 
-def _zero_grads(params: Any) -> None:
-    """Zero the gradients of ``params`` with one ``backend.zero`` call per context."""
+def _foreign_grads(params: Any, storage: ParameterStorage) -> list[tuple[Any, list[Any]]]:
+    """Group the gradients of ``params`` that are not views of ``storage`` by context.
+
+    Returns ``(backend, arrays)`` pairs: one ``backend.zero(arrays)`` call each zeroes them.
+    """
     groups: dict[Context, list[Any]] = {}
     for p in params:
-        if p.grad_req == "null" or p._grad is None:
+        if p._grad is None:
             continue
+        mine = p._storage is storage
         for c, g in zip(p._ctx_list, p._grad, strict=True):
-            groups.setdefault(c, []).append(g)
-    for c, arrays in groups.items():
-        get_device_spec(c.device_type).backend.zero(arrays)
+            if not (mine and storage.owns_grad(c, g)):
+                groups.setdefault(c, []).append(g)
+    return [(get_device_spec(c.device_type).backend, arrays) for c, arrays in groups.items()]
 
 
 class ParameterDict:
@@ -135,6 +142,9 @@ class ParameterDict:
         self._prefix = prefix
         self._params: dict[str, Parameter] = {}
         self._shared = shared
+        self._storage = ParameterStorage()
+        # (gradient epoch, number of parameters) -> grads zero_grad zeroes outside the arenas
+        self._zero_plan: tuple[tuple[int, int], list[tuple[Any, list[Any]]]] | None = None
 
     def __repr__(self) -> str:
         name = self._prefix + " " if self._prefix else ""
@@ -216,6 +226,7 @@ class ParameterDict:
         param = self._get_impl(name)
         if param is None:
             param = Parameter(name, **kwargs)
+            param._storage = self._storage
             self._params[name] = param
             return param
         for k, v in kwargs.items():
@@ -275,6 +286,7 @@ class ParameterDict:
                     "a new constant."
                 )
             param = Constant(name, value)
+            param._storage = self._storage
             self._params[name] = param
             return param
         if not isinstance(param, Constant):
@@ -339,12 +351,41 @@ class ParameterDict:
             from paramdict.random import get_seed
 
             seed = get_seed()
+        self._reserve(ctx, force_reinit)
         for v in self.values():
             v.initialize(None, ctx, init, force_reinit=force_reinit, seed=seed, verbose=verbose)
 
+    def _reserve(self, ctx: CtxArg, force_reinit: bool) -> None:
+        """Make room in the arenas for what ``initialize`` is about to allocate, in one go."""
+        data: dict[tuple[Context, np.dtype[Any]], list[Any]] = {}
+        grad: dict[tuple[Context, np.dtype[Any]], list[Any]] = {}
+        for p in self.values():
+            if p._storage is not self._storage or (p._data is not None and not force_reinit):
+                continue
+            if not chk.shape_is_known(p.shape, p.name):
+                continue
+            dtype = chk.as_np_dtype(p.dtype)
+            for c in chk.normalize_ctx(ctx, p.name):
+                data.setdefault((c, dtype), []).append(p.shape)
+                if p.grad_req != "null":
+                    grad.setdefault((c, dtype), []).append(p.shape)
+        self._storage.reserve("data", data)
+        self._storage.reserve("grad", grad)
+
     def zero_grad(self) -> None:
-        """Zero every gradient buffer: one ``backend.zero`` call per context."""
-        _zero_grads(self.values())
+        """Zero every gradient buffer.
+
+        The gradients of parameters this dict created live in its arenas: one kernel call per
+        ``(context, dtype)`` arena zeroes them all. Gradients living elsewhere (parameters of a
+        ``shared`` dict, or added with :meth:`update`) take one ``backend.zero`` call per
+        context.
+        """
+        key = (Parameter._grad_epoch, len(self._params))
+        if self._zero_plan is None or self._zero_plan[0] != key:
+            self._zero_plan = (key, _foreign_grads(self.values(), self._storage))
+        self._storage.zero_grads()
+        for backend, arrays in self._zero_plan[1]:
+            backend.zero(arrays)
 
     def reset_ctx(self, ctx: CtxArg) -> None:
         """Move every parameter to ``ctx`` (see :meth:`Parameter.reset_ctx`)."""

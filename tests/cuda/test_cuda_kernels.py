@@ -164,3 +164,29 @@ def test_real_gpu_large_uniform_bit_identical(backend):
     host = np.empty(n, np.float32)
     kernels.fill_uniform(host, -0.07, 0.07, seed=1, key="big")
     np.testing.assert_array_equal(backend.to_host(dev), host)
+
+
+def test_parameter_dict_on_gpu_uses_device_arenas(backend):
+    from paramdict import ParameterDict, cpu
+    from paramdict import gpu as gpu_ctx
+
+    d = ParameterDict("net_")
+    for i in range(20):
+        d.get(f"w{i}", shape=(3, 2))
+    d.get("frozen", shape=(2,), grad_req="null")
+    d.initialize("ones", ctx=gpu_ctx(0))
+    assert len(d._storage.grad.arena(gpu_ctx(0), np.float32).segments()) == 1
+    for p in d.values():
+        np.testing.assert_array_equal(backend.to_host(p.data()), np.ones(p.shape, np.float32))
+        if p.grad_req != "null":
+            assert d._storage.grad.owns(gpu_ctx(0), p.grad())
+            backend.copy_into(p.grad(), np.full(p.shape, 5.0, np.float32))
+    d.zero_grad()
+    assert all(not backend.to_host(p.grad()).any() for p in d.values() if p.grad_req != "null")
+    d["net_w0"].cast("float16")
+    w0 = d["net_w0"]
+    assert backend.to_host(w0.data()).dtype == np.float16
+    assert d._storage.data.owns(gpu_ctx(0), w0.data())
+    d.reset_ctx(cpu(0))
+    np.testing.assert_array_equal(d["net_w3"].data(), np.ones((3, 2), np.float32))
+    assert d._storage.data.owns(cpu(0), d["net_w3"].data())

@@ -33,8 +33,8 @@ class CPUBackend:
         return np.array(array, copy=True, order="C")
 
     def copy_into(self, dst: Any, src: Any) -> None:
-        """Copy ``src`` into ``dst`` (casting to ``dst.dtype``)."""
-        np.copyto(dst, np.asarray(src), casting="unsafe")
+        """Copy ``src`` into ``dst`` (casting to ``dst.dtype`` as :func:`kernels.cast` does)."""
+        kernels.cast_into(dst, src)
 
     def zero(self, arrays: Sequence[Any]) -> None:
         """Zero every array."""

@@ -21,6 +21,7 @@ import numpy as np
 __all__ = [
     "PARALLEL_THRESHOLD",
     "cast",
+    "cast_into",
     "fill_normal",
     "fill_uniform",
     "fill_value",
@@ -295,6 +296,39 @@ def cast(src: np.ndarray, dtype: Any) -> np.ndarray:
     out = np.empty(arr.shape, dtype=target)
     _cast_into(arr, out)
     return out
+
+
+def cast_into(dst: np.ndarray, src: Any) -> None:
+    """Write ``src`` converted to ``dst.dtype`` into ``dst``, as :func:`cast` converts.
+
+    Parameters
+    ----------
+    dst : numpy.ndarray
+        Writable destination of ``src``'s shape.
+    src : array_like
+        Source values.
+
+    Raises
+    ------
+    paramdict.errors.ShapeMismatchError
+        The shapes differ.
+    """
+    arr = np.asarray(src)
+    if arr.shape != dst.shape:
+        from paramdict.errors import ShapeMismatchError
+
+        raise ShapeMismatchError(
+            f"cast_into: source shape {arr.shape} differs from destination shape {dst.shape}."
+        )
+    if (
+        arr.size
+        and arr.dtype != dst.dtype
+        and dst.flags.c_contiguous
+        and has_cast_kernel(arr.dtype, dst.dtype)
+    ):
+        _cast_into(np.ascontiguousarray(arr), dst)
+    else:
+        np.copyto(dst, arr, casting="unsafe")
 
 
 # --- zero -------------------------------------------------------------------------------------

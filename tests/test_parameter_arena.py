@@ -1,0 +1,225 @@
+"""Parameters of a ParameterDict live in its arenas: one buffer per (context, dtype).
+
+Checks the views, the single zero kernel of ``zero_grad``, and that every operation that
+replaces an array (re-initialization, cast, reset_ctx, grad_req) keeps old references valid and
+never lets them alias a live parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from paramdict import kernels
+from paramdict.context import cpu
+from paramdict.manager import get_device_spec
+from paramdict.parameter import Parameter
+from paramdict.parameter_dict import ParameterDict
+
+
+def _dict(n: int = 5, shape: tuple[int, ...] = (4,), **kwargs: Any) -> ParameterDict:
+    d = ParameterDict("net_")
+    for i in range(n):
+        d.get(f"p{i}", shape=shape, **kwargs)
+    return d
+
+
+def _segments(d: ParameterDict, kind: str) -> list[np.ndarray]:
+    return [s for a in d._storage.arenas(kind).arenas() for s in a.segments()]
+
+
+def _all_arrays(d: ParameterDict) -> list[np.ndarray]:
+    out = []
+    for p in d.values():
+        out += p.list_data()
+        if p._grad is not None:
+            out += p.list_grad()
+    return out
+
+
+@pytest.fixture
+def count_zero_kernels(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the number of ranges of every ``kernels.zero_ranges`` call."""
+    calls: list[int] = []
+    original = kernels.zero_ranges
+
+    def counting(buffer: Any, starts: Any, stops: Any) -> None:
+        calls.append(int(starts.size))
+        original(buffer, starts, stops)
+
+    monkeypatch.setattr(kernels, "zero_ranges", counting)
+    return calls
+
+
+def test_initialize_puts_data_and_grads_in_one_segment_each() -> None:
+    d = _dict(50, shape=(3, 5))
+    d.initialize("ones")
+    (data_seg,) = _segments(d, "data")
+    (grad_seg,) = _segments(d, "grad")
+    for p in d.values():
+        assert np.shares_memory(p.data(), data_seg)
+        assert np.shares_memory(p.grad(), grad_seg)
+        assert p.data().flags.c_contiguous
+        assert p.data().flags.writeable
+        np.testing.assert_array_equal(p.data(), np.ones((3, 5), np.float32))
+        np.testing.assert_array_equal(p.grad(), np.zeros((3, 5), np.float32))
+    arrays = _all_arrays(d)
+    for i, a in enumerate(arrays):  # no two arrays overlap
+        a[...] = i
+    assert [float(a.flat[0]) for a in arrays] == [float(i) for i in range(len(arrays))]
+
+
+def test_zero_grad_of_many_tiny_params_is_one_kernel_call(
+    count_zero_kernels: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = _dict(1000)
+    d.get("frozen", shape=(4,), grad_req="null")
+    d.get("acc", shape=(4,), grad_req="add")
+    d.initialize("ones")
+    for p in d.values():
+        if p.grad_req != "null":
+            p.grad()[...] = 3.0
+    backend_calls: list[int] = []
+    backend = get_device_spec("cpu").backend
+    monkeypatch.setattr(backend, "zero", lambda arrays: backend_calls.append(len(arrays)))
+    count_zero_kernels.clear()
+    d.zero_grad()
+    assert count_zero_kernels == [1]  # one kernel, one contiguous range
+    assert backend_calls == []
+    assert all(not p.grad().any() for p in d.values() if p.grad_req != "null")
+    np.testing.assert_array_equal(d["net_frozen"].data(), np.ones(4, np.float32))
+
+
+def test_force_reinit_detaches_old_views_and_frees_the_old_segment(
+    count_zero_kernels: list[int],
+) -> None:
+    d = _dict(10)
+    d.initialize("ones")
+    old_data = d["net_p0"].data()
+    old_grad = d["net_p0"].grad()
+    old_grad[...] = 9.0
+    d.initialize("zeros", force_reinit=True)
+    new = d["net_p0"]
+    assert not np.shares_memory(old_data, new.data())
+    assert not np.shares_memory(old_grad, new.grad())
+    np.testing.assert_array_equal(old_data, np.ones(4, np.float32))  # still readable
+    new.grad()[...] = 5.0
+    d.zero_grad()
+    assert (old_grad == 9.0).all()  # a detached buffer is no longer zeroed
+    assert not new.grad().any()
+    assert len(_segments(d, "data")) == 1  # the emptied segment was dropped
+    assert len(_segments(d, "grad")) == 1
+    for _ in range(5):  # repeated re-initialization does not pile up memory
+        d.initialize("ones", force_reinit=True)
+    capacity = sum(a.capacity for a in d._storage.data.arenas())
+    assert capacity <= 2 * max(1 << 16, 10 * 16)
+
+
+def test_cast_moves_to_the_arena_of_the_new_dtype() -> None:
+    d = _dict(3)
+    d.initialize("ones")
+    old = d["net_p1"].data()
+    d["net_p1"].cast("float16")
+    p = d["net_p1"]
+    assert p.data().dtype == np.float16
+    assert p.grad().dtype == np.float16
+    f16 = d._storage.data.arena(cpu(0), np.float16)
+    assert f16.owns(p.data())
+    assert not d._storage.data.arena(cpu(0), np.float32).owns(old)
+    np.testing.assert_array_equal(p.data(), np.ones(4, np.float16))
+    p.grad()[...] = 2
+    d.zero_grad()
+    assert not p.grad().any()
+
+
+def test_cast_keeps_values_bit_exact_for_bfloat16() -> None:
+    import ml_dtypes
+
+    d = _dict(1, shape=(1000,))
+    d.initialize("normal", seed=3)
+    before = d["net_p0"].data().copy()
+    d["net_p0"].cast("bfloat16")
+    got = d["net_p0"].data()
+    np.testing.assert_array_equal(
+        got.view(np.uint16), before.astype(ml_dtypes.bfloat16).view(np.uint16)
+    )
+
+
+def test_grad_req_switches_release_and_reallocate_views() -> None:
+    d = _dict(2)
+    d.initialize("ones")
+    p = d["net_p0"]
+    old = p.grad()
+    p.grad_req = "null"
+    assert not d._storage.grad.owns(cpu(0), old)
+    p.grad_req = "add"
+    assert d._storage.grad.owns(cpu(0), p.grad())
+    assert not np.shares_memory(old, p.grad())
+    p.grad()[...] = 1
+    d.zero_grad()
+    assert not p.grad().any()
+
+
+def test_reset_ctx_reissues_views_per_context() -> None:
+    d = _dict(2)
+    d.initialize("ones", ctx=[cpu(0), cpu(1)])
+    p = d["net_p0"]
+    p.data(cpu(1))[...] = 3.0  # average of 1 and 3
+    old = p.list_data()
+    d.reset_ctx(cpu(2))
+    assert p.list_ctx() == [cpu(2)]
+    np.testing.assert_array_equal(p.data(), np.full(4, 2.0, np.float32))
+    assert d._storage.data.owns(cpu(2), p.data())
+    assert not any(d._storage.data.owns(cpu(0), a) for a in old)
+    p.grad()[...] = 1
+    d.zero_grad()
+    assert not p.grad().any()
+
+
+def test_shared_parameters_are_zeroed_by_every_dict_that_holds_them() -> None:
+    owner = _dict(2)
+    owner.initialize("ones")
+    user = ParameterDict("net_", shared=owner)
+    w = user.get("p0")
+    assert w is owner["net_p0"]
+    w.grad()[...] = 4.0
+    user.zero_grad()
+    assert not w.grad().any()
+    owner["net_p1"].grad()[...] = 4.0
+    user.zero_grad()  # user does not hold net_p1: untouched
+    assert (owner["net_p1"].grad() == 4.0).all()
+    owner.zero_grad()
+    assert not owner["net_p1"].grad().any()
+
+
+def test_standalone_parameter_owns_its_arrays() -> None:
+    p = Parameter("w", shape=(3,))
+    p.initialize("ones")
+    assert p._storage is None
+    assert p.data().base is None or p.data().base.size == 3
+    p.grad()[...] = 1
+    p.zero_grad()
+    assert not p.grad().any()
+
+
+def test_deferred_parameters_get_arena_views_when_completed() -> None:
+    d = ParameterDict()
+    p = d.get("w", shape=(0, 3), allow_deferred_init=True)
+    d.initialize("ones")
+    p.shape = (2, 3)
+    p._finish_deferred_init()
+    assert d._storage.data.owns(cpu(0), p.data())
+    assert d._storage.grad.owns(cpu(0), p.grad())
+
+
+def test_load_into_a_dict_uses_its_arenas(tmp_path: Any) -> None:
+    src = _dict(3)
+    src.initialize("normal", seed=1)
+    src.save(tmp_path / "a.params")
+    dst = _dict(3)
+    dst.load(tmp_path / "a.params")
+    for name in src:
+        np.testing.assert_array_equal(dst[name].data(), src[name].data())
+        assert dst._storage.data.owns(cpu(0), dst[name].data())
