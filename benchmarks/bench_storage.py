@@ -18,11 +18,13 @@ import numpy as np
 from paramdict import storage
 from paramdict.resnet50 import resnet50_shapes
 
-REPEATS = 5
+REPEATS = 9
 
 
 def median_time(repeats: int, fn: Callable[[], object]) -> float:
-    """Median wall time of ``repeats`` calls of ``fn`` (seconds)."""
+    """Median wall time of ``repeats`` calls of ``fn`` after two warm-up calls (seconds)."""
+    fn()  # imports, page cache
+    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -9,10 +9,14 @@ Layout of a checkpoint at ``ROOT`` (a directory or an object-store prefix)::
 
 Save: write a new ``<version>`` (data, then manifest), then replace ``COMMIT`` (local: temp file,
 fsync, ``os.replace``, fsync of the directory; object store: one PUT, atomic per object), then
-delete older versions. A crash at any point leaves ``COMMIT`` pointing at the previous complete
-version, so the old checkpoint stays loadable until the new one is committed. Load refuses a root
-without ``COMMIT``, a manifest whose checksum disagrees with ``COMMIT``, missing chunks (zarr would
-read them as zeros, so chunk existence is checked) and parameters whose crc32c disagrees.
+delete older versions (on local disk in a background thread that the interpreter waits for at
+exit; the list of versions to delete is fixed at commit time, so a later save is never touched).
+On local disk without compression the chunk files are written and read directly
+(:mod:`paramdict.zarr_local`), byte-for-byte as zarr's codecs would. A crash at any point
+leaves ``COMMIT`` pointing at the previous complete version, so the old checkpoint stays loadable
+until the new one is committed. Load refuses a root without ``COMMIT``, a manifest whose checksum
+disagrees with ``COMMIT``, missing chunks (zarr would read them as zeros, so chunk existence is
+checked) and parameters whose crc32c disagrees.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import contextlib
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -36,6 +41,7 @@ from paramdict.errors import (
 )
 from paramdict.fileio import progress_reporter
 from paramdict.types import ArrayInfo, ArraysLike, CheckpointInfo, LoadedArrays, VerifyReport
+from paramdict.zarr_local import ChunkWriter, RawLayout, chunks_of, raw_layout, read_ranges
 
 __all__ = ["COMMIT_MARKER", "FORMAT_VERSION", "MANIFEST", "ZarrCheckpointBackend"]
 
@@ -161,6 +167,12 @@ class _Location:
         return FsspecStore.from_url(
             self.url(version), storage_options=self.storage_options, read_only=read_only
         )
+
+
+def _remove_versions(loc: _Location, versions: Sequence[str]) -> None:
+    """Delete superseded version directories (never the committed one)."""
+    for old in versions:
+        loc.remove_tree(old)
 
 
 def _fsync_dir(path: str) -> None:
@@ -293,7 +305,14 @@ class ZarrCheckpointBackend:
                     config={"write_empty_chunks": True},
                     fill_value=0,
                 )
-                buf = np.empty(chunk, dtype=sdtype)
+                raw = (
+                    ChunkWriter(
+                        RawLayout(loc.join(version, arr_name), chunk, count, sdtype.itemsize)
+                    )
+                    if loc.local and compression in (None, "none")
+                    else None
+                )
+                buf = np.empty(chunk if raw is None else 0, dtype=sdtype)
                 filled = 0
                 start = 0
                 offset = 0
@@ -311,6 +330,10 @@ class ZarrCheckpointBackend:
                         "crc32c": _crc(flat),
                     }
                     offset += int(a.size)
+                    if raw is not None:
+                        raw.add(flat)
+                        update(int(a.nbytes))
+                        continue
                     pos = 0
                     while pos < flat.size:
                         take = min(chunk - filled, flat.size - pos)
@@ -322,7 +345,9 @@ class ZarrCheckpointBackend:
                             start += chunk
                             filled = 0
                     update(int(a.nbytes))
-                if filled:
+                if raw is not None:
+                    raw.close()
+                elif filled:
                     zarr_array[start : start + filled] = buf[:filled]
         manifest = {
             "format": "paramdict-zarr",
@@ -341,9 +366,15 @@ class ZarrCheckpointBackend:
 
         commit = {"version": version, "manifest_crc32c": f"{crc32c.crc32c(manifest_raw):08x}"}
         loc.write_bytes(json.dumps(commit).encode(), COMMIT_MARKER)
-        for old in loc.list_dir():
-            if old.startswith("v") and old != version:
-                loc.remove_tree(old)
+        superseded = [v for v in loc.list_dir() if v.startswith("v") and v != version]
+        if loc.local and superseded:
+            # the new version is committed: deleting the old ones can overlap the caller's work
+            # (a non-daemon thread, so the interpreter finishes it before exiting)
+            threading.Thread(
+                target=_remove_versions, args=(loc, superseded), name="paramdict-zarr-cleanup"
+            ).start()
+        else:
+            _remove_versions(loc, superseded)
 
     # -- load ----------------------------------------------------------------------------------
 
@@ -370,9 +401,7 @@ class ZarrCheckpointBackend:
         entries: Sequence[Mapping[str, Any]],
         progress: bool | None,
     ) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
-        import zarr
-
-        group = zarr.open_group(store=loc.store(version, read_only=True), mode="r")
+        group: Any = None
         out: dict[str, np.ndarray] = {}
         problems: list[tuple[str, str]] = []
         by_array: dict[str, list[Mapping[str, Any]]] = {}
@@ -381,6 +410,20 @@ class ZarrCheckpointBackend:
         total = sum(int(e["nbytes"]) for e in entries)
         with progress_reporter(total, f"load {loc.uri}", progress) as update:
             for arr_name, group_entries in by_array.items():
+                layout = (
+                    raw_layout(
+                        loc.join(version, arr_name), _storage_dtype(group_entries[0]["dtype"])
+                    )
+                    if loc.local
+                    else None
+                )
+                if layout is not None:
+                    self._read_raw(layout, arr_name, group_entries, out, problems, update)
+                    continue
+                if group is None:
+                    import zarr
+
+                    group = zarr.open_group(store=loc.store(version, read_only=True), mode="r")
                 try:
                     zarr_array = _packed(group, arr_name)
                 except KeyError:
@@ -427,6 +470,46 @@ class ZarrCheckpointBackend:
                     out[e["name"]] = flat.view(dtype).reshape(tuple(e["shape"]))
                     update(int(e["nbytes"]))
         return out, problems
+
+    @staticmethod
+    def _read_raw(
+        layout: RawLayout,
+        arr_name: str,
+        entries: Sequence[Mapping[str, Any]],
+        out: dict[str, np.ndarray],
+        problems: list[tuple[str, str]],
+        update: Any,
+    ) -> None:
+        """Read ``entries`` of one packed array straight from its chunk files (local disk)."""
+        sdtype = _storage_dtype(entries[0]["dtype"])
+        if sum(int(e["size"]) for e in entries) == layout.count:
+            # the whole array: one buffer, every chunk read whole and its crc32c checked
+            packed = np.empty(layout.count, dtype=sdtype)
+            bad = read_ranges(layout, [(0, packed)])
+            targets = [
+                packed[int(e["offset"]) : int(e["offset"]) + int(e["size"])] for e in entries
+            ]
+        else:
+            targets = [np.empty(int(e["size"]), dtype=sdtype) for e in entries]
+            bad = read_ranges(
+                layout, [(int(e["offset"]), t) for e, t in zip(entries, targets, strict=True)]
+            )
+        reasons: dict[int, str] = {}
+        for r, e in enumerate(entries):
+            failed = [
+                bad[k] for k in chunks_of(layout, int(e["offset"]), int(e["size"])) if k in bad
+            ]
+            if failed:
+                reasons[r] = "; ".join(failed)
+        for r, (e, flat) in enumerate(zip(entries, targets, strict=True)):
+            if r in reasons:
+                problems.append((e["name"], f"{reasons[r]} in {arr_name!r}"))
+                continue
+            if _crc(flat) != e["crc32c"]:
+                problems.append((e["name"], "crc32c checksum mismatch"))
+                continue
+            out[e["name"]] = flat.view(_logical_dtype(e["dtype"])).reshape(tuple(e["shape"]))
+            update(int(e["nbytes"]))
 
     def _from_chunks(
         self,

@@ -1,0 +1,164 @@
+"""Direct chunk I/O of local zarr checkpoints: what zarr reads, partial reads, damage, cleanup."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paramdict import storage
+from paramdict import zarr_local as zl
+from paramdict.errors import CorruptCheckpointError
+from paramdict.zarr_checkpoint import COMMIT_MARKER, MANIFEST
+
+
+def _version_dir(path: Path) -> Path:
+    return path / json.loads((path / COMMIT_MARKER).read_text())["version"]
+
+
+def _wait_for_cleanup() -> None:
+    for t in threading.enumerate():
+        if t.name == "paramdict-zarr-cleanup":
+            t.join()
+
+
+def _arrays(n: int = 30) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return {f"p{i}": rng.standard_normal((i % 7) + 1 + 13 * i).astype(np.float32) for i in range(n)}
+
+
+def test_directly_written_chunks_are_what_zarr_reads(tmp_path: Path) -> None:
+    import zarr
+
+    path = tmp_path / "m.zarr"
+    arrays = _arrays()
+    storage.save(path, arrays, chunk_bytes=1000)  # many chunks, a padded last one
+    group = zarr.open_group(_version_dir(path), mode="r")
+    packed = np.asarray(group["packed_float32"][:])
+    np.testing.assert_array_equal(packed, np.concatenate([a.ravel() for a in arrays.values()]))
+    chunks = sorted((_version_dir(path) / "packed_float32" / "c").iterdir())
+    assert len(chunks) == -(-packed.size // group["packed_float32"].chunks[0])
+
+
+def test_chunk_files_are_byte_identical_to_what_zarr_writes(tmp_path: Path) -> None:
+    import zarr
+
+    path = tmp_path / "m.zarr"
+    arrays = _arrays()
+    storage.save(path, arrays, chunk_bytes=1000)
+    chunk_dir = _version_dir(path) / "packed_float32" / "c"
+    ours = {p.name: p.read_bytes() for p in chunk_dir.iterdir()}
+    group = zarr.open_group(_version_dir(path), mode="r+")
+    packed = np.asarray(group["packed_float32"][:])
+    for p in chunk_dir.iterdir():
+        p.unlink()
+    group["packed_float32"][:] = packed  # zarr writes every chunk again
+    theirs = {p.name: p.read_bytes() for p in chunk_dir.iterdir()}
+    assert theirs == ours
+    got = storage.load(path)
+    assert isinstance(got, dict)
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(got[k], v)
+
+
+def test_partial_reads_across_chunk_boundaries(tmp_path: Path) -> None:
+    path = tmp_path / "m.zarr"
+    arrays = _arrays()
+    storage.save(path, arrays, chunk_bytes=256)
+    names = ["p29", "p3", "p17", "p0"]
+    got = storage.load(path, names=names)
+    assert isinstance(got, dict)
+    assert list(got) == names
+    for k in names:
+        np.testing.assert_array_equal(got[k], arrays[k])
+        assert got[k].flags.writeable
+        assert got[k].flags.owndata or got[k].base is not None
+
+
+def test_more_pieces_than_iov_max_in_one_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.zarr"
+    arrays = {f"t{i}": np.full(3, i, np.float32) for i in range(2 * zl._IOV_MAX + 5)}
+    storage.save(path, arrays)
+    got = storage.load(path)
+    assert isinstance(got, dict)
+    assert all(np.array_equal(got[k], v) for k, v in arrays.items())
+
+
+def test_truncated_chunk_names_the_parameter_and_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "t.zarr"
+    arrays = {"a": np.arange(100, dtype=np.float32), "b": np.arange(100, 200, dtype=np.float32)}
+    storage.save(path, arrays, chunk_bytes=400)
+    chunk1 = _version_dir(path) / "packed_float32" / "c" / "1"
+    chunk1.write_bytes(chunk1.read_bytes()[:50])
+    with pytest.raises(CorruptCheckpointError, match=r"'b'.*chunk 1.*truncated"):
+        storage.load(path)
+    with pytest.raises(CorruptCheckpointError, match=r"'b'.*chunk 1"):
+        storage.load(path, names=["b"])
+    np.testing.assert_array_equal(storage.load(path, names=["a"])["a"], arrays["a"])
+    report = storage.verify(path)
+    assert [name for name, _ in report.problems] == ["b"]
+
+
+def test_flipped_checksum_trailer_fails_the_whole_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "c.zarr"
+    storage.save(path, {"w": np.arange(100, dtype=np.float32)})
+    chunk = _version_dir(path) / "packed_float32" / "c" / "0"
+    raw = bytearray(chunk.read_bytes())
+    raw[-1] ^= 0x01
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(CorruptCheckpointError, match=r"'w'.*crc32c checksum of the chunk"):
+        storage.load(path)
+
+
+def test_partial_read_of_damaged_data_is_caught_by_the_parameter_checksum(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "d.zarr"
+    arrays = {"a": np.arange(50, dtype=np.float32), "b": np.ones(50, np.float32)}
+    storage.save(path, arrays)
+    chunk = _version_dir(path) / "packed_float32" / "c" / "0"
+    raw = bytearray(chunk.read_bytes())
+    raw[4 * 60] ^= 0x40  # inside 'b'
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(CorruptCheckpointError, match=r"'b'.*crc32c checksum mismatch"):
+        storage.load(path, names=["b"])
+    np.testing.assert_array_equal(storage.load(path, names=["a"])["a"], arrays["a"])
+
+
+def test_compressed_local_checkpoints_go_through_zarr(tmp_path: Path) -> None:
+    path = tmp_path / "z.zarr"
+    arrays = _arrays()
+    storage.save(path, arrays, compression="zstd")
+    assert zl.raw_layout(str(_version_dir(path) / "packed_float32"), np.dtype(np.float32)) is None
+    got = storage.load(path, names=["p5"])
+    assert isinstance(got, dict)
+    np.testing.assert_array_equal(got["p5"], arrays["p5"])
+
+
+def test_superseded_versions_are_removed_after_commit(tmp_path: Path) -> None:
+    path = tmp_path / "v.zarr"
+    for i in range(3):
+        storage.save(path, {"w": np.full(10, i, np.float32)})
+    _wait_for_cleanup()
+    versions = [p.name for p in path.iterdir() if p.name.startswith("v")]
+    assert versions == [_version_dir(path).name]
+    assert (_version_dir(path) / MANIFEST).exists()
+    np.testing.assert_array_equal(storage.load(path)["w"], np.full(10, 2, np.float32))
+
+
+def test_raw_layout_rejects_unexpected_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "m.zarr"
+    storage.save(path, {"w": np.arange(4, dtype=np.float32)})
+    meta_path = _version_dir(path) / "packed_float32" / "zarr.json"
+    directory = str(meta_path.parent)
+    assert zl.raw_layout(directory, np.dtype(np.float32)) is not None
+    assert zl.raw_layout(directory, np.dtype(np.float64)) is None  # dtype disagrees
+    meta = json.loads(meta_path.read_text())
+    meta["chunk_key_encoding"] = {"name": "v2", "configuration": {"separator": "."}}
+    meta_path.write_text(json.dumps(meta))
+    assert zl.raw_layout(directory, np.dtype(np.float32)) is None
+    meta_path.write_text("{not json")
+    assert zl.raw_layout(directory, np.dtype(np.float32)) is None
