@@ -132,3 +132,24 @@ def test_importing_the_suites_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_float32_work_does_not_import_ml_dtypes(tmp_path: Any) -> None:
+    """ml_dtypes costs up to ~0.7 s to import (0.7.0): only bfloat16 work may pull it in."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, paramdict as pd\n"
+        "d = pd.ParameterDict('n_')\n"
+        "d.get('w', shape=(3, 4))\n"
+        "d.initialize(pd.init.Xavier(), seed=0)\n"
+        "d.zero_grad()\n"
+        f"for name in ('a.params', 'a.npz', 'a.zarr'):\n"
+        f"    path = {str(tmp_path)!r} + '/' + name\n"
+        "    d.save(path)\n"
+        "    d.load(path)\n"
+        "print('ml_dtypes' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -26,7 +26,6 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-import ml_dtypes
 import numpy as np
 
 from paramdict.errors import (
@@ -50,7 +49,7 @@ __all__ = [
 ]
 
 #: safetensors dtype code -> numpy dtype (little-endian).
-DTYPE_CODES: dict[str, np.dtype[Any]] = {
+_EAGER_CODES: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype("?"),
     "U8": np.dtype("u1"),
     "I8": np.dtype("i1"),
@@ -61,13 +60,39 @@ DTYPE_CODES: dict[str, np.dtype[Any]] = {
     "U64": np.dtype("<u8"),
     "I64": np.dtype("<i8"),
     "F16": np.dtype("<f2"),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
     "F32": np.dtype("<f4"),
     "F64": np.dtype("<f8"),
-    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
-    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
 }
-_CODE_OF: dict[str, str] = {dtype.name: code for code, dtype in DTYPE_CODES.items()}
+#: safetensors code -> ml_dtypes attribute (ml_dtypes is imported only when one is used)
+_ML_DTYPES_CODES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+
+
+class _DtypeCodes(Mapping[str, "np.dtype[Any]"]):
+    """safetensors dtype code -> numpy dtype, importing ml_dtypes lazily."""
+
+    def __getitem__(self, code: str) -> np.dtype[Any]:
+        if code in _ML_DTYPES_CODES:
+            import ml_dtypes
+
+            found: np.dtype[Any] = np.dtype(getattr(ml_dtypes, _ML_DTYPES_CODES[code]))
+            return found
+        return _EAGER_CODES[code]
+
+    def __contains__(self, code: object) -> bool:
+        return code in _EAGER_CODES or code in _ML_DTYPES_CODES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*_EAGER_CODES, *_ML_DTYPES_CODES])
+
+    def __len__(self) -> int:
+        return len(_EAGER_CODES) + len(_ML_DTYPES_CODES)
+
+
+DTYPE_CODES: Mapping[str, np.dtype[Any]] = _DtypeCodes()
+_CODE_OF: dict[str, str] = {
+    **{dtype.name: code for code, dtype in _EAGER_CODES.items()},
+    **{name: code for code, name in _ML_DTYPES_CODES.items()},
+}
 
 METADATA_KEY = "__metadata__"
 _CRC_KEY = "paramdict.crc32"
