@@ -10,31 +10,14 @@ initializer (``init`` argument > ``Parameter.init`` > ``default_init``), then co
 context. The plugin hook ``paramdict_parameter_initialized`` fires after every
 (re-)initialization.
 
-Differences from MXNet 1.9.1
-----------------------------
-- Errors are :class:`~paramdict.errors.ParamdictError` subclasses that are also the fitting
-  builtin (MXNet raises ``AssertionError`` in many places); message texts are MXNet's.
-- ``var()``, ``row_sparse_data()``, ``list_row_sparse_data()`` and trainer hooks do not exist
-  (paramdict has no symbols, autograd or trainers).
-- Sparse storage: ``stype``/``grad_stype`` of ``'row_sparse'``/``'csr'`` are validated and
-  accepted by the constructor, but ``initialize``, loading and ``set_data`` on such a parameter
-  raise :class:`~paramdict.errors.ParameterValueError` saying sparse storage is not supported.
-- ``shape=()`` is a known (scalar) shape, as in MXNet's numpy mode: 0-d parameters and
-  ``Constant('k', 3.0)`` can be initialized (MXNet legacy mode refuses, spec h.11).
-- ``shape`` and ``dtype`` are validated at construction (MXNet fails later, at initialization).
-- ``Constant.initialize(init=X)`` keeps the constant's value and warns that ``X`` is ignored
-  (MXNet overwrites the value, spec h.11). ``Constant.init`` is an initializer instance rather
-  than a globally registered ``'Constant_<name>_<id>'`` alias (nothing leaks into the registry);
-  a numpy ``value`` keeps its dtype (numpy arrays are paramdict's NDArrays), other values become
-  float32 as in MXNet.
-- ``initialize`` takes keyword-only ``seed`` (initial values are a pure function of seed and
-  name) and ``verbose`` (log ``Initialized <name> as <init>: <rms>`` on the ``paramdict``
-  logger); ``default_init=None`` means ``Uniform()``.
-- ``_load_init``: loading into a parameter whose shape is ``None`` fills the shape in (h.9); a
-  shape with a different number of dimensions is reported with the "shape incompatible" message
-  (h.10).
-- A failed ``_finish_deferred_init`` clears the deferred state, as in MXNet (h.17).
-- ``cpu_pinned(i)`` and ``cpu_shared(i)`` find the ``cpu(i)`` copy, as in MXNet (h.13).
+Differences from MXNet 1.9.1 (the full table with reasons is in ``docs/migration.md``):
+errors are :class:`~paramdict.errors.ParamdictError` subclasses that are also the fitting
+builtin, with MXNet's messages; no ``var()``, sparse storage, autograd or trainers; ``shape=()``
+is a known scalar shape; ``shape`` and ``dtype`` are validated at construction;
+``Constant.initialize(init=X)`` keeps the value; ``initialize`` takes ``seed`` and logs with
+``verbose``; loading fills in an unknown shape (h.9). Kept on purpose: a failed
+``_finish_deferred_init`` clears the deferred state (h.17); ``cpu_pinned(i)`` / ``cpu_shared(i)``
+find the ``cpu(i)`` copy (h.13).
 """
 
 from __future__ import annotations
@@ -51,7 +34,6 @@ from paramdict import parameter_checks as chk
 from paramdict.context import Context, cpu
 from paramdict.errors import (
     DeferredInitializationError,
-    DTypeMismatchError,
     NotInitializedError,
     ParameterTypeError,
     ParameterValueError,
@@ -624,38 +606,9 @@ class Parameter:
         paramdict.errors.WrongContextError
             ``ctx`` differs from the contexts the parameter lives (or will live) on.
         """
-        if cast_dtype and dtype_source not in ("current", "saved"):
-            raise ParameterValueError(
-                f"dtype_source must be 'current' or 'saved', got {dtype_source!r} "
-                f"(loading Parameter '{self.name}')."
-            )
-        data = chk.to_host(data, f"loading Parameter '{self.name}'")
-        self._check_dense("load data into")
-        if self._shape is None:
-            self._shape = tuple(data.shape)
-        else:
-            ok = len(self._shape) == data.ndim and all(
-                i in (0, -1) or i == j for i, j in zip(self._shape, data.shape, strict=True)
-            )
-            if not ok:
-                raise ShapeMismatchError(
-                    f"Failed loading Parameter '{self.name}' from saved params: shape "
-                    f"incompatible expected {self._shape} vs saved {data.shape}"
-                )
-            self.shape = tuple(data.shape)
-        if data.dtype != self._np_dtype:
-            if not cast_dtype:
-                raise DTypeMismatchError(
-                    f"Failed loading Parameter '{self.name}' from saved params: dtype "
-                    f"incompatible expected {self.dtype} vs saved {data.dtype.type}. "
-                    "Set cast_dtype=True to cast the dtype of saved params."
-                )
-            if dtype_source == "current":
-                from paramdict import kernels
+        from paramdict.parameter_io import prepare_loaded
 
-                data = kernels.cast(data, self._np_dtype)
-            else:
-                self.cast(data.dtype.type)
+        data = prepare_loaded(self, data, cast_dtype, dtype_source)
         ctx_list = None if ctx is None else chk.normalize_ctx(ctx, self.name)
         if self._data is None:
             if self._deferred_init:

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from paramdict.errors import (
+    DTypeMismatchError,
     MissingParameterError,
     ParameterTypeError,
     ParameterValueError,
+    ShapeMismatchError,
     UnexpectedParameterError,
 )
-from paramdict.parameter_checks import NAMING_HELP, brief_print_list
+from paramdict.parameter_checks import NAMING_HELP, as_np_dtype, brief_print_list, to_host
 
 if TYPE_CHECKING:
     from paramdict.parameter import Parameter
@@ -30,6 +32,7 @@ __all__ = [
     "collect_for_save",
     "normalize_loaded",
     "plan_load",
+    "prepare_loaded",
     "strip_arg_aux",
     "unnamed_list_error",
 ]
@@ -220,3 +223,54 @@ def plan_load(
             )
         skipped.append(name)
     return LoadPlan(targets, missing, tuple(skipped))
+
+
+def prepare_loaded(param: Parameter, data: Any, cast_dtype: bool, dtype_source: str) -> np.ndarray:
+    """Check a loaded array against ``param`` and return it ready to copy in.
+
+    Fills in or narrows ``param.shape``; converts the dtype (``dtype_source='current'``) or
+    casts the parameter (``'saved'``) when ``cast_dtype`` is set.
+
+    Raises
+    ------
+    paramdict.errors.ShapeMismatchError, paramdict.errors.DTypeMismatchError
+        Shape or dtype disagree (dtype only without ``cast_dtype``).
+    paramdict.errors.ParameterValueError
+        ``dtype_source`` is neither ``'current'`` nor ``'saved'``, or the parameter is sparse.
+    """
+    name = param.name
+    if cast_dtype and dtype_source not in ("current", "saved"):
+        raise ParameterValueError(
+            f"dtype_source must be 'current' or 'saved', got {dtype_source!r} "
+            f"(loading Parameter '{name}')."
+        )
+    host = to_host(data, f"loading Parameter '{name}'")
+    param._check_dense("load data into")
+    stored = param.shape
+    if stored is None:
+        param._shape = tuple(host.shape)
+    else:
+        ok = len(stored) == host.ndim and all(
+            i in (0, -1) or i == j for i, j in zip(stored, host.shape, strict=True)
+        )
+        if not ok:
+            raise ShapeMismatchError(
+                f"Failed loading Parameter '{name}' from saved params: shape "
+                f"incompatible expected {stored} vs saved {host.shape}"
+            )
+        param.shape = tuple(host.shape)
+    wanted = as_np_dtype(param.dtype)
+    if host.dtype != wanted:
+        if not cast_dtype:
+            raise DTypeMismatchError(
+                f"Failed loading Parameter '{name}' from saved params: dtype "
+                f"incompatible expected {param.dtype} vs saved {host.dtype.type}. "
+                "Set cast_dtype=True to cast the dtype of saved params."
+            )
+        if dtype_source == "current":
+            from paramdict import kernels
+
+            host = kernels.cast(host, wanted)
+        else:
+            param.cast(host.dtype.type)
+    return host
