@@ -1,8 +1,9 @@
 """Kernel benchmarks: paramdict's Numba kernels against numpy in the same process.
 
 Run ``python benchmarks/bench_kernels.py [--quick]`` (or ``nox -s benchmarks``). Prints a markdown
-table of medians and ratios (numpy time / paramdict time: > 1 means paramdict is faster), then
-first-call latencies measured in fresh subprocesses. Numbers on a shared 2-core machine are noisy;
+table of medians and ratios (numpy time / paramdict time: > 1 means paramdict is faster), the
+same work done by PyTorch when it is importable (CPU build), then first-call latencies measured
+in fresh subprocesses. Numbers on a shared 2-core machine are noisy;
 compare ratios, not absolute times.
 """
 
@@ -158,6 +159,73 @@ def run_casts(rows: list[list[str]], repeat: int, label: str = "R50 (25.6M)") ->
                      f"{t_np / t_pd:.2f}x", target])  # fmt: skip
 
 
+def run_torch(rows: list[list[str]], repeat: int) -> None:
+    """The same work done by PyTorch (CPU) in this process, when torch is importable."""
+    try:
+        import torch
+    except ImportError:
+        rows.append(["PyTorch", "not installed", "", "", ""])
+        return
+    from torch.nn import init as tinit
+
+    from paramdict.initializer import InitDesc, Xavier
+
+    arrays = make_arrays(RESNET50_SHAPES)
+    tensors = [(n, torch.from_numpy(a)) for n, a in arrays]
+    xavier = Xavier()
+    descs = [(InitDesc(n, seed=0), a) for n, a in arrays]
+
+    def torch_xavier() -> None:
+        for n, t in tensors:
+            if n.endswith("gamma"):
+                tinit.ones_(t)
+            elif n.endswith(("beta", "bias")):
+                tinit.zeros_(t)
+            else:
+                tinit.xavier_uniform_(t)
+
+    cases = [
+        ("Uniform init", lambda: [kernels.fill_uniform(a, -0.07, 0.07, seed=0, key=n)
+                                  for n, a in arrays],
+         lambda: [tinit.uniform_(t, -0.07, 0.07) for _, t in tensors], "nn.init.uniform_"),
+        ("Normal init", lambda: [kernels.fill_normal(a, 0.0, 0.01, seed=0, key=n)
+                                 for n, a in arrays],
+         lambda: [tinit.normal_(t, 0.0, 0.01) for _, t in tensors], "nn.init.normal_"),
+        ("Xavier init", lambda: [xavier(d, a) for d, a in descs], torch_xavier,
+         "nn.init.xavier_uniform_ + ones_/zeros_"),
+    ]  # fmt: skip
+    total = sum(math.prod(s) for _, s in RESNET50_SHAPES)
+    src = np.empty(total, np.float32)
+    kernels.fill_normal(src, 0.0, 1.0, seed=0, key="cast")
+    tsrc = torch.from_numpy(src)
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    cases += [
+        ("cast f32->float16", lambda: kernels.cast(src, np.float16), tsrc.half, "Tensor.half()"),
+        ("cast f32->bfloat16", lambda: kernels.cast(src, bf16), tsrc.bfloat16,
+         "Tensor.bfloat16()"),
+    ]  # fmt: skip
+    for what, pd_fn, torch_fn, ref in cases:
+        t_pd = median_seconds(pd_fn, repeat)
+        t_torch = median_seconds(torch_fn, repeat)
+        rows.append([f"{what}, ResNet-50, vs PyTorch", fmt(t_pd), f"{fmt(t_torch)} ({ref})",
+                     f"{t_torch / t_pd:.2f}x", ""])  # fmt: skip
+    for label, shapes, number in (
+        ("1000 x (4,)", TINY_SHAPES, 200),
+        ("ResNet-50", RESNET50_SHAPES, 1),
+    ):
+        params = ParameterDict("bench_")
+        for name, shape in shapes:
+            params.get(name, shape=shape)
+        params.initialize("zeros")
+        grads = [torch.zeros(s) for _, s in shapes]
+        t_pd = median_seconds(params.zero_grad, repeat, number)
+        t_torch = median_seconds(lambda g=grads: torch._foreach_zero_(g), repeat, number)
+        rows.append([f"zero_grad, {label}, vs PyTorch", fmt(t_pd),
+                     f"{fmt(t_torch)} (torch._foreach_zero_, the optimizer's fast path)",
+                     f"{t_torch / t_pd:.2f}x", ""])  # fmt: skip
+    rows.append([f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads", "", "", "", ""])
+
+
 FIRST_CALL = r"""
 import time
 t0 = time.perf_counter()
@@ -226,6 +294,7 @@ def main() -> None:
     run_zero(rows, "1000 x (4,)", TINY_SHAPES, repeat, number=200)
     run_zero(rows, "ResNet-50", RESNET50_SHAPES, repeat, number=1)
     run_casts(rows, repeat)
+    run_torch(rows, repeat)
     first_call_latency(rows)
     import_time(rows, repeat)
     print(f"numpy {np.__version__}, numba {numba.__version__} ({numba.threading_layer()} "

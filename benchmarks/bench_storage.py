@@ -33,6 +33,18 @@ def median_time(repeats: int, fn: Callable[[], object]) -> float:
     return statistics.median(times)
 
 
+def peak_traced_mb(fn: Callable[[], object]) -> float:
+    """Peak memory allocated (Python and numpy, as tracemalloc sees it) while ``fn`` runs, MB."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
 def main() -> None:
     rng = np.random.default_rng(0)
     arrays = {n: rng.standard_normal(s, dtype=np.float32) for n, s in resnet50_shapes()}
@@ -72,6 +84,7 @@ def main() -> None:
                 median_time(REPEATS, lambda: storage.load(zp, names=list(arrays)[:10])),
             )
         )
+        peak = peak_traced_mb(lambda: storage.save(zp, arrays))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(
@@ -84,6 +97,7 @@ def main() -> None:
         print(
             f"| {name} | {save:.3f} | {load:.3f} | {st_save / save:.2f}x | {st_load / load:.2f}x |"
         )
+    print(f"\nPeak extra memory of a local zarr save (tracemalloc): {peak:.1f} MB")
 
 
 if __name__ == "__main__":

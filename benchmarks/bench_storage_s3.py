@@ -18,7 +18,7 @@ import boto3
 import numpy as np
 import s3fs
 
-from bench_storage import median_time
+from bench_storage import median_time, peak_traced_mb
 from paramdict import storage
 from paramdict.resnet50 import resnet50_shapes
 
@@ -77,6 +77,12 @@ def main() -> None:
             ),
         ]
         objects = len(fs.find("bench/ckpt.zarr"))
+        peaks = {
+            n: peak_traced_mb(
+                lambda n=n: storage.save(url, arrays, storage_options=opts, concurrency=n)
+            )
+            for n in (1, 4)
+        }
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -93,6 +99,8 @@ def main() -> None:
         f"\nzarr objects: {objects} for {total / 1e6:.0f} MB "
         f"({objects / (total / 1e8):.1f} per 100 MB)"
     )
+    for n, peak in peaks.items():
+        print(f"Peak extra memory of an S3 save, concurrency={n} (tracemalloc): {peak:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -220,3 +220,20 @@ def test_chunk_count_per_100mb(tmp_path: Path) -> None:
     storage.save(path, arrays)
     files = [p for p in path.rglob("*") if p.is_file()]
     assert len(files) <= 10
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_concurrency_option_round_trips_remote(concurrency: int) -> None:
+    arrays = {f"p{i}": np.full(100 + i, i, np.float32) for i in range(20)}
+    url = f"memory://conc{concurrency}/m.zarr"
+    storage.save(url, arrays, chunk_bytes=512, concurrency=concurrency)
+    got = storage.load(url, concurrency=concurrency)
+    assert isinstance(got, dict)
+    _assert_same(got, arrays)
+    assert storage.verify(url, concurrency=concurrency).ok
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "4", True])
+def test_bad_concurrency_is_a_configuration_error(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(ConfigurationError, match="concurrency must be a positive int"):
+        storage.save(tmp_path / "c.zarr", {"w": np.zeros(3, np.float32)}, concurrency=bad)

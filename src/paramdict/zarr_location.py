@@ -1,0 +1,140 @@
+"""Where a zarr checkpoint lives: a local directory or an fsspec URL.
+
+Also the file operations the commit protocol needs: atomic small writes, listing, fsync and
+removal of superseded versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from paramdict.errors import ConfigurationError
+
+__all__ = ["Location", "fsync_dir", "fsync_tree", "remote_concurrency", "remove_versions"]
+
+
+class Location:
+    """A checkpoint root on local disk or behind fsspec."""
+
+    def __init__(self, uri: str, storage_options: Mapping[str, Any] | None) -> None:
+        self.uri = uri.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+        self.local = "://" not in uri or uri.startswith("file://")
+        if self.local:
+            if self.storage_options:
+                raise ConfigurationError(
+                    f"storage_options are for remote URLs; {uri!r} is a local path."
+                )
+            self.path = os.path.abspath(uri.removeprefix("file://"))
+            self.fs: Any = None
+        else:
+            import fsspec
+
+            self.fs, self.path = fsspec.core.url_to_fs(self.uri, **self.storage_options)
+
+    def join(self, *parts: str) -> str:
+        """Return the path (local) or fsspec path of ``parts`` below the root."""
+        return "/".join([self.path, *parts]) if not self.local else os.path.join(self.path, *parts)
+
+    def url(self, *parts: str) -> str:
+        """Return the URL of ``parts`` below the root."""
+        return "/".join([self.uri, *parts])
+
+    def read_bytes(self, *parts: str) -> bytes | None:
+        """Return the bytes of a file below the root, or None if it does not exist."""
+        target = self.join(*parts)
+        try:
+            if self.local:
+                with open(target, "rb") as f:
+                    return f.read()
+            return bytes(self.fs.cat_file(target))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        """Write a file atomically (local: temp file, fsync, rename, fsync of the directory)."""
+        target = self.join(*parts)
+        if not self.local:
+            self.fs.pipe_file(target, data)
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp-{secrets.token_hex(4)}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        fsync_dir(os.path.dirname(target))
+
+    def list_dir(self, *parts: str) -> list[str]:
+        """Return the sorted names in a directory below the root (empty if it does not exist)."""
+        target = self.join(*parts)
+        try:
+            if self.local:
+                return sorted(os.listdir(target))
+            return sorted(
+                p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(target, detail=False)
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def remove_tree(self, *parts: str) -> None:
+        """Delete a directory below the root and everything in it (missing: nothing happens)."""
+        target = self.join(*parts)
+        if self.local:
+            import shutil
+
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(target, recursive=True)
+
+    def store(self, version: str, read_only: bool) -> Any:
+        """Return the zarr store of one version directory."""
+        from zarr.storage import FsspecStore, LocalStore
+
+        if self.local:
+            return LocalStore(os.path.join(self.path, version), read_only=read_only)
+        return FsspecStore.from_url(
+            self.url(version), storage_options=self.storage_options, read_only=read_only
+        )
+
+
+def remote_concurrency(loc: Location, concurrency: int) -> Any:
+    """Context setting zarr's request concurrency for a remote location (local: nothing)."""
+    if loc.local:
+        return contextlib.nullcontext()
+    import zarr
+
+    return zarr.config.set({"async.concurrency": concurrency})
+
+
+def remove_versions(loc: Location, versions: Sequence[str]) -> None:
+    """Delete superseded version directories (never the committed one)."""
+    for old in versions:
+        loc.remove_tree(old)
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a directory's entries to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str) -> None:
+    """Flush every file and directory below ``path`` to disk."""
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(dirpath)
