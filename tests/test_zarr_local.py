@@ -162,3 +162,20 @@ def test_raw_layout_rejects_unexpected_metadata(tmp_path: Path) -> None:
     assert zl.raw_layout(directory, np.dtype(np.float32)) is None
     meta_path.write_text("{not json")
     assert zl.raw_layout(directory, np.dtype(np.float32)) is None
+
+
+def test_remote_chunks_are_byte_identical_to_local_ones(tmp_path: Path) -> None:
+    import fsspec
+
+    arrays = _arrays()
+    storage.save(tmp_path / "m.zarr", arrays, chunk_bytes=700)
+    storage.save("memory://same/m.zarr", arrays, chunk_bytes=700, concurrency=2)
+    fs = fsspec.filesystem("memory")
+    version = json.loads(fs.cat_file("/same/m.zarr/COMMIT"))["version"]
+    local_dir = _version_dir(tmp_path / "m.zarr") / "packed_float32" / "c"
+    remote = {
+        p.rsplit("/", 1)[-1]: fs.cat_file(p)
+        for p in fs.ls(f"/same/m.zarr/{version}/packed_float32/c", detail=False)
+    }
+    assert remote == {p.name: p.read_bytes() for p in local_dir.iterdir()}
+    assert len(remote) > 2

@@ -43,6 +43,7 @@ from paramdict.types import ArrayInfo, ArraysLike, CheckpointInfo, LoadedArrays,
 from paramdict.zarr_local import ChunkWriter, RawLayout, chunks_of, raw_layout, read_ranges
 from paramdict.zarr_location import (
     Location,
+    RemoteChunkObjects,
     fsync_dir,
     fsync_tree,
     remote_concurrency,
@@ -221,13 +222,15 @@ class ZarrCheckpointBackend:
                     config={"write_empty_chunks": True},
                     fill_value=0,
                 )
-                raw = (
-                    ChunkWriter(
-                        RawLayout(loc.join(version, arr_name), chunk, count, sdtype.itemsize)
+                raw = None
+                if compression in (None, "none"):
+                    layout = RawLayout(loc.join(version, arr_name), chunk, count, sdtype.itemsize)
+                    sink = (
+                        None
+                        if loc.local
+                        else RemoteChunkObjects(loc, version, arr_name, concurrency)
                     )
-                    if loc.local and compression in (None, "none")
-                    else None
-                )
+                    raw = ChunkWriter(layout, sink)
                 # through zarr: up to `concurrency` chunks are staged and written at once
                 buf = np.empty(0 if raw is not None else chunk * concurrency, dtype=sdtype)
                 filled = 0

@@ -22,11 +22,19 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["ChunkWriter", "RawLayout", "chunks_of", "raw_layout", "read_ranges"]
+__all__ = [
+    "ChunkSink",
+    "ChunkWriter",
+    "LocalChunkFiles",
+    "RawLayout",
+    "chunks_of",
+    "raw_layout",
+    "read_ranges",
+]
 
 _IOV_MAX = 1024
 _CRC_BYTES = 4
@@ -145,17 +153,49 @@ def raw_layout(directory: str, dtype: np.dtype[Any]) -> RawLayout | None:
     return RawLayout(directory, int(chunk), int(count), dtype.itemsize)
 
 
-class ChunkWriter:
-    """Write a packed array's chunk files from the parameters' own memory.
-
-    Call :meth:`add` with each parameter's bytes in order, then :meth:`close`. Every complete
-    chunk is written with one ``writev`` and its writeback to disk starts at once, so the final
-    ``fsync`` of the checkpoint waits for little.
-    """
+class LocalChunkFiles:
+    """Chunk sink writing each chunk as a file with one ``writev`` (local disk)."""
 
     def __init__(self, layout: RawLayout) -> None:
         self.layout = layout
         os.makedirs(os.path.join(layout.directory, "c"), exist_ok=True)
+
+    def put(self, index: int, pieces: Sequence[memoryview]) -> None:
+        """Write chunk ``index`` and start its writeback to disk at once."""
+        fd = os.open(self.layout.path(index), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, pieces)
+            _start_writeback(fd)
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        """Nothing is pending: every chunk was written by :meth:`put`."""
+
+
+class ChunkSink(Protocol):
+    """Where :class:`ChunkWriter` sends each complete chunk (its bytes, padding and crc32c)."""
+
+    def put(self, index: int, pieces: Sequence[memoryview]) -> None:
+        """Store chunk ``index``, whose bytes are ``pieces`` in order."""
+        ...
+
+    def finish(self) -> None:
+        """Store whatever is still pending."""
+        ...
+
+
+class ChunkWriter:
+    """Cut a packed array into chunks as zarr stores them, from the parameters' own memory.
+
+    Call :meth:`add` with each parameter's bytes in order, then :meth:`close`. Each complete
+    chunk (the last one zero-padded, each followed by its crc32c) goes to the sink as a list of
+    views of the parameters' memory: nothing is copied here.
+    """
+
+    def __init__(self, layout: RawLayout, sink: ChunkSink | None = None) -> None:
+        self.layout = layout
+        self.sink: ChunkSink = LocalChunkFiles(layout) if sink is None else sink
         self._pieces: list[memoryview] = []
         self._filled = 0
         self._crc = 0
@@ -183,19 +223,15 @@ class ChunkWriter:
             self._pieces.append(zeros)
             self._crc = _crc32c(zeros, self._crc)
         self._pieces.append(memoryview(self._crc.to_bytes(_CRC_BYTES, "little")))
-        fd = os.open(self.layout.path(self._index), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, self._pieces)
-            _start_writeback(fd)
-        finally:
-            os.close(fd)
+        self.sink.put(self._index, self._pieces)
         self._pieces, self._filled, self._crc = [], 0, 0
         self._index += 1
 
     def close(self) -> None:
-        """Write the last (zero-padded) chunk."""
+        """Send the last (zero-padded) chunk and let the sink store what it still holds."""
         if self._filled:
             self._flush()
+        self.sink.finish()
 
 
 def _read_chunk(path: str, target: memoryview, offset: int, whole: int) -> str | None:
