@@ -73,6 +73,23 @@ class TestZarrConformance(StorageTests):
         marker.unlink()
 
 
+class TestZarrZipConformance(TestZarrConformance):
+    """The same suite on a one-file ``.zarr.zip`` archive."""
+
+    @pytest.fixture
+    def storage_uri(self, tmp_path: Path, storage_format: str) -> str:
+        return str(tmp_path / "ckpt.zarr.zip")
+
+    def uncommit(self, uri: str) -> None:
+        import zipfile
+
+        with zipfile.ZipFile(uri) as old:
+            members = {n: old.read(n) for n in old.namelist() if n != "COMMIT"}
+        with zipfile.ZipFile(uri, "w") as new:
+            for name, data in members.items():
+                new.writestr(name, data)
+
+
 class TestCPUDeviceConformance(DeviceTests):
     @pytest.fixture
     def device_context(self) -> Any:

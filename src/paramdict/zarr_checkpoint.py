@@ -49,6 +49,7 @@ from paramdict.zarr_location import (
     remote_concurrency,
     remove_versions,
 )
+from paramdict.zarr_zip import ZipLocation, is_zip_uri, save_zip
 
 __all__ = ["COMMIT_MARKER", "FORMAT_VERSION", "MANIFEST", "ZarrCheckpointBackend"]
 
@@ -97,6 +98,16 @@ def _packed(group: Any, name: str) -> Any:
     return node
 
 
+_Root = Location | ZipLocation
+
+
+def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
+    """Open a checkpoint root for reading: a ``.zarr.zip`` archive, a directory or a URL."""
+    if is_zip_uri(uri):
+        return ZipLocation(uri)
+    return Location(uri, options.get("storage_options"))
+
+
 def _concurrency(uri: str, options: Mapping[str, Any]) -> int:
     """Return the ``concurrency`` option: chunk requests in flight at once (remote stores)."""
     value = options.get("concurrency", DEFAULT_CONCURRENCY)
@@ -121,7 +132,7 @@ class ZarrCheckpointBackend:
                 f"valid: {sorted(_OPTIONS)}."
             )
 
-    def _committed(self, loc: Location) -> tuple[str, dict[str, Any]]:
+    def _committed(self, loc: _Root) -> tuple[str, dict[str, Any]]:
         raw = loc.read_bytes(COMMIT_MARKER)
         if raw is None:
             if not loc.list_dir():
@@ -156,6 +167,9 @@ class ZarrCheckpointBackend:
     def save(self, uri: str, arrays: ArraysLike, **options: Any) -> None:
         """Write ``arrays`` as a new version and commit it (see module docstring)."""
         self._check_options(uri, options)
+        if is_zip_uri(uri):
+            save_zip(uri, lambda directory: self.save(directory, arrays, **options))
+            return
         concurrency = _concurrency(uri, options)
         chunk_bytes = int(options.get("chunk_bytes", DEFAULT_CHUNK_BYTES))
         if chunk_bytes <= 0:
@@ -200,7 +214,7 @@ class ZarrCheckpointBackend:
         store = loc.store(version, read_only=False)
         group = zarr.open_group(store=store, mode="w", zarr_format=3)
         with (
-            remote_concurrency(loc, concurrency),
+            remote_concurrency(loc.local, concurrency),
             progress_reporter(total, f"save {uri}", options.get("progress")) as update,
         ):
             for logical, idx in groups.items():
@@ -299,7 +313,7 @@ class ZarrCheckpointBackend:
     # -- load ----------------------------------------------------------------------------------
 
     def _entries(
-        self, loc: Location, manifest: Mapping[str, Any], names: Collection[str] | None
+        self, loc: _Root, manifest: Mapping[str, Any], names: Collection[str] | None
     ) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = list(manifest["parameters"])
         if names is None:
@@ -316,7 +330,7 @@ class ZarrCheckpointBackend:
 
     def _read(
         self,
-        loc: Location,
+        loc: _Root,
         version: str,
         entries: Sequence[Mapping[str, Any]],
         progress: bool | None,
@@ -341,9 +355,7 @@ class ZarrCheckpointBackend:
                     self._read_raw(layout, arr_name, group_entries, out, problems, update)
                     continue
                 if group is None:
-                    import zarr
-
-                    group = zarr.open_group(store=loc.store(version, read_only=True), mode="r")
+                    group = loc.open_group(version)
                 try:
                     zarr_array = _packed(group, arr_name)
                 except KeyError:
@@ -433,7 +445,7 @@ class ZarrCheckpointBackend:
 
     def _from_chunks(
         self,
-        loc: Location,
+        loc: _Root,
         zarr_array: Any,
         cache: dict[int, np.ndarray],
         lo: int,
@@ -456,7 +468,7 @@ class ZarrCheckpointBackend:
         return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
 
     @staticmethod
-    def _read_range(loc: Location, zarr_array: Any, lo: int, hi: int, arr_name: str) -> Any:
+    def _read_range(loc: _Root, zarr_array: Any, lo: int, hi: int, arr_name: str) -> Any:
         try:
             return np.asarray(zarr_array[lo:hi])
         except Exception as exc:  # zarr raises codec errors on crc32c mismatch
@@ -470,10 +482,10 @@ class ZarrCheckpointBackend:
     ) -> LoadedArrays:
         """Read the committed version; with ``names``, only those parameters' byte ranges."""
         self._check_options(uri, options)
-        loc = Location(uri, options.get("storage_options"))
+        loc = _open_root(uri, options)
         version, manifest = self._committed(loc)
         entries = self._entries(loc, manifest, names)
-        with remote_concurrency(loc, _concurrency(uri, options)):
+        with remote_concurrency(loc.local, _concurrency(uri, options)):
             out, problems = self._read(loc, version, entries, options.get("progress"))
         if problems:
             detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
@@ -486,7 +498,7 @@ class ZarrCheckpointBackend:
     def inspect(self, uri: str, **options: Any) -> CheckpointInfo:
         """Describe the checkpoint from its manifest (uncommitted: ``committed=False``)."""
         self._check_options(uri, options)
-        loc = Location(uri, options.get("storage_options"))
+        loc = _open_root(uri, options)
         try:
             version, manifest = self._committed(loc)
         except UncommittedCheckpointError:
@@ -510,11 +522,11 @@ class ZarrCheckpointBackend:
     def verify(self, uri: str, **options: Any) -> VerifyReport:
         """Re-read every parameter and check its chunks and crc32c."""
         self._check_options(uri, options)
-        loc = Location(uri, options.get("storage_options"))
+        loc = _open_root(uri, options)
         version, manifest = self._committed(loc)
         entries = self._entries(loc, manifest, None)
         try:
-            with remote_concurrency(loc, _concurrency(uri, options)):
+            with remote_concurrency(loc.local, _concurrency(uri, options)):
                 _out, problems = self._read(loc, version, entries, options.get("progress"))
         except CorruptCheckpointError as exc:
             problems = [("*", str(exc))]

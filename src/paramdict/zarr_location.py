@@ -100,6 +100,12 @@ class Location:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm(target, recursive=True)
 
+    def open_group(self, version: str) -> Any:
+        """Open one version's zarr group for reading."""
+        import zarr
+
+        return zarr.open_group(store=self.store(version, read_only=True), mode="r")
+
     def store(self, version: str, read_only: bool) -> Any:
         """Return the zarr store of one version directory."""
         from zarr.storage import FsspecStore, LocalStore
@@ -111,9 +117,9 @@ class Location:
         )
 
 
-def remote_concurrency(loc: Location, concurrency: int) -> Any:
-    """Context setting zarr's request concurrency for a remote location (local: nothing)."""
-    if loc.local:
+def remote_concurrency(local: bool, concurrency: int) -> Any:
+    """Context setting zarr's request concurrency, except on local disk (nothing to set)."""
+    if local:
         return contextlib.nullcontext()
     import zarr
 

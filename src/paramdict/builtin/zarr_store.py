@@ -16,11 +16,11 @@ __all__ = ["COMMIT_MARKER", "paramdict_storage_backends"]
 
 @hookimpl
 def paramdict_storage_backends() -> Iterator[StorageSpec]:
-    """Register the zarr backend for ``.zarr`` paths and object-store URLs."""
+    """Register the zarr backend for ``.zarr`` / ``.zarr.zip`` paths and object-store URLs."""
     yield StorageSpec(
         "zarr",
         ZarrCheckpointBackend(),
-        suffixes=(".zarr",),
+        suffixes=(".zarr", ".zarr.zip"),
         schemes=("s3", "gs", "az", "memory", "file"),
         description="chunked zarr v3 checkpoint with a manifest, crc32c and a commit marker",
     )
