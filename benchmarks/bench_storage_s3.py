@@ -76,6 +76,19 @@ def main() -> None:
                 median_time(REPEATS, lambda: storage.load(url, storage_options=opts)),
             ),
         ]
+        try:
+            import obstore  # noqa: F401
+
+            ob = {"storage_options": opts, "client": "obstore"}
+            rows.append(
+                (
+                    "paramdict zarr, client='obstore'",
+                    median_time(REPEATS, lambda: storage.save(url, arrays, **ob)),
+                    median_time(REPEATS, lambda: storage.load(url, **ob)),
+                )
+            )
+        except ImportError:
+            pass
         objects = len(fs.find("bench/ckpt.zarr"))
         peaks = {
             n: peak_traced_mb(

@@ -49,6 +49,7 @@ from paramdict.zarr_location import (
     remote_concurrency,
     remove_versions,
 )
+from paramdict.zarr_obstore import CLIENTS
 from paramdict.zarr_zip import ZipLocation, is_zip_uri, save_zip
 
 __all__ = ["COMMIT_MARKER", "FORMAT_VERSION", "MANIFEST", "ZarrCheckpointBackend"]
@@ -58,7 +59,9 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
 DEFAULT_CONCURRENCY = 4
-_OPTIONS = frozenset({"progress", "storage_options", "concurrency", "chunk_bytes", "compression"})
+_OPTIONS = frozenset(
+    {"progress", "storage_options", "concurrency", "chunk_bytes", "compression", "client"}
+)
 
 
 def _crc(data: np.ndarray) -> str:
@@ -105,7 +108,18 @@ def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
     """Open a checkpoint root for reading: a ``.zarr.zip`` archive, a directory or a URL."""
     if is_zip_uri(uri):
         return ZipLocation(uri)
-    return Location(uri, options.get("storage_options"))
+    return Location(uri, options.get("storage_options"), _client(uri, options))
+
+
+def _client(uri: str, options: Mapping[str, Any]) -> str:
+    """Return the ``client`` option: ``"fsspec"`` (default) or ``"obstore"`` for remote URLs."""
+    client = options.get("client", "fsspec")
+    if client not in CLIENTS:
+        raise ConfigurationError(
+            f"client must be one of {', '.join(map(repr, CLIENTS))}, got {client!r} for zarr "
+            f"checkpoint {uri!r}."
+        )
+    return str(client)
 
 
 def _concurrency(uri: str, options: Mapping[str, Any]) -> int:
@@ -200,7 +214,7 @@ class ZarrCheckpointBackend:
                     f"cannot save {name!r} to {uri!r}: expected a numpy array, got "
                     f"{type(value).__name__}."
                 )
-        loc = Location(uri, options.get("storage_options"))
+        loc = Location(uri, options.get("storage_options"), _client(uri, options))
         version = f"v{time.time_ns():x}-{secrets.token_hex(3)}"
         groups: dict[str, list[int]] = {}
         for i, (_name, a) in enumerate(items):

@@ -25,11 +25,14 @@ __all__ = [
 
 
 class Location:
-    """A checkpoint root on local disk or behind fsspec."""
+    """A checkpoint root on local disk, or behind fsspec or obstore (``client``)."""
 
-    def __init__(self, uri: str, storage_options: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self, uri: str, storage_options: Mapping[str, Any] | None, client: str = "fsspec"
+    ) -> None:
         self.uri = uri.rstrip("/")
         self.storage_options = dict(storage_options or {})
+        self.client = client
         self.local = "://" not in uri or uri.startswith("file://")
         if self.local:
             if self.storage_options:
@@ -38,6 +41,12 @@ class Location:
                 )
             self.path = os.path.abspath(uri.removeprefix("file://"))
             self.fs: Any = None
+        elif client == "obstore":
+            from paramdict.zarr_obstore import obstore_filesystem
+
+            scheme, _, rest = self.uri.partition("://")
+            self.fs = obstore_filesystem(scheme, self.storage_options, uri)
+            self.path = rest
         else:
             import fsspec
 
@@ -112,6 +121,12 @@ class Location:
 
         if self.local:
             return LocalStore(os.path.join(self.path, version), read_only=read_only)
+        if self.client == "obstore":
+            from paramdict.zarr_obstore import obstore_filesystem
+
+            scheme = self.uri.partition("://")[0]
+            fs = obstore_filesystem(scheme, self.storage_options, self.uri, asynchronous=True)
+            return FsspecStore(fs, path=self.join(version), read_only=read_only)
         return FsspecStore.from_url(
             self.url(version), storage_options=self.storage_options, read_only=read_only
         )

@@ -17,6 +17,18 @@ from paramdict.zarr_checkpoint import COMMIT_MARKER
 pytestmark = pytest.mark.s3
 
 
+@pytest.fixture(params=["fsspec", "obstore"])
+def client(request: pytest.FixtureRequest) -> str:
+    """Every test runs through s3fs and through obstore (the ``client`` option)."""
+    if request.param == "obstore":
+        pytest.importorskip("obstore", reason="needs obstore (paramdict[s3])")
+    return str(request.param)
+
+
+def _kw(moto_s3: dict[str, Any], client: str) -> dict[str, Any]:
+    return {"storage_options": moto_s3["storage_options"], "client": client}
+
+
 def _url(moto_s3: dict[str, Any]) -> str:
     return f"s3://{moto_s3['bucket']}/{uuid.uuid4().hex}.zarr"
 
@@ -33,56 +45,56 @@ def _arrays() -> dict[str, np.ndarray]:
     }
 
 
-def test_round_trip_partial_inspect_verify(moto_s3: dict[str, Any]) -> None:
-    url, opts = _url(moto_s3), moto_s3["storage_options"]
+def test_round_trip_partial_inspect_verify(moto_s3: dict[str, Any], client: str) -> None:
+    url, opts = _url(moto_s3), _kw(moto_s3, client)
     arrays = _arrays()
-    storage.save(url, arrays, storage_options=opts)
-    loaded = storage.load(url, storage_options=opts)
+    storage.save(url, arrays, **opts)
+    loaded = storage.load(url, **opts)
     assert isinstance(loaded, dict)
     for k, v in arrays.items():
         assert loaded[k].dtype == v.dtype
         assert loaded[k].tobytes() == v.tobytes()
-    part = storage.load(url, names=["bf"], storage_options=opts)
+    part = storage.load(url, names=["bf"], **opts)
     assert list(part) == ["bf"]
-    info = storage.inspect(url, storage_options=opts)
+    info = storage.inspect(url, **opts)
     assert info.committed
     assert [a.name for a in info.arrays] == list(arrays)
-    assert storage.verify(url, storage_options=opts).ok
+    assert storage.verify(url, **opts).ok
 
 
-def test_uncommitted_checkpoint_is_refused(moto_s3: dict[str, Any]) -> None:
-    url, opts, fs = _url(moto_s3), moto_s3["storage_options"], moto_s3["fs"]
-    storage.save(url, _arrays(), storage_options=opts)
+def test_uncommitted_checkpoint_is_refused(moto_s3: dict[str, Any], client: str) -> None:
+    url, opts, fs = _url(moto_s3), _kw(moto_s3, client), moto_s3["fs"]
+    storage.save(url, _arrays(), **opts)
     fs.rm(url.removeprefix("s3://") + "/" + COMMIT_MARKER)
     with pytest.raises(UncommittedCheckpointError):
-        storage.load(url, storage_options=opts)
+        storage.load(url, **opts)
 
 
-def test_corrupted_chunk_is_detected(moto_s3: dict[str, Any]) -> None:
-    url, opts, fs = _url(moto_s3), moto_s3["storage_options"], moto_s3["fs"]
-    storage.save(url, {"w": np.arange(1000, dtype=np.float32)}, storage_options=opts)
+def test_corrupted_chunk_is_detected(moto_s3: dict[str, Any], client: str) -> None:
+    url, opts, fs = _url(moto_s3), _kw(moto_s3, client), moto_s3["fs"]
+    storage.save(url, {"w": np.arange(1000, dtype=np.float32)}, **opts)
     chunks = [p for p in fs.find(url.removeprefix("s3://")) if "/c/" in p]
     assert chunks
     data = bytearray(fs.cat_file(chunks[0]))
     data[100] ^= 0xFF
     fs.pipe_file(chunks[0], bytes(data))
     with pytest.raises(CorruptCheckpointError):
-        storage.load(url, storage_options=opts)
-    assert not storage.verify(url, storage_options=opts).ok
+        storage.load(url, **opts)
+    assert not storage.verify(url, **opts).ok
 
 
-def test_parameter_dict_save_load_and_object_count(moto_s3: dict[str, Any]) -> None:
-    url, opts, fs = _url(moto_s3), moto_s3["storage_options"], moto_s3["fs"]
+def test_parameter_dict_save_load_and_object_count(moto_s3: dict[str, Any], client: str) -> None:
+    url, opts, fs = _url(moto_s3), _kw(moto_s3, client), moto_s3["fs"]
     params = pd.ParameterDict("net_")
     for i in range(10):
         params.get(f"w{i}", shape=(2_621_440,))  # 10 x 10 MiB float32 = 100 MiB
     params.initialize(pd.init.Uniform(), seed=0)
-    params.save(url, storage_options=opts)
+    params.save(url, **opts)
     objects = fs.find(url.removeprefix("s3://"))
     assert len(objects) <= 10  # chunked layout: not one object per parameter
     fresh = pd.ParameterDict("net_")
     for i in range(10):
         fresh.get(f"w{i}", shape=(2_621_440,))
-    fresh.load(url, storage_options=opts)
+    fresh.load(url, **opts)
     for a, b in zip(params.values(), fresh.values(), strict=True):
         np.testing.assert_array_equal(a.data(), b.data())
