@@ -179,3 +179,37 @@ def test_remote_chunks_are_byte_identical_to_local_ones(tmp_path: Path) -> None:
     }
     assert remote == {p.name: p.read_bytes() for p in local_dir.iterdir()}
     assert len(remote) > 2
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    ["float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+     "uint32", "uint64", "complex64", "complex128"],
+)  # fmt: skip
+def test_metadata_documents_equal_what_zarr_writes(tmp_path: Path, dtype: str) -> None:
+    import zarr
+    from zarr.codecs import Crc32cCodec
+
+    group = zarr.open_group(tmp_path / "ref", mode="w", zarr_format=3)
+    group.create_array("a", shape=(10,), chunks=(4,), dtype=dtype, compressors=[Crc32cCodec()],
+                       config={"write_empty_chunks": True}, fill_value=0)  # fmt: skip
+    theirs = json.loads((tmp_path / "ref" / "a" / "zarr.json").read_text())
+    assert zl.array_metadata(10, 4, np.dtype(dtype)) == theirs
+    assert json.loads((tmp_path / "ref" / "zarr.json").read_text()) == zl.GROUP_METADATA
+
+
+def test_uncompressed_saves_do_not_import_zarr(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from paramdict import storage\n"
+        f"p = {str(tmp_path / 'm.zarr')!r}\n"
+        "storage.save(p, {'w': np.arange(10, dtype=np.float32)})\n"
+        "got = storage.load(p)\n"
+        "assert storage.verify(p).ok\n"
+        "print('zarr' in sys.modules, float(got['w'].sum()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "45.0"]

@@ -74,6 +74,10 @@ class Arena:
         Passed to ``backend.empty``.
     min_segment_elements : int, optional
         Smallest segment allocated; later segments at least double the previous one.
+    zeroed : bool, optional
+        Create segments zero-filled, so that every view is all zeros when handed out (memory is
+        never handed out twice). On the CPU this is ``np.zeros``: the operating system maps
+        zero pages lazily, so nothing is written until the views are used.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class Arena:
         backend: Any = None,
         device_id: int = 0,
         min_segment_elements: int = 1 << 16,
+        zeroed: bool = False,
     ) -> None:
         if isinstance(dtype, str) and dtype == "bfloat16":
             import ml_dtypes
@@ -95,6 +100,7 @@ class Arena:
             backend = CPUBackend()
         self.backend = backend
         self.device_id = device_id
+        self.zeroed = zeroed
         self._min_segment = max(1, int(min_segment_elements))
         self._align = max(1, _ALIGN_BYTES // self.dtype.itemsize)
         self._segments: list[_Segment] = []
@@ -111,7 +117,7 @@ class Arena:
         grown = elements if exact else max(elements, 2 * last)
         capacity = self._round(max(grown, self._min_segment))
         extra = self._align
-        raw = self.backend.empty((capacity + extra,), self.dtype, self.device_id)
+        raw = self._raw_segment(capacity + extra)
         skip = (-_address(raw) % _ALIGN_BYTES) // self.dtype.itemsize
         if skip >= extra or _address(raw) % self.dtype.itemsize:
             skip = 0  # cannot align (odd base): correctness does not depend on it
@@ -119,6 +125,17 @@ class Arena:
         seg = _Segment(buffer, _address(buffer), capacity)
         self._segments.append(seg)
         return seg
+
+    def _raw_segment(self, elements: int) -> Any:
+        if not self.zeroed:
+            return self.backend.empty((elements,), self.dtype, self.device_id)
+        from paramdict.builtin.cpu import CPUBackend
+
+        if isinstance(self.backend, CPUBackend):
+            return np.zeros(elements, dtype=self.dtype)
+        raw = self.backend.empty((elements,), self.dtype, self.device_id)
+        self.backend.zero([raw])
+        return raw
 
     def _total(self, shapes: Iterable[Any]) -> tuple[list[tuple[int, ...]], list[int], int]:
         parsed = [_shape_tuple(s) for s in shapes]
@@ -309,10 +326,13 @@ class ArenaSet:
     ----------
     min_segment_elements : int, optional
         Passed to every arena.
+    zeroed : bool, optional
+        Passed to every arena: views are handed out all zeros.
     """
 
-    def __init__(self, *, min_segment_elements: int = 1 << 16) -> None:
+    def __init__(self, *, min_segment_elements: int = 1 << 16, zeroed: bool = False) -> None:
         self._min_segment = min_segment_elements
+        self.zeroed = zeroed
         self._arenas: dict[tuple[Any, np.dtype[Any]], Arena] = {}
 
     def arena(self, ctx: Any, dtype: Any) -> Arena:
@@ -342,6 +362,7 @@ class ArenaSet:
                 backend=backend,
                 device_id=ctx.device_id,
                 min_segment_elements=self._min_segment,
+                zeroed=self.zeroed,
             )
             self._arenas[key] = found
         return found

@@ -366,7 +366,8 @@ class Parameter:
         grads = []
         for c, d in zip(self._ctx_list, self._data, strict=True):
             g = self._new_array("grad", c, self._np_dtype, d.shape)
-            _backend(c).zero([g])
+            if self._storage is None:  # arena gradient views are handed out as zeros
+                _backend(c).zero([g])
             grads.append(g)
         return grads
 

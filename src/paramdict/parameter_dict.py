@@ -40,7 +40,7 @@ Differences from MXNet 1.9.1
 from __future__ import annotations
 
 import logging
-from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -351,26 +351,59 @@ class ParameterDict:
             from paramdict.random import get_seed
 
             seed = get_seed()
-        self._reserve(ctx, force_reinit)
+        self._reserve(
+            (p, p.shape, chk.as_np_dtype(p.dtype), chk.normalize_ctx(ctx, p.name))
+            for p in self.values()
+            if (p._data is None or force_reinit) and chk.shape_is_known(p.shape, p.name)
+        )
         for v in self.values():
             v.initialize(None, ctx, init, force_reinit=force_reinit, seed=seed, verbose=verbose)
 
-    def _reserve(self, ctx: CtxArg, force_reinit: bool) -> None:
-        """Make room in the arenas for what ``initialize`` is about to allocate, in one go."""
+    def _reserve(self, jobs: Iterable[tuple[Parameter, Any, np.dtype[Any], list[Context]]]) -> None:
+        """Make room in the arenas for arrays about to be allocated, in one segment each.
+
+        ``jobs`` are ``(parameter, shape, dtype, contexts)``; parameters of other dicts are
+        skipped (they allocate from their own arenas).
+        """
         data: dict[tuple[Context, np.dtype[Any]], list[Any]] = {}
         grad: dict[tuple[Context, np.dtype[Any]], list[Any]] = {}
-        for p in self.values():
-            if p._storage is not self._storage or (p._data is not None and not force_reinit):
+        for p, shape, dtype, ctx_list in jobs:
+            if p._storage is not self._storage:
                 continue
-            if not chk.shape_is_known(p.shape, p.name):
-                continue
-            dtype = chk.as_np_dtype(p.dtype)
-            for c in chk.normalize_ctx(ctx, p.name):
-                data.setdefault((c, dtype), []).append(p.shape)
+            for c in ctx_list:
+                data.setdefault((c, dtype), []).append(shape)
                 if p.grad_req != "null":
-                    grad.setdefault((c, dtype), []).append(p.shape)
+                    grad.setdefault((c, dtype), []).append(shape)
         self._storage.reserve("data", data)
         self._storage.reserve("grad", grad)
+
+    def _load_targets(
+        self,
+        targets: Mapping[str, str],
+        arrays: Mapping[str, Any],
+        ctx: CtxArg,
+        cast_dtype: bool,
+        dtype_source: str,
+    ) -> None:
+        """Load ``arrays[targets[name]]`` into each parameter ``name`` (arena room reserved)."""
+        jobs = []
+        for name, key in targets.items():
+            p, a = self._params[name], arrays[key]
+            if p._data is None and hasattr(a, "shape") and hasattr(a, "dtype"):
+                keep = not (cast_dtype and dtype_source == "saved")
+                dtype = chk.as_np_dtype(p.dtype) if keep else np.dtype(a.dtype)
+                if ctx is not None:
+                    ctx_list = chk.normalize_ctx(ctx, name)
+                elif p._deferred_init:
+                    ctx_list = list(p._deferred_init[1])
+                else:
+                    ctx_list = [Context("cpu", 0)]
+                jobs.append((p, tuple(a.shape), dtype, ctx_list))
+        self._reserve(jobs)
+        for name, key in targets.items():
+            self._params[name]._load_init(
+                arrays[key], ctx, cast_dtype=cast_dtype, dtype_source=dtype_source
+            )
 
     def zero_grad(self) -> None:
         """Zero every gradient buffer.
@@ -501,10 +534,13 @@ class ParameterDict:
         wanted = [stored[s] for s in plan.targets.values()]
         arrays = storage.load(filename, names=wanted, **options) if wanted else {}
         assert isinstance(arrays, dict)
-        for name, stored_name in plan.targets.items():
-            self._params[name]._load_init(
-                arrays[stored[stored_name]], ctx, cast_dtype=cast_dtype, dtype_source=dtype_source
-            )
+        self._load_targets(
+            {name: stored[s] for name, s in plan.targets.items()},
+            arrays,
+            ctx,
+            cast_dtype,
+            dtype_source,
+        )
         if plan.skipped:
             logger.info(
                 "Skipped %d stored array(s) not in the ParameterDict loading %s: %s",
@@ -554,8 +590,5 @@ class ParameterDict:
             restore_prefix=restore_prefix,
             source=source,
         )
-        for name, stored_name in plan.targets.items():
-            self._params[name]._load_init(
-                loaded[stored_name], ctx, cast_dtype=cast_dtype, dtype_source=dtype_source
-            )
+        self._load_targets(plan.targets, loaded, ctx, cast_dtype, dtype_source)
         return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)

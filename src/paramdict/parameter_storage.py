@@ -30,7 +30,7 @@ class ParameterStorage:
 
     def __init__(self) -> None:
         self.data = ArenaSet()
-        self.grad = ArenaSet()
+        self.grad = ArenaSet(zeroed=True)  # gradient views are handed out as zeros
 
     def arenas(self, kind: str) -> ArenaSet:
         """Return the arena set for ``kind`` (``"data"`` or ``"grad"``)."""

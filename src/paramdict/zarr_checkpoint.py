@@ -40,7 +40,16 @@ from paramdict.errors import (
 )
 from paramdict.fileio import progress_reporter
 from paramdict.types import ArrayInfo, ArraysLike, CheckpointInfo, LoadedArrays, VerifyReport
-from paramdict.zarr_local import ChunkWriter, RawLayout, chunks_of, raw_layout, read_ranges
+from paramdict.zarr_local import (
+    GROUP_METADATA,
+    ChunkWriter,
+    RawLayout,
+    array_metadata,
+    chunks_of,
+    metadata_bytes,
+    raw_layout,
+    read_ranges,
+)
 from paramdict.zarr_location import (
     Location,
     RemoteChunkObjects,
@@ -130,6 +139,84 @@ def _concurrency(uri: str, options: Mapping[str, Any]) -> int:
             f"concurrency must be a positive int, got {value!r} for zarr checkpoint {uri!r}."
         )
     return value
+
+
+class _DirectPacker:
+    """Writes packed arrays without zarr: its metadata documents, then the chunks directly."""
+
+    def __init__(self, loc: Location, version: str, concurrency: int) -> None:
+        self.loc, self.version, self.concurrency = loc, version, concurrency
+        loc.put_bytes(metadata_bytes(GROUP_METADATA), version, "zarr.json")
+
+    def array(self, name: str, count: int, chunk: int, dtype: np.dtype[Any]) -> ChunkWriter:
+        """Write the array's ``zarr.json`` and return the writer of its chunks."""
+        self.loc.put_bytes(
+            metadata_bytes(array_metadata(count, chunk, dtype)), self.version, name, "zarr.json"
+        )
+        layout = RawLayout(self.loc.join(self.version, name), chunk, count, dtype.itemsize)
+        if self.loc.local:
+            return ChunkWriter(layout)
+        return ChunkWriter(
+            layout, RemoteChunkObjects(self.loc, self.version, name, self.concurrency)
+        )
+
+
+class _ZarrPacker:
+    """Writes packed arrays through zarr (compressed checkpoints)."""
+
+    def __init__(self, loc: Location, version: str, concurrency: int) -> None:
+        import zarr
+
+        self.concurrency = concurrency
+        self.group = zarr.open_group(
+            store=loc.store(version, read_only=False), mode="w", zarr_format=3
+        )
+
+    def array(self, name: str, count: int, chunk: int, dtype: np.dtype[Any]) -> _StagedZarrWriter:
+        """Create a zstd-compressed packed array and return its staging writer."""
+        from zarr.codecs import Crc32cCodec, ZstdCodec
+
+        zarr_array = self.group.create_array(
+            name,
+            shape=(count,),
+            chunks=(chunk,),
+            dtype=dtype,
+            compressors=[ZstdCodec(), Crc32cCodec()],
+            config={"write_empty_chunks": True},
+            fill_value=0,
+        )
+        return _StagedZarrWriter(zarr_array, chunk, self.concurrency, dtype)
+
+
+class _StagedZarrWriter:
+    """Copies parameters into a staging buffer of ``concurrency`` chunks, written at once."""
+
+    def __init__(self, zarr_array: Any, chunk: int, concurrency: int, dtype: np.dtype[Any]) -> None:
+        self.zarr_array = zarr_array
+        self.buf = np.empty(chunk * concurrency, dtype=dtype)
+        self.filled = 0
+        self.start = 0
+
+    def add(self, flat: np.ndarray) -> None:
+        """Append ``flat``; write the buffer whenever it is full."""
+        pos = 0
+        while pos < flat.size:
+            take = min(self.buf.size - self.filled, flat.size - pos)
+            self.buf[self.filled : self.filled + take] = flat[pos : pos + take]
+            self.filled += take
+            pos += take
+            if self.filled == self.buf.size:
+                self._write()
+
+    def _write(self) -> None:
+        self.zarr_array[self.start : self.start + self.filled] = self.buf[: self.filled]
+        self.start += self.filled
+        self.filled = 0
+
+    def close(self) -> None:
+        """Write what is left."""
+        if self.filled:
+            self._write()
 
 
 class ZarrCheckpointBackend:
@@ -222,11 +309,11 @@ class ZarrCheckpointBackend:
         entries: list[dict[str, Any]] = [{} for _ in items]
         total = sum(int(a.nbytes) for _, a in items)
 
-        import zarr
-        from zarr.codecs import Crc32cCodec, ZstdCodec
-
-        store = loc.store(version, read_only=False)
-        group = zarr.open_group(store=store, mode="w", zarr_format=3)
+        packer: _DirectPacker | _ZarrPacker = (
+            _DirectPacker(loc, version, concurrency)
+            if compression in (None, "none")
+            else _ZarrPacker(loc, version, concurrency)
+        )
         with (
             remote_concurrency(loc.local, concurrency),
             progress_reporter(total, f"save {uri}", options.get("progress")) as update,
@@ -237,32 +324,8 @@ class ZarrCheckpointBackend:
                 limit = max(1, min(chunk_bytes // sdtype.itemsize, max(count, 1)))
                 # equal chunks no larger than the limit: the last chunk is not padded out
                 chunk = max(1, -(-count // -(-count // limit))) if count else 1
-                compressors: list[Any] = [Crc32cCodec()]
-                if compression == "zstd":
-                    compressors = [ZstdCodec(), Crc32cCodec()]
                 arr_name = f"packed_{logical}"
-                zarr_array = group.create_array(
-                    arr_name,
-                    shape=(count,),
-                    chunks=(chunk,),
-                    dtype=sdtype,
-                    compressors=compressors,
-                    config={"write_empty_chunks": True},
-                    fill_value=0,
-                )
-                raw = None
-                if compression in (None, "none"):
-                    layout = RawLayout(loc.join(version, arr_name), chunk, count, sdtype.itemsize)
-                    sink = (
-                        None
-                        if loc.local
-                        else RemoteChunkObjects(loc, version, arr_name, concurrency)
-                    )
-                    raw = ChunkWriter(layout, sink)
-                # through zarr: up to `concurrency` chunks are staged and written at once
-                buf = np.empty(0 if raw is not None else chunk * concurrency, dtype=sdtype)
-                filled = 0
-                start = 0
+                writer = packer.array(arr_name, count, chunk, sdtype)
                 offset = 0
                 for i in idx:
                     name, a = items[i]
@@ -278,25 +341,9 @@ class ZarrCheckpointBackend:
                         "crc32c": _crc(flat),
                     }
                     offset += int(a.size)
-                    if raw is not None:
-                        raw.add(flat)
-                        update(int(a.nbytes))
-                        continue
-                    pos = 0
-                    while pos < flat.size:
-                        take = min(buf.size - filled, flat.size - pos)
-                        buf[filled : filled + take] = flat[pos : pos + take]
-                        filled += take
-                        pos += take
-                        if filled == buf.size:
-                            zarr_array[start : start + filled] = buf
-                            start += filled
-                            filled = 0
+                    writer.add(flat)
                     update(int(a.nbytes))
-                if raw is not None:
-                    raw.close()
-                elif filled:
-                    zarr_array[start : start + filled] = buf[:filled]
+                writer.close()
         manifest = {
             "format": "paramdict-zarr",
             "format_version": FORMAT_VERSION,

@@ -27,11 +27,14 @@ from typing import Any, Protocol
 import numpy as np
 
 __all__ = [
+    "GROUP_METADATA",
     "ChunkSink",
     "ChunkWriter",
     "LocalChunkFiles",
     "RawLayout",
+    "array_metadata",
     "chunks_of",
+    "metadata_bytes",
     "raw_layout",
     "read_ranges",
 ]
@@ -88,6 +91,43 @@ def _write_all(fd: int, buffers: Sequence[memoryview]) -> None:
             rest = [b[written:], *batch[i + 1 :], *rest]
             break
         pending = rest
+
+
+#: What zarr writes as a group's ``zarr.json``.
+GROUP_METADATA: dict[str, Any] = {"attributes": {}, "zarr_format": 3, "node_type": "group"}
+
+
+def array_metadata(count: int, chunk: int, dtype: np.dtype[Any]) -> dict[str, Any]:
+    """Return the ``zarr.json`` zarr writes for a 1-D ``bytes`` + ``crc32c`` array, fill 0.
+
+    Parameters
+    ----------
+    count, chunk : int
+        Elements in the array and per chunk.
+    dtype : numpy.dtype
+        A little-endian integer, float or complex dtype.
+    """
+    codec: dict[str, Any] = {"name": "bytes"}
+    if dtype.itemsize > 1:
+        codec["configuration"] = {"endian": "little"}
+    fill: Any = [0.0, 0.0] if dtype.kind == "c" else (0.0 if dtype.kind == "f" else 0)
+    return {
+        "shape": [count],
+        "data_type": dtype.name,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [chunk]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": fill,
+        "codecs": [codec, {"name": "crc32c"}],
+        "attributes": {},
+        "zarr_format": 3,
+        "node_type": "array",
+        "storage_transformers": [],
+    }
+
+
+def metadata_bytes(document: dict[str, Any]) -> bytes:
+    """Serialize a ``zarr.json`` document as zarr does (indented JSON)."""
+    return json.dumps(document, indent=2).encode()
 
 
 @dataclass(frozen=True)

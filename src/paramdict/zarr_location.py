@@ -86,6 +86,16 @@ class Location:
         os.replace(tmp, target)
         fsync_dir(os.path.dirname(target))
 
+    def put_bytes(self, data: bytes, *parts: str) -> None:
+        """Write a file below the root without its own fsync (a local save fsyncs the tree)."""
+        target = self.join(*parts)
+        if not self.local:
+            self.fs.pipe_file(target, data)
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(data)
+
     def list_dir(self, *parts: str) -> list[str]:
         """Return the sorted names in a directory below the root (empty if it does not exist)."""
         target = self.join(*parts)
