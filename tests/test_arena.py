@@ -145,3 +145,36 @@ def test_arena_set_gpu_without_cuda_says_what_to_install(monkeypatch):
     monkeypatch.setattr(gpu, "_cuda_available", lambda: (False, "numba-cuda is not installed"))
     with pytest.raises(DeviceUnavailableError, match=r"paramdict\[cuda\]"):
         ArenaSet().arena(Context("gpu", 0), np.float32)
+
+
+def test_zeroed_arena_hands_out_zero_views_every_time():
+    arena = Arena(np.float32, min_segment_elements=32, zeroed=True)
+    first = arena.allocate_many([(5,), (7,)])
+    assert all(not v.any() for v in first)
+    for v in first:
+        v[...] = 9.0
+    arena.release(first[0])
+    more = arena.allocate_many([(5,)] * 20)  # fills the segment, then grows
+    assert len(arena.segments()) > 1
+    assert all(not v.any() for v in more)
+    assert (first[1] == 9.0).all()
+    plain = Arena(np.float32, zeroed=False)
+    assert not plain.zeroed
+
+
+def test_zeroed_arena_on_a_plugin_backend_zeroes_new_segments():
+    calls = []
+
+    class Backend:
+        def empty(self, shape, dtype, device_id):
+            return np.full(shape, 7, dtype)
+
+        def zero(self, arrays):
+            calls.append(len(arrays))
+            for a in arrays:
+                a[...] = 0
+
+    arena = Arena(np.int32, backend=Backend(), zeroed=True)
+    views = arena.allocate_many([(3,), (4,)])
+    assert calls == [1]  # one zero call for the new segment, none per view
+    assert all(not v.any() for v in views)
