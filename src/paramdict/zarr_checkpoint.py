@@ -101,6 +101,21 @@ def _logical_dtype(logical: str) -> np.dtype[Any]:
     return np.dtype(logical)
 
 
+def _accept(
+    entry: Mapping[str, Any],
+    flat: np.ndarray,
+    out: dict[str, np.ndarray],
+    problems: list[tuple[str, str]],
+    update: Any,
+) -> None:
+    """Check a parameter's crc32c; add its array to ``out``, or a problem when it disagrees."""
+    if _crc(flat) != entry["crc32c"]:
+        problems.append((entry["name"], "crc32c checksum mismatch"))
+        return
+    out[entry["name"]] = flat.view(_logical_dtype(entry["dtype"])).reshape(tuple(entry["shape"]))
+    update(int(entry["nbytes"]))
+
+
 def _packed(group: Any, name: str) -> Any:
     import zarr
 
@@ -456,12 +471,7 @@ class ZarrCheckpointBackend:
                     except CorruptCheckpointError as exc:
                         problems.append((e["name"], f"chunk checksum failed: {exc}"))
                         continue
-                    if _crc(flat) != e["crc32c"]:
-                        problems.append((e["name"], "crc32c checksum mismatch"))
-                        continue
-                    dtype = _logical_dtype(e["dtype"])
-                    out[e["name"]] = flat.view(dtype).reshape(tuple(e["shape"]))
-                    update(int(e["nbytes"]))
+                    _accept(e, flat, out, problems, update)
         return out, problems
 
     @staticmethod
@@ -498,11 +508,7 @@ class ZarrCheckpointBackend:
             if r in reasons:
                 problems.append((e["name"], f"{reasons[r]} in {arr_name!r}"))
                 continue
-            if _crc(flat) != e["crc32c"]:
-                problems.append((e["name"], "crc32c checksum mismatch"))
-                continue
-            out[e["name"]] = flat.view(_logical_dtype(e["dtype"])).reshape(tuple(e["shape"]))
-            update(int(e["nbytes"]))
+            _accept(e, flat, out, problems, update)
 
     def _from_chunks(
         self,

@@ -73,11 +73,22 @@ class Location:
 
     def write_bytes(self, data: bytes, *parts: str) -> None:
         """Write a file atomically (local: temp file, fsync, rename, fsync of the directory)."""
+        self._write(data, parts, durable=True)
+
+    def put_bytes(self, data: bytes, *parts: str) -> None:
+        """Write a file below the root without its own fsync (a local save fsyncs the tree)."""
+        self._write(data, parts, durable=False)
+
+    def _write(self, data: bytes, parts: Sequence[str], *, durable: bool) -> None:
         target = self.join(*parts)
         if not self.local:
-            self.fs.pipe_file(target, data)
+            self.fs.pipe_file(target, data)  # one PUT: atomic per object
             return
         os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not durable:
+            with open(target, "wb") as f:
+                f.write(data)
+            return
         tmp = f"{target}.tmp-{secrets.token_hex(4)}"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -85,16 +96,6 @@ class Location:
             os.fsync(f.fileno())
         os.replace(tmp, target)
         fsync_dir(os.path.dirname(target))
-
-    def put_bytes(self, data: bytes, *parts: str) -> None:
-        """Write a file below the root without its own fsync (a local save fsyncs the tree)."""
-        target = self.join(*parts)
-        if not self.local:
-            self.fs.pipe_file(target, data)
-            return
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "wb") as f:
-            f.write(data)
 
     def list_dir(self, *parts: str) -> list[str]:
         """Return the sorted names in a directory below the root (empty if it does not exist)."""
