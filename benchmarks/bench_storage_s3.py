@@ -90,10 +90,14 @@ def main() -> None:
         except ImportError:
             pass
         objects = len(fs.find("bench/ckpt.zarr"))
+        clients = ["fsspec"] + (["obstore"] if len(rows) > 2 else [])
         peaks = {
-            n: peak_traced_mb(
-                lambda n=n: storage.save(url, arrays, storage_options=opts, concurrency=n)
+            (client, n): peak_traced_mb(
+                lambda c=client, n=n: storage.save(
+                    url, arrays, storage_options=opts, concurrency=n, client=c
+                )
             )
+            for client in clients
             for n in (1, 4)
         }
     finally:
@@ -112,8 +116,14 @@ def main() -> None:
         f"\nzarr objects: {objects} for {total / 1e6:.0f} MB "
         f"({objects / (total / 1e8):.1f} per 100 MB)"
     )
-    for n, peak in peaks.items():
-        print(f"Peak extra memory of an S3 save, concurrency={n} (tracemalloc): {peak:.1f} MB")
+    from paramdict.zarr_checkpoint import DEFAULT_CHUNK_BYTES
+
+    chunk_mb = total / 1e6 / -(-total // DEFAULT_CHUNK_BYTES)  # equal chunks of the packed array
+    for (client, n), peak in peaks.items():
+        print(
+            f"Peak extra memory of an S3 save, client={client!r}, concurrency={n} "
+            f"(tracemalloc): {peak:.1f} MB ({peak / chunk_mb / n:.1f} chunks per writer)"
+        )
 
 
 if __name__ == "__main__":
