@@ -223,3 +223,23 @@ def test_load_into_a_dict_uses_its_arenas(tmp_path: Any) -> None:
     for name in src:
         np.testing.assert_array_equal(dst[name].data(), src[name].data())
         assert dst._storage.data.owns(cpu(0), dst[name].data())
+
+
+def test_saving_a_dict_does_not_copy_it(tmp_path: Any) -> None:
+    import tracemalloc
+
+    d = _dict(8, shape=(1_250_000,))  # 40 MB of float32
+    d.initialize("ones")
+    d.save(tmp_path / "warm.zarr")
+    tracemalloc.start()
+    try:
+        d.save(tmp_path / "m.zarr")
+        d.save(tmp_path / "m.params")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # a copy of the dict would be 40 MB
+    for name in ("m.zarr", "m.params"):
+        loaded = _dict(8, shape=(1_250_000,))
+        loaded.load(tmp_path / name)
+        assert all((p.data() == 1).all() for p in loaded.values())

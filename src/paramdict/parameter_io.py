@@ -81,6 +81,18 @@ def strip_arg_aux(name: str) -> str:
     return name[4:] if name.startswith(("arg:", "aux:")) else name
 
 
+def _host_value(param: Parameter) -> np.ndarray:
+    """Return what to save for ``param``: its one host copy itself (no copy), else the average.
+
+    Saving then never copies the dict: the storage backends read the arrays in place.
+    """
+    copies = param.list_data()
+    if len(copies) == 1 and isinstance(copies[0], np.ndarray):
+        param._check_dense("save")
+        return copies[0]
+    return param._reduce()
+
+
 def collect_for_save(params: Iterable[Parameter], strip_prefix: str) -> dict[str, np.ndarray]:
     """Return ``{name without strip_prefix: host array}`` in order (copies averaged).
 
@@ -93,7 +105,7 @@ def collect_for_save(params: Iterable[Parameter], strip_prefix: str) -> dict[str
     """
     arrays: dict[str, np.ndarray] = {}
     for param in params:
-        weight = param._reduce()
+        weight = _host_value(param)
         if not param.name.startswith(strip_prefix):
             raise ParameterValueError(
                 f"Prefix '{strip_prefix}' is to be striped before saving, but Parameter's "
