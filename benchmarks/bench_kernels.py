@@ -204,7 +204,11 @@ def run_torch(rows: list[list[str]], repeat: int) -> None:
         ("cast f32->bfloat16", lambda: kernels.cast(src, bf16), tsrc.bfloat16,
          "Tensor.bfloat16()"),
     ]  # fmt: skip
+    def quiet() -> None:
+        time.sleep(0.5)  # let PyTorch's OpenMP threads stop spinning before timing our kernels
+
     for what, pd_fn, torch_fn, ref in cases:
+        quiet()
         t_pd = median_seconds(pd_fn, repeat)
         t_torch = median_seconds(torch_fn, repeat)
         rows.append([f"{what}, ResNet-50, vs PyTorch", fmt(t_pd), f"{fmt(t_torch)} ({ref})",
@@ -218,6 +222,7 @@ def run_torch(rows: list[list[str]], repeat: int) -> None:
             params.get(name, shape=shape)
         params.initialize("zeros")
         grads = [torch.zeros(s) for _, s in shapes]
+        quiet()
         t_pd = median_seconds(params.zero_grad, repeat, number)
         t_torch = median_seconds(lambda g=grads: torch._foreach_zero_(g), repeat, number)
         rows.append([f"zero_grad, {label}, vs PyTorch", fmt(t_pd),
