@@ -204,6 +204,7 @@ def run_torch(rows: list[list[str]], repeat: int) -> None:
         ("cast f32->bfloat16", lambda: kernels.cast(src, bf16), tsrc.bfloat16,
          "Tensor.bfloat16()"),
     ]  # fmt: skip
+
     def quiet() -> None:
         time.sleep(0.5)  # let PyTorch's OpenMP threads stop spinning before timing our kernels
 

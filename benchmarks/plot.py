@@ -100,9 +100,11 @@ def parse_markdown_tables(text: str, source: str = "") -> list[Series]:
         if column is None or column == 0:
             continue
         reference = next((h for h in header if "reference" in h or "baseline" in h), "")
+        ratio_header = header[column]
         baseline = (
             reference.replace("reference", "").replace("baseline", "").strip()
-            or header[column].replace("vs", "").replace("ratio", "").strip(" ()")
+            or (ratio_header.split(" vs ", 1)[1] if " vs " in ratio_header else "")
+            or ratio_header.replace("vs", "").replace("ratio", "").strip(" ()")
             or "baseline"
         )
         title = _strip_md(page_title or heading) or "benchmarks"

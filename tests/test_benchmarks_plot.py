@@ -74,3 +74,14 @@ def test_plot_writes_png(tmp_path: Path) -> None:
 def test_nothing_to_plot_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no benchmark results"):
         plot.plot([], tmp_path / "x.png")
+
+
+def test_baseline_is_the_part_after_vs_in_the_ratio_header():
+    text = (
+        "# Storage\n\nLocal disk:\n\n"
+        "| case | save s | save speed vs safetensors |\n|---|---|---|\n| zarr | 0.1 | 1.10x |\n"
+    )
+    (series,) = plot.parse_markdown_tables(text)
+    assert series.baseline == "safetensors"
+    assert series.title == "Storage — Local disk"
+    assert series.cases == [("zarr", 1.10)]
