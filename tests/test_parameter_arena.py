@@ -243,3 +243,32 @@ def test_saving_a_dict_does_not_copy_it(tmp_path: Any) -> None:
         loaded = _dict(8, shape=(1_250_000,))
         loaded.load(tmp_path / name)
         assert all((p.data() == 1).all() for p in loaded.values())
+
+
+def test_failed_initializer_leaves_nothing_allocated() -> None:
+    from paramdict import errors
+    from paramdict.init import Xavier
+
+    d = ParameterDict()
+    d.get("w", shape=(3, 4))
+    d.get("b", shape=(3,))  # Xavier refuses 1-D parameters (MXNet semantics)
+    with pytest.raises(errors.InitializerError, match="at least 2D"):
+        d.initialize(Xavier())
+    assert d["b"]._data is None
+    arena = d._storage.data.arena(cpu(0), np.float32)
+    assert arena.live_count == 1  # only w's copy; b's view was handed back
+    np.testing.assert_array_equal(d["w"].data().shape, (3, 4))
+
+
+def test_initializer_fills_the_first_copy_in_place_and_copies_the_rest() -> None:
+    d = _dict(2, shape=(64,))
+    d.initialize("normal", ctx=[cpu(0), cpu(1)], seed=4)
+    p = d["net_p0"]
+    a, b = p.list_data()
+    np.testing.assert_array_equal(a, b)
+    assert not np.shares_memory(a, b)
+    assert d._storage.data.owns(cpu(0), a)
+    assert d._storage.data.owns(cpu(1), b)
+    solo = Parameter("net_p0", shape=(64,))
+    solo.initialize("normal", seed=4)
+    np.testing.assert_array_equal(solo.data(), a)  # same values as the standalone path

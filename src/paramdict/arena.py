@@ -21,6 +21,7 @@ Lifetime rules (what a stale view means)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +45,9 @@ def _address(array: Any) -> int:
 def _shape_tuple(shape: Any) -> tuple[int, ...]:
     if isinstance(shape, int | np.integer):
         shape = (shape,)
-    out = tuple(int(s) for s in shape)
+    out = shape if type(shape) is tuple and all(type(s) is int for s in shape) else None
+    if out is None:
+        out = tuple(int(s) for s in shape)
     if any(s < 0 for s in out):
         raise ParameterValueError(f"Arena shapes must be non-negative, got {out}.")
     return out
@@ -139,7 +142,7 @@ class Arena:
 
     def _total(self, shapes: Iterable[Any]) -> tuple[list[tuple[int, ...]], list[int], int]:
         parsed = [_shape_tuple(s) for s in shapes]
-        sizes = [int(np.prod(shp, dtype=np.int64)) for shp in parsed]
+        sizes = [math.prod(shp) for shp in parsed]
         return parsed, sizes, sum(self._round(n) for n in sizes if n)
 
     def reserve(self, shapes: Iterable[Any]) -> None:
@@ -171,7 +174,24 @@ class Arena:
         array
             A view into a segment (numpy array on the CPU).
         """
-        return self.allocate_many([shape])[0]
+        shp = _shape_tuple(shape)
+        n = math.prod(shp)
+        if n == 0:
+            return self.backend.empty(shp, self.dtype, self.device_id)
+        seg = self._segments[-1] if self._segments else None
+        if seg is None or seg.capacity - seg.used < self._round(n):
+            seg = self._new_segment(self._round(n))
+        seg.ranges = None
+        return self._place(seg, shp, n)
+
+    def _place(self, seg: _Segment, shape: tuple[int, ...], n: int) -> Any:
+        """Hand out the next ``n`` elements of ``seg`` (which has room) as a view of ``shape``."""
+        off = seg.used
+        view = seg.buffer[off : off + n].reshape(shape)
+        seg.used = off + self._round(n)
+        seg.live[off] = (n, view)
+        self._by_address[seg.base + off * self.dtype.itemsize] = (seg, off)
+        return view
 
     def allocate_many(self, shapes: Iterable[Any]) -> list[Any]:
         """Allocate several views at once, contiguously in one segment where possible.
@@ -191,22 +211,15 @@ class Arena:
         seg = self._segments[-1] if self._segments else None
         if seg is None or seg.capacity - seg.used < total:
             seg = self._new_segment(total)
-        views: list[Any] = []
-        for shp, n in zip(parsed, sizes, strict=True):
-            if n == 0:
-                views.append(self.backend.empty(shp, self.dtype, self.device_id))
-                continue
-            off = seg.used
-            view = seg.buffer[off : off + n].reshape(shp)
-            seg.used = off + self._round(n)
-            seg.live[off] = (n, view)
-            self._by_address[seg.base + off * self.dtype.itemsize] = (seg, off)
-            views.append(view)
+        views = [
+            self._place(seg, shp, n) if n else self.backend.empty(shp, self.dtype, self.device_id)
+            for shp, n in zip(parsed, sizes, strict=True)
+        ]
         seg.ranges = None
         return views
 
     def _find(self, view: Any) -> tuple[_Segment, int]:
-        size = int(np.prod(view.shape, dtype=np.int64))
+        size = math.prod(view.shape)
         hit = self._by_address.get(_address(view)) if size else None
         if hit is None or hit[0].live.get(hit[1], (-1,))[0] != size:
             raise ParameterValueError(
@@ -237,7 +250,7 @@ class Arena:
         paramdict.errors.ParameterValueError
             If ``view`` is not a live view of this arena.
         """
-        if int(np.prod(view.shape, dtype=np.int64)) == 0:
+        if math.prod(view.shape) == 0:
             return
         seg, off = self._find(view)
         del seg.live[off]
@@ -375,6 +388,10 @@ class ArenaSet:
         """Return whether ``view`` is a live view of this set's arena for ``ctx``."""
         found = self._arenas.get((ctx, np.dtype(view.dtype)))
         return found is not None and found.owns(view)
+
+    def allocate(self, ctx: Any, dtype: Any, shape: Any) -> Any:
+        """Allocate one view of ``shape`` in the ``(ctx, dtype)`` arena (see Arena)."""
+        return self.arena(ctx, dtype).allocate(shape)
 
     def allocate_many(self, ctx: Any, dtype: Any, shapes: Sequence[Any]) -> list[Any]:
         """Allocate views for ``shapes`` in the ``(ctx, dtype)`` arena (see Arena)."""

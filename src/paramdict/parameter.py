@@ -301,26 +301,62 @@ class Parameter:
                 f"{self._shape}. Please specify in_units, in_channels, etc for `Block`s."
             )
         self._check_dense("initialize")
+        adopt = False
         if data is None:
-            assert self._shape is not None
-            host = np.zeros(tuple(self._shape), dtype=self._np_dtype)
-            seed = self._init_options.get("seed")
-            desc = _initializer.InitDesc(self.name, {"__init__": init}, seed=seed)
-            _initializer.create(default_init)(desc, host)
+            host, adopt = self._fresh_host(ctx_list)
+            try:
+                seed = self._init_options.get("seed")
+                desc = _initializer.InitDesc(self.name, {"__init__": init}, seed=seed)
+                _initializer.create(default_init)(desc, host)
+            except BaseException:
+                if adopt:
+                    self._release("data", [host], ctx_list[:1])
+                raise
             if self._init_options.get("verbose"):
                 rms = float(np.linalg.norm(host.astype(np.float64)) / np.sqrt(max(host.size, 1)))
                 logger.info("Initialized %s as %s: %s", self.name, init, rms)
             data = host
-        self._init_impl(data, ctx_list)
+        self._init_impl(data, ctx_list, adopt=adopt)
 
-    def _init_impl(self, data: Any, ctx_list: Sequence[Context]) -> None:
-        """Copy ``data`` to every context, allocate gradients and fire the hook."""
+    def _fresh_host(self, ctx_list: Sequence[Context]) -> tuple[np.ndarray, bool]:
+        """Return a zero host array for the initializer to fill, and whether it is the copy.
+
+        When the first context is the CPU and the parameter has arenas, the array is its arena
+        view on that context (filled in place, no extra copy); else a new ``np.zeros`` array.
+        """
+        assert self._shape is not None
+        shape = tuple(self._shape)
+        first = ctx_list[0] if ctx_list else None
+        if self._storage is not None and first is not None:
+            backends = [_backend(c) for c in ctx_list]
+            for c, b in zip(ctx_list, backends, strict=True):
+                b.check(c.device_id)
+            from paramdict.builtin.cpu import CPUBackend
+
+            if isinstance(backends[0], CPUBackend):
+                view: np.ndarray = self._storage.allocate("data", first, self._np_dtype, shape)
+                return view, True  # the data arena hands out zeroed views
+        return np.zeros(shape, dtype=self._np_dtype), False
+
+    def _init_impl(self, data: Any, ctx_list: Sequence[Context], *, adopt: bool = False) -> None:
+        """Copy ``data`` to every context, allocate gradients and fire the hook.
+
+        With ``adopt``, ``data`` is already the arena view of the first context and becomes
+        that copy as it is.
+        """
         host = chk.to_host(data, f"Parameter '{self.name}'")
         if host.dtype != self._np_dtype:
             from paramdict import kernels
 
             host = kernels.cast(host, self._np_dtype)
-        copies = self._allocate_data(host, ctx_list)
+        if adopt:
+            try:
+                copies = [host, *self._allocate_data(host, ctx_list[1:])]
+            except BaseException:
+                self._release("data", [host], ctx_list[:1])
+                raise
+        else:
+            copies = self._allocate_data(host, ctx_list)
         self._release("data", self._data)
         self._release("grad", self._grad)
         self._grad = None
@@ -332,10 +368,16 @@ class Parameter:
             parameter=self, ctx=list(self._ctx_list)
         )
 
-    def _release(self, kind: str, arrays: list[Any] | None) -> None:
-        """Hand views of the dict's arenas back (``kind`` is ``"data"`` or ``"grad"``)."""
-        if self._storage is not None and arrays is not None and self._ctx_list is not None:
-            self._storage.release(kind, self._ctx_list, arrays)
+    def _release(
+        self, kind: str, arrays: list[Any] | None, ctx_list: Sequence[Context] | None = None
+    ) -> None:
+        """Hand views of the dict's arenas back (``kind`` is ``"data"`` or ``"grad"``).
+
+        ``ctx_list`` gives the contexts of ``arrays``; default: the parameter's current ones.
+        """
+        contexts = self._ctx_list if ctx_list is None else ctx_list
+        if self._storage is not None and arrays is not None and contexts is not None:
+            self._storage.release(kind, contexts, arrays)
 
     def _new_array(self, kind: str, c: Context, dtype: np.dtype[Any], shape: Any) -> Any:
         """Return an uninitialized array on ``c``: an arena view when the parameter has one."""

@@ -29,8 +29,10 @@ class ParameterStorage:
     """The data and gradient arenas shared by the parameters of one ``ParameterDict``."""
 
     def __init__(self) -> None:
-        self.data = ArenaSet()
-        self.grad = ArenaSet(zeroed=True)  # gradient views are handed out as zeros
+        # views are handed out as zeros: gradients need nothing more, and initializers fill
+        # a parameter's first CPU copy in place
+        self.data = ArenaSet(zeroed=True)
+        self.grad = ArenaSet(zeroed=True)
 
     def arenas(self, kind: str) -> ArenaSet:
         """Return the arena set for ``kind`` (``"data"`` or ``"grad"``)."""
@@ -38,7 +40,7 @@ class ParameterStorage:
 
     def allocate(self, kind: str, ctx: Context, dtype: np.dtype[Any], shape: Any) -> Any:
         """Return one uninitialized view of ``shape`` in the ``kind`` arena of ``(ctx, dtype)``."""
-        return self.arenas(kind).allocate_many(ctx, dtype, [tuple(shape)])[0]
+        return self.arenas(kind).allocate(ctx, dtype, shape)
 
     def release(self, kind: str, ctx_list: Sequence[Context], arrays: Sequence[Any]) -> None:
         """Release every array of ``arrays`` (parallel to ``ctx_list``) that is a live view.
