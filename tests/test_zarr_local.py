@@ -160,6 +160,10 @@ def test_raw_layout_rejects_unexpected_metadata(tmp_path: Path) -> None:
     meta["chunk_key_encoding"] = {"name": "v2", "configuration": {"separator": "."}}
     meta_path.write_text(json.dumps(meta))
     assert zl.raw_layout(directory, np.dtype(np.float32)) is None
+    meta["chunk_key_encoding"] = {"name": "default"}
+    meta["data_type"] = "no-such-type"
+    meta_path.write_text(json.dumps(meta))
+    assert zl.raw_layout(directory, np.dtype(np.float32)) is None
     meta_path.write_text("{not json")
     assert zl.raw_layout(directory, np.dtype(np.float32)) is None
 

@@ -178,6 +178,7 @@ def raw_layout(directory: str, dtype: np.dtype[Any]) -> RawLayout | None:
         keys = meta["chunk_key_encoding"]
         (chunk,) = meta["chunk_grid"]["configuration"]["chunk_shape"]
         (count,) = meta["shape"]
+        stored = np.dtype(meta["data_type"])
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
     if (
@@ -185,7 +186,7 @@ def raw_layout(directory: str, dtype: np.dtype[Any]) -> RawLayout | None:
         or endian != "little"
         or keys.get("name") != "default"
         or keys.get("configuration", {}).get("separator", "/") != "/"
-        or np.dtype(meta.get("data_type", "")) != dtype
+        or stored != dtype
         or meta.get("storage_transformers")
         or int(chunk) <= 0
     ):
