@@ -41,24 +41,20 @@ from paramdict.errors import (
 from paramdict.fileio import progress_reporter
 from paramdict.types import ArrayInfo, ArraysLike, CheckpointInfo, LoadedArrays, VerifyReport
 from paramdict.zarr_local import (
-    GROUP_METADATA,
-    ChunkWriter,
     RawLayout,
-    array_metadata,
     chunks_of,
-    metadata_bytes,
     raw_layout,
     read_ranges,
 )
 from paramdict.zarr_location import (
     Location,
-    RemoteChunkObjects,
     fsync_dir,
     fsync_tree,
     remote_concurrency,
     remove_versions,
 )
 from paramdict.zarr_obstore import CLIENTS
+from paramdict.zarr_pack import DirectPacker, ZarrPacker
 from paramdict.zarr_zip import ZipLocation, is_zip_uri, save_zip
 
 __all__ = ["COMMIT_MARKER", "FORMAT_VERSION", "MANIFEST", "ZarrCheckpointBackend"]
@@ -156,84 +152,6 @@ def _concurrency(uri: str, options: Mapping[str, Any]) -> int:
     return value
 
 
-class _DirectPacker:
-    """Writes packed arrays without zarr: its metadata documents, then the chunks directly."""
-
-    def __init__(self, loc: Location, version: str, concurrency: int) -> None:
-        self.loc, self.version, self.concurrency = loc, version, concurrency
-        loc.put_bytes(metadata_bytes(GROUP_METADATA), version, "zarr.json")
-
-    def array(self, name: str, count: int, chunk: int, dtype: np.dtype[Any]) -> ChunkWriter:
-        """Write the array's ``zarr.json`` and return the writer of its chunks."""
-        self.loc.put_bytes(
-            metadata_bytes(array_metadata(count, chunk, dtype)), self.version, name, "zarr.json"
-        )
-        layout = RawLayout(self.loc.join(self.version, name), chunk, count, dtype.itemsize)
-        if self.loc.local:
-            return ChunkWriter(layout)
-        return ChunkWriter(
-            layout, RemoteChunkObjects(self.loc, self.version, name, self.concurrency)
-        )
-
-
-class _ZarrPacker:
-    """Writes packed arrays through zarr (compressed checkpoints)."""
-
-    def __init__(self, loc: Location, version: str, concurrency: int) -> None:
-        import zarr
-
-        self.concurrency = concurrency
-        self.group = zarr.open_group(
-            store=loc.store(version, read_only=False), mode="w", zarr_format=3
-        )
-
-    def array(self, name: str, count: int, chunk: int, dtype: np.dtype[Any]) -> _StagedZarrWriter:
-        """Create a zstd-compressed packed array and return its staging writer."""
-        from zarr.codecs import Crc32cCodec, ZstdCodec
-
-        zarr_array = self.group.create_array(
-            name,
-            shape=(count,),
-            chunks=(chunk,),
-            dtype=dtype,
-            compressors=[ZstdCodec(), Crc32cCodec()],
-            config={"write_empty_chunks": True},
-            fill_value=0,
-        )
-        return _StagedZarrWriter(zarr_array, chunk, self.concurrency, dtype)
-
-
-class _StagedZarrWriter:
-    """Copies parameters into a staging buffer of ``concurrency`` chunks, written at once."""
-
-    def __init__(self, zarr_array: Any, chunk: int, concurrency: int, dtype: np.dtype[Any]) -> None:
-        self.zarr_array = zarr_array
-        self.buf = np.empty(chunk * concurrency, dtype=dtype)
-        self.filled = 0
-        self.start = 0
-
-    def add(self, flat: np.ndarray) -> None:
-        """Append ``flat``; write the buffer whenever it is full."""
-        pos = 0
-        while pos < flat.size:
-            take = min(self.buf.size - self.filled, flat.size - pos)
-            self.buf[self.filled : self.filled + take] = flat[pos : pos + take]
-            self.filled += take
-            pos += take
-            if self.filled == self.buf.size:
-                self._write()
-
-    def _write(self) -> None:
-        self.zarr_array[self.start : self.start + self.filled] = self.buf[: self.filled]
-        self.start += self.filled
-        self.filled = 0
-
-    def close(self) -> None:
-        """Write what is left."""
-        if self.filled:
-            self._write()
-
-
 class ZarrCheckpointBackend:
     """The ``zarr`` storage backend (see the module docstring for the layout)."""
 
@@ -324,10 +242,10 @@ class ZarrCheckpointBackend:
         entries: list[dict[str, Any]] = [{} for _ in items]
         total = sum(int(a.nbytes) for _, a in items)
 
-        packer: _DirectPacker | _ZarrPacker = (
-            _DirectPacker(loc, version, concurrency)
+        packer: DirectPacker | ZarrPacker = (
+            DirectPacker(loc, version, concurrency)
             if compression in (None, "none")
-            else _ZarrPacker(loc, version, concurrency)
+            else ZarrPacker(loc, version, concurrency)
         )
         with (
             remote_concurrency(loc.local, concurrency),
