@@ -18,7 +18,7 @@ import numpy as np
 from llvmlite import ir  # type: ignore[import-untyped]
 from numba import prange
 from numba.core import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from paramdict.kernels import _bodies
 
@@ -103,14 +103,30 @@ def _f64_blocks(
             out[i + _U1] = a + b * z1
 
 
-@_jit
 def _blocks(
     out: Any, per: int, b0: int, b1: int, base: int, dist: int, a: float, b: float, k: Any
 ) -> None:
+    """Fill Philox blocks ``[b0, b1)`` of ``out`` (float32: 4 values a block, float64: 2)."""
     if per == 4:
         _f32_blocks(out, b0, b1, base, dist, a, b, k)
     else:
         _f64_blocks(out, b0, b1, base, dist, a, b, k)
+
+
+@overload(_blocks, jit_options={"error_model": "numpy"})
+def _blocks_typed(
+    out: Any, per: Any, b0: Any, b1: Any, base: Any, dist: Any, a: Any, b: Any, k: Any
+) -> Any:
+    # chosen by the array's dtype while compiling: a float32 fill never compiles the float64
+    # block function (and the other way round), which shortens the cold start
+    target = _f32_blocks if out.dtype == types.float32 else _f64_blocks
+
+    def impl(
+        out: Any, per: Any, b0: Any, b1: Any, base: Any, dist: Any, a: Any, b: Any, k: Any
+    ) -> None:
+        target(out, b0, b1, base, dist, a, b, k)
+
+    return impl
 
 
 @_jit
