@@ -31,8 +31,11 @@ from paramdict.parameter_dict import ParameterDict
 from resnet50_shapes import RESNET50_SHAPES, TINY_SHAPES
 
 
-def median_seconds(fn: Callable[[], object], repeat: int, number: int = 1) -> float:
-    fn()  # warm-up (JIT compile / cache load, page faults)
+def median_seconds(
+    fn: Callable[[], object], repeat: int, number: int = 1, warmup: int = 1
+) -> float:
+    for _ in range(warmup):
+        fn()  # warm-up (JIT compile / cache load, page faults, the allocator's mmap threshold)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -152,8 +155,10 @@ def run_casts(rows: list[list[str]], repeat: int, label: str = "R50 (25.6M)") ->
     src = np.empty(total, np.float32)
     kernels.fill_normal(src, 0.0, 1.0, seed=0, key="cast")
     for name, dt in [("float16", np.dtype(np.float16)), ("bfloat16", np.dtype(ml_dtypes.bfloat16))]:
-        t_pd = median_seconds(lambda dt=dt: kernels.cast(src, dt), repeat)
-        t_np = median_seconds(lambda dt=dt: src.astype(dt), repeat)
+        # casts allocate a new 25.6M-element array per call: until glibc has raised its mmap
+        # threshold, each one maps fresh pages (~50 ms of page faults here), so warm up longer
+        t_pd = median_seconds(lambda dt=dt: kernels.cast(src, dt), repeat, warmup=4)
+        t_np = median_seconds(lambda dt=dt: src.astype(dt), repeat, warmup=4)
         target = ">= 5x" if name == "float16" else ""
         rows.append([f"cast f32->{name}, {label}", fmt(t_pd), f"{fmt(t_np)} (astype)",
                      f"{t_np / t_pd:.2f}x", target])  # fmt: skip
@@ -210,8 +215,8 @@ def run_torch(rows: list[list[str]], repeat: int) -> None:
 
     for what, pd_fn, torch_fn, ref in cases:
         quiet()
-        t_pd = median_seconds(pd_fn, repeat)
-        t_torch = median_seconds(torch_fn, repeat)
+        t_pd = median_seconds(pd_fn, repeat, warmup=4)
+        t_torch = median_seconds(torch_fn, repeat, warmup=4)
         rows.append([f"{what}, ResNet-50, vs PyTorch", fmt(t_pd), f"{fmt(t_torch)} ({ref})",
                      f"{t_torch / t_pd:.2f}x", ""])  # fmt: skip
     for label, shapes, number in (
