@@ -160,16 +160,16 @@ def test_failed_save_keeps_previous_checkpoint(
     path = tmp_path / "s.zarr"
     old = {"w": np.arange(10, dtype=np.float32)}
     storage.save(path, old)
-    import paramdict.zarr_checkpoint as zc
+    import paramdict.zarr_location as zl
 
-    real = zc._Location.write_bytes
+    real = zl.Location.write_bytes
 
-    def fail_on_commit(self: zc._Location, data: bytes, *parts: str) -> None:
+    def fail_on_commit(self: zl.Location, data: bytes, *parts: str) -> None:
         if parts == (COMMIT_MARKER,):
             raise OSError("disk full")
         real(self, data, *parts)
 
-    monkeypatch.setattr(zc._Location, "write_bytes", fail_on_commit)
+    monkeypatch.setattr(zl.Location, "write_bytes", fail_on_commit)
     with pytest.raises(OSError, match="disk full"):
         storage.save(path, {"w": np.zeros(10, dtype=np.float32)})
     monkeypatch.undo()

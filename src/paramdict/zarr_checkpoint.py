@@ -516,7 +516,3 @@ class ZarrCheckpointBackend:
         except CorruptCheckpointError as exc:
             problems = [("*", str(exc))]
         return VerifyReport(uri, len(entries), tuple(problems))
-
-
-# the old private names, kept for code (and tests) that patch them here
-_Location = Location
