@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from paramdict import initializer as _initializer
+from paramdict import parameter_arrays as pa
 from paramdict import parameter_checks as chk
 from paramdict.context import Context, cpu
 from paramdict.errors import (
@@ -40,7 +41,7 @@ from paramdict.errors import (
     ShapeMismatchError,
     WrongContextError,
 )
-from paramdict.manager import get_device_spec, get_plugin_manager
+from paramdict.manager import get_plugin_manager
 from paramdict.parameter_storage import ParameterStorage
 
 __all__ = ["Constant", "Parameter"]
@@ -62,9 +63,7 @@ _NOT_INIT_MSG = (
 )
 
 
-def _backend(ctx: Context) -> Any:
-    """Return the device backend serving ``ctx`` (cpu_pinned / cpu_shared use the cpu one)."""
-    return get_device_spec(ctx.device_type).backend
+_backend = pa.backend_of
 
 
 class Parameter:
@@ -303,7 +302,8 @@ class Parameter:
         self._check_dense("initialize")
         adopt = False
         if data is None:
-            host, adopt = self._fresh_host(ctx_list)
+            assert self._shape is not None
+            host, adopt = pa.fresh_host(self._storage, ctx_list, tuple(self._shape), self._np_dtype)
             try:
                 seed = self._init_options.get("seed")
                 desc = _initializer.InitDesc(self.name, {"__init__": init}, seed=seed)
@@ -318,26 +318,6 @@ class Parameter:
             data = host
         self._init_impl(data, ctx_list, adopt=adopt)
 
-    def _fresh_host(self, ctx_list: Sequence[Context]) -> tuple[np.ndarray, bool]:
-        """Return a zero host array for the initializer to fill, and whether it is the copy.
-
-        When the first context is the CPU and the parameter has arenas, the array is its arena
-        view on that context (filled in place, no extra copy); else a new ``np.zeros`` array.
-        """
-        assert self._shape is not None
-        shape = tuple(self._shape)
-        first = ctx_list[0] if ctx_list else None
-        if self._storage is not None and first is not None:
-            backends = [_backend(c) for c in ctx_list]
-            for c, b in zip(ctx_list, backends, strict=True):
-                b.check(c.device_id)
-            from paramdict.builtin.cpu import CPUBackend
-
-            if isinstance(backends[0], CPUBackend):
-                view: np.ndarray = self._storage.allocate("data", first, self._np_dtype, shape)
-                return view, True  # the data arena hands out zeroed views
-        return np.zeros(shape, dtype=self._np_dtype), False
-
     def _init_impl(self, data: Any, ctx_list: Sequence[Context], *, adopt: bool = False) -> None:
         """Copy ``data`` to every context, allocate gradients and fire the hook.
 
@@ -351,12 +331,12 @@ class Parameter:
             host = kernels.cast(host, self._np_dtype)
         if adopt:
             try:
-                copies = [host, *self._allocate_data(host, ctx_list[1:])]
+                copies = [host, *pa.copies_of(self._storage, host, ctx_list[1:])]
             except BaseException:
                 self._release("data", [host], ctx_list[:1])
                 raise
         else:
-            copies = self._allocate_data(host, ctx_list)
+            copies = pa.copies_of(self._storage, host, ctx_list)
         self._release("data", self._data)
         self._release("grad", self._grad)
         self._grad = None
@@ -379,47 +359,15 @@ class Parameter:
         if self._storage is not None and arrays is not None and contexts is not None:
             self._storage.release(kind, contexts, arrays)
 
-    def _new_array(self, kind: str, c: Context, dtype: np.dtype[Any], shape: Any) -> Any:
-        """Return an uninitialized array on ``c``: an arena view when the parameter has one."""
-        if self._storage is not None:
-            return self._storage.allocate(kind, c, dtype, shape)
-        return _backend(c).empty(tuple(shape), dtype, c.device_id)
-
-    def _allocate_data(self, host: np.ndarray, ctx_list: Sequence[Context]) -> list[Any]:
-        """Return one independent copy of ``host`` per context (all-or-nothing)."""
-        for c in ctx_list:
-            _backend(c).check(c.device_id)
-        copies: list[Any] = []
-        try:
-            for c in ctx_list:
-                copy = self._new_array("data", c, host.dtype, host.shape)
-                copies.append(copy)
-                _backend(c).copy_into(copy, host)
-        except BaseException:
-            if self._storage is not None:
-                self._storage.release("data", ctx_list[: len(copies)], copies)
-            raise
-        return copies
-
-    def _allocate_grad(self) -> list[Any]:
-        """Return zero-filled gradient buffers, one per data copy."""
-        assert self._data is not None
-        assert self._ctx_list is not None
-        grads = []
-        for c, d in zip(self._ctx_list, self._data, strict=True):
-            g = self._new_array("grad", c, self._np_dtype, d.shape)
-            if self._storage is None:  # arena gradient views are handed out as zeros
-                _backend(c).zero([g])
-            grads.append(g)
-        return grads
-
     def _init_grad(self) -> None:
         """(Re-)allocate gradient buffers as zeros, or drop them when grad_req is 'null'."""
         self._release("grad", self._grad)
         if self.grad_req == "null":
             self._grad = None
             return
-        self._grad = self._allocate_grad()
+        assert self._data is not None
+        assert self._ctx_list is not None
+        self._grad = pa.zero_grads(self._storage, self._ctx_list, self._data, self._np_dtype)
 
     def _check_dense(self, action: str) -> None:
         if self._stype != "default" or self._grad_stype != "default":
@@ -599,24 +547,16 @@ class Parameter:
         self._dtype = dtype
         if self._data is None:
             return
-        data = self._converted("data", self._data, np_dtype)
-        grads = None if self._grad is None else self._converted("grad", self._grad, np_dtype)
+        assert self._ctx_list is not None
+        data = pa.converted(self._storage, "data", self._ctx_list, self._data, np_dtype)
+        grads = (
+            None
+            if self._grad is None
+            else pa.converted(self._storage, "grad", self._ctx_list, self._grad, np_dtype)
+        )
         self._release("data", self._data)
         self._release("grad", self._grad)
         self._data, self._grad = data, grads
-
-    def _converted(self, kind: str, arrays: list[Any], dtype: np.dtype[Any]) -> list[Any]:
-        """Return new arrays holding ``arrays`` converted to ``dtype`` (arena views if any)."""
-        assert self._ctx_list is not None
-        out = []
-        for c, a in zip(self._ctx_list, arrays, strict=True):
-            if self._storage is None:
-                out.append(_backend(c).cast(a, dtype))
-            else:
-                new = self._storage.allocate(kind, c, dtype, a.shape)
-                _backend(c).copy_into(new, a)
-                out.append(new)
-        return out
 
     def _reduce(self) -> np.ndarray:
         """Return a new host (numpy) array: the copy, or the average of several copies."""
