@@ -272,3 +272,83 @@ def test_initializer_fills_the_first_copy_in_place_and_copies_the_rest() -> None
     solo = Parameter("net_p0", shape=(64,))
     solo.initialize("normal", seed=4)
     np.testing.assert_array_equal(solo.data(), a)  # same values as the standalone path
+
+
+def test_zarr_load_reads_straight_into_the_arena(tmp_path: Any) -> None:
+    import tracemalloc
+
+    src = _dict(8, shape=(1_250_000,))  # 40 MB
+    src.initialize("normal", seed=2)
+    src.save(tmp_path / "m.zarr")
+    dst = _dict(8, shape=(1_250_000,))
+    tracemalloc.start()
+    try:
+        dst.load(tmp_path / "m.zarr")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the data and gradient arenas (40 MB each, one segment each), and no packed buffer or
+    # second copy on top: the bytes went straight into the parameters' views
+    assert peak < 2 * 40_000_000 + 5_000_000
+    (segment,) = _segments(dst, "data")
+    assert len(_segments(dst, "grad")) == 1
+    for name in src:
+        assert np.shares_memory(dst[name].data(), segment)
+        np.testing.assert_array_equal(dst[name].data(), src[name].data())
+        assert dst[name].grad().shape == (1_250_000,)
+
+
+def test_failed_loads_hand_the_destination_views_back(tmp_path: Any) -> None:
+    import json
+
+    from paramdict import errors
+
+    src = _dict(3, shape=(6,))
+    src.initialize("ones")
+    src.save(tmp_path / "m.zarr")
+    wrong = ParameterDict("net_")
+    for i in range(3):
+        wrong.get(f"p{i}", shape=(7,))
+    with pytest.raises(errors.ShapeMismatchError):
+        wrong.load(tmp_path / "m.zarr")
+    assert sum(a.live_count for a in wrong._storage.data.arenas()) == 0
+    version = json.loads((tmp_path / "m.zarr" / "COMMIT").read_text())["version"]
+    (tmp_path / "m.zarr" / version / "packed_float32" / "c" / "0").unlink()
+    dst = _dict(3, shape=(6,))
+    with pytest.raises(errors.CorruptCheckpointError, match="missing"):
+        dst.load(tmp_path / "m.zarr")
+    assert sum(a.live_count for a in dst._storage.data.arenas()) == 0
+    assert all(p._data is None for p in dst.values())
+
+
+def test_load_with_saved_dtype_adopts_views_of_that_dtype(tmp_path: Any) -> None:
+    src = _dict(2, shape=(5,), dtype="float16")
+    src.initialize("ones")
+    src.save(tmp_path / "h.zarr")
+    dst = _dict(2, shape=(5,))  # float32 parameters
+    dst.load(tmp_path / "h.zarr", cast_dtype=True, dtype_source="saved")
+    for p in dst.values():
+        assert p.data().dtype == np.float16
+        assert dst._storage.data.owns(cpu(0), p.data())
+    keep = _dict(2, shape=(5,))
+    keep.load(tmp_path / "h.zarr", cast_dtype=True)  # 'current': converted into float32
+    assert all(p.data().dtype == np.float32 for p in keep.values())
+    np.testing.assert_array_equal(keep["net_p0"].data(), np.ones(5, np.float32))
+
+
+def test_storage_load_out_fills_given_arrays_for_every_backend(tmp_path: Any) -> None:
+    from paramdict import errors, storage
+
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.int64)}
+    for name in ("x.zarr", "x.params", "x.npz"):
+        storage.save(tmp_path / name, arrays)
+        out = {"a": np.zeros((2, 3), np.float32)}
+        got = storage.load(tmp_path / name, names=["a", "b"], out=out)
+        assert isinstance(got, dict)
+        assert got["a"] is out["a"]
+        np.testing.assert_array_equal(out["a"], arrays["a"])
+        np.testing.assert_array_equal(got["b"], arrays["b"])
+    with pytest.raises(errors.ShapeMismatchError, match="out\\['a'\\]"):
+        storage.load(tmp_path / "x.npz", names=["a"], out={"a": np.zeros(6, np.float32)})
+    with pytest.raises(errors.ParameterTypeError, match="out= needs names="):
+        storage.load(tmp_path / "x.npz", out={"a": np.zeros((2, 3), np.float32)})

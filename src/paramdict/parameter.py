@@ -579,8 +579,12 @@ class Parameter:
         ctx: CtxArg,
         cast_dtype: bool = False,
         dtype_source: str = "current",
+        adopt: bool = False,
     ) -> None:
         """Initialize (or overwrite) this parameter from a loaded array.
+
+        With ``adopt``, ``data`` is a view of this parameter's data arena on its first context
+        that the loader filled in place: it becomes that copy without another copy.
 
         Raises
         ------
@@ -599,7 +603,7 @@ class Parameter:
                 ctx_list = self._deferred_init[1]
             elif ctx_list is None:
                 ctx_list = [cpu()]
-            self._init_impl(data, ctx_list)
+            self._init_impl(data, ctx_list, adopt=adopt)
         else:
             self._check_load_ctx(ctx_list, self.list_ctx())
             self.set_data(data)

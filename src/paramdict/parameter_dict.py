@@ -384,26 +384,93 @@ class ParameterDict:
         ctx: CtxArg,
         cast_dtype: bool,
         dtype_source: str,
+        adopted: Mapping[str, Any] | None = None,
     ) -> None:
-        """Load ``arrays[targets[name]]`` into each parameter ``name`` (arena room reserved)."""
+        """Load ``arrays[targets[name]]`` into each parameter ``name`` (arena room reserved).
+
+        ``adopted`` maps stored names to the arena views they were read into (see
+        :meth:`_load_destinations`); those parameters take them over without a copy, and on a
+        failure every view not taken over yet is handed back.
+        """
+        adopted = dict(adopted or {})
         jobs = []
         for name, key in targets.items():
             p, a = self._params[name], arrays[key]
-            if p._data is None and hasattr(a, "shape") and hasattr(a, "dtype"):
+            if key not in adopted and p._data is None and hasattr(a, "shape"):
                 keep = not (cast_dtype and dtype_source == "saved")
                 dtype = chk.as_np_dtype(p.dtype) if keep else np.dtype(a.dtype)
-                if ctx is not None:
-                    ctx_list = chk.normalize_ctx(ctx, name)
-                elif p._deferred_init:
-                    ctx_list = list(p._deferred_init[1])
-                else:
-                    ctx_list = [Context("cpu", 0)]
-                jobs.append((p, tuple(a.shape), dtype, ctx_list))
+                jobs.append((p, tuple(a.shape), dtype, self._load_contexts(p, ctx)))
         self._reserve(jobs)
+        try:
+            for name, key in targets.items():
+                view = adopted.get(key)
+                p = self._params[name]
+                if view is not None and arrays[key] is view:
+                    p._load_init(view, ctx, cast_dtype, dtype_source, adopt=True)
+                    del adopted[key]
+                else:
+                    p._load_init(arrays[key], ctx, cast_dtype, dtype_source)
+        finally:
+            self._release_unadopted(targets, adopted, ctx)
+
+    def _load_contexts(self, p: Parameter, ctx: CtxArg) -> list[Context]:
+        """Return the contexts a parameter will live on once loaded (as ``_load_init`` does)."""
+        if ctx is not None:
+            return chk.normalize_ctx(ctx, p.name)
+        if p._deferred_init:
+            return list(p._deferred_init[1])
+        return [Context("cpu", 0)]
+
+    def _load_destinations(
+        self,
+        targets: Mapping[str, str],
+        stored: Mapping[str, Any],
+        ctx: CtxArg,
+        cast_dtype: bool,
+        dtype_source: str,
+    ) -> dict[str, Any]:
+        """Allocate arena views that the loader can read straight into, by stored name.
+
+        Only for parameters of this dict that are not initialized or deferred, that will live
+        on one CPU context, and whose stored shape and dtype they take as they are.
+        """
+        from paramdict.builtin.cpu import CPUBackend
+
+        picked: list[tuple[str, Parameter, tuple[int, ...], np.dtype[Any], Context]] = []
         for name, key in targets.items():
-            self._params[name]._load_init(
-                arrays[key], ctx, cast_dtype=cast_dtype, dtype_source=dtype_source
-            )
+            p, info = self._params[name], stored[key]
+            if p._storage is not self._storage or p._data is not None or p._deferred_init:
+                continue
+            if p._stype != "default" or p._grad_stype != "default":
+                continue
+            contexts = self._load_contexts(p, ctx)
+            backend = get_device_spec(contexts[0].device_type).backend
+            if len(contexts) != 1 or not isinstance(backend, CPUBackend):
+                continue
+            saved = chk.as_np_dtype(info.dtype)
+            if saved != chk.as_np_dtype(p.dtype) and not (cast_dtype and dtype_source == "saved"):
+                continue
+            shape = tuple(info.shape)
+            if p.shape is not None and not (
+                len(p.shape) == len(shape)
+                and all(i in (0, -1) or i == j for i, j in zip(p.shape, shape, strict=True))
+            ):
+                continue
+            picked.append((key, p, shape, saved, contexts[0]))
+        self._reserve((p, shape, dtype, [c]) for _, p, shape, dtype, c in picked)
+        return {
+            key: self._storage.allocate("data", c, dtype, shape)
+            for key, _, shape, dtype, c in picked
+        }
+
+    def _release_unadopted(
+        self, targets: Mapping[str, str], views: Mapping[str, Any], ctx: CtxArg
+    ) -> None:
+        """Hand back destination views that no parameter took over."""
+        for name, key in targets.items():
+            if key in views:
+                contexts = self._load_contexts(self._params[name], ctx)
+                self._storage.release("data", contexts[:1], [views[key]])
 
     def zero_grad(self) -> None:
         """Zero every gradient buffer.
@@ -531,16 +598,20 @@ class ParameterDict:
             restore_prefix=restore_prefix,
             source=source,
         )
-        wanted = [stored[s] for s in plan.targets.values()]
-        arrays = storage.load(filename, names=wanted, **options) if wanted else {}
+        targets = {name: stored[s] for name, s in plan.targets.items()}
+        infos = {a.name: a for a in info.arrays}
+        views = self._load_destinations(targets, infos, ctx, cast_dtype, dtype_source)
+        try:
+            arrays = (
+                storage.load(filename, names=list(targets.values()), out=views, **options)
+                if targets
+                else {}
+            )
+        except BaseException:
+            self._release_unadopted(targets, views, ctx)
+            raise
         assert isinstance(arrays, dict)
-        self._load_targets(
-            {name: stored[s] for name, s in plan.targets.items()},
-            arrays,
-            ctx,
-            cast_dtype,
-            dtype_source,
-        )
+        self._load_targets(targets, arrays, ctx, cast_dtype, dtype_source, adopted=views)
         if plan.skipped:
             logger.info(
                 "Skipped %d stored array(s) not in the ParameterDict loading %s: %s",

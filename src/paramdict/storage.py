@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 
 from paramdict import manager
-from paramdict.errors import MissingParameterError, ParameterTypeError, UnknownNameError
+from paramdict.errors import (
+    MissingParameterError,
+    ParameterTypeError,
+    ShapeMismatchError,
+    UnknownNameError,
+)
 from paramdict.fileio import split_scheme
 from paramdict.types import ArraysLike, CheckpointInfo, LoadedArrays, StorageSpec, VerifyReport
 
@@ -227,6 +232,7 @@ def load(
     names: Collection[str] | None = None,
     format: str | None = None,
     progress: bool | None = None,
+    out: Mapping[str, np.ndarray] | None = None,
     **options: Any,
 ) -> LoadedArrays:
     """Read a checkpoint.
@@ -242,6 +248,10 @@ def load(
         Format name.
     progress : bool, optional
         Show a progress bar; ``None`` shows one for large transfers on a terminal.
+    out : mapping of str to numpy.ndarray, optional
+        Arrays to load into, by name (same shape and dtype as stored). A backend that can
+        reads straight into them (zarr on local disk); for the others they are filled by a
+        copy. The result holds these very arrays for their names. Requires ``names``.
     **options
         ``storage_options``, ``concurrency`` and backend-specific options.
 
@@ -265,7 +275,17 @@ def load(
             if not isinstance(n, str):
                 raise ParameterTypeError(f"names must be strings; got {n!r} loading {uri!r}")
     spec = resolve(uri, "r", format)
+    if out:
+        if wanted is None or not set(out) <= set(wanted):
+            raise ParameterTypeError(
+                f"out= needs names= listing every array it fills (loading {uri!r})"
+            )
+        if getattr(spec.backend, "accepts_out", False):
+            options = {**options, "out": out}
     result = spec.backend.load(uri, names=wanted, **_options(progress, options))
+    if out:
+        assert isinstance(result, dict)  # names= was given
+        _fill_out(uri, result, out)
     if wanted is not None:
         if isinstance(result, list):
             result = {f"arr_{i}": a for i, a in enumerate(result)}
@@ -276,6 +296,22 @@ def load(
             )
         result = {n: result[n] for n in wanted}
     return result
+
+
+def _fill_out(uri: str, result: dict[str, Any], out: Mapping[str, np.ndarray]) -> None:
+    """Make ``result`` hold the ``out`` arrays, copying into those the backend did not fill."""
+    for name, dest in out.items():
+        got = result.get(name)
+        if got is None or got is dest:
+            continue
+        if got.shape != dest.shape or got.dtype != dest.dtype:
+            raise ShapeMismatchError(
+                f"out[{name!r}] has shape {dest.shape} and dtype {dest.dtype}; {uri!r} stores "
+                f"{got.shape} {got.dtype}"
+            )
+        if got.__array_interface__["data"][0] != dest.__array_interface__["data"][0]:
+            np.copyto(dest, got)  # the backend read elsewhere: copy (same place: read in place)
+        result[name] = dest
 
 
 def inspect(

@@ -112,6 +112,19 @@ def _accept(
     update(int(entry["nbytes"]))
 
 
+def _fitting(array: Any, entry: Mapping[str, Any]) -> np.ndarray | None:
+    """Return ``array`` if a parameter's stored bytes can be read straight into it, else None."""
+    if (
+        isinstance(array, np.ndarray)
+        and array.flags.c_contiguous
+        and array.flags.writeable
+        and array.shape == tuple(entry["shape"])
+        and array.dtype == _logical_dtype(entry["dtype"])
+    ):
+        return array
+    return None
+
+
 def _packed(group: Any, name: str) -> Any:
     import zarr
 
@@ -328,6 +341,7 @@ class ZarrCheckpointBackend:
         version: str,
         entries: Sequence[Mapping[str, Any]],
         progress: bool | None,
+        into: Mapping[str, np.ndarray] | None = None,
     ) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
         group: Any = None
         out: dict[str, np.ndarray] = {}
@@ -346,7 +360,9 @@ class ZarrCheckpointBackend:
                     else None
                 )
                 if layout is not None:
-                    self._read_raw(layout, arr_name, group_entries, out, problems, update)
+                    self._read_raw(
+                        layout, arr_name, group_entries, out, problems, update, into or {}
+                    )
                     continue
                 if group is None:
                     group = loc.open_group(version)
@@ -400,10 +416,18 @@ class ZarrCheckpointBackend:
         out: dict[str, np.ndarray],
         problems: list[tuple[str, str]],
         update: Any,
+        into: Mapping[str, np.ndarray],
     ) -> None:
-        """Read ``entries`` of one packed array straight from its chunk files (local disk)."""
+        """Read ``entries`` of one packed array straight from its chunk files (local disk).
+
+        An entry named in ``into`` whose array fits (C-contiguous, writable, same shape and
+        dtype) is read into that array; the others get new arrays.
+        """
         sdtype = _storage_dtype(entries[0]["dtype"])
-        if sum(int(e["size"]) for e in entries) == layout.count:
+        given = [_fitting(into.get(e["name"]), e) for e in entries]
+        if not any(g is not None for g in given) and (
+            sum(int(e["size"]) for e in entries) == layout.count
+        ):
             # the whole array: one buffer, every chunk read whole and its crc32c checked
             packed = np.empty(layout.count, dtype=sdtype)
             bad = read_ranges(layout, [(0, packed)])
@@ -411,7 +435,10 @@ class ZarrCheckpointBackend:
                 packed[int(e["offset"]) : int(e["offset"]) + int(e["size"])] for e in entries
             ]
         else:
-            targets = [np.empty(int(e["size"]), dtype=sdtype) for e in entries]
+            targets = [
+                g.reshape(-1).view(sdtype) if g is not None else np.empty(int(e["size"]), sdtype)
+                for g, e in zip(given, entries, strict=True)
+            ]
             bad = read_ranges(
                 layout, [(int(e["offset"]), t) for e, t in zip(entries, targets, strict=True)]
             )
@@ -462,16 +489,27 @@ class ZarrCheckpointBackend:
                 f"be read: {type(exc).__name__}: {exc}"
             ) from exc
 
+    #: ``load`` takes ``out=``: arrays to read into (see :func:`paramdict.storage.load`).
+    accepts_out = True
+
     def load(
-        self, uri: str, *, names: Collection[str] | None = None, **options: Any
+        self,
+        uri: str,
+        *,
+        names: Collection[str] | None = None,
+        out: Mapping[str, np.ndarray] | None = None,
+        **options: Any,
     ) -> LoadedArrays:
-        """Read the committed version; with ``names``, only those parameters' byte ranges."""
+        """Read the committed version; with ``names``, only those parameters' byte ranges.
+
+        Arrays in ``out`` that fit are filled in place (local uncompressed checkpoints).
+        """
         self._check_options(uri, options)
         loc = _open_root(uri, options)
         version, manifest = self._committed(loc)
         entries = self._entries(loc, manifest, names)
         with remote_concurrency(loc.local, _concurrency(uri, options)):
-            out, problems = self._read(loc, version, entries, options.get("progress"))
+            out, problems = self._read(loc, version, entries, options.get("progress"), out)
         if problems:
             detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
             raise CorruptCheckpointError(f"zarr checkpoint {uri!r} is corrupt: {detail}.")

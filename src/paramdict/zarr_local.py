@@ -15,7 +15,6 @@ using zarr.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -275,37 +274,70 @@ class ChunkWriter:
         self.sink.finish()
 
 
-def _read_chunk(path: str, target: memoryview, offset: int, whole: int) -> str | None:
-    """Read ``target.nbytes`` bytes of chunk file ``path`` at ``offset`` into ``target``.
+def _read_all(fd: int, buffers: Sequence[memoryview]) -> bool:
+    """Fill ``buffers`` in order from the file position with ``readv``; False at end of file."""
+    pending = [b for b in buffers if b.nbytes]
+    while pending:
+        batch = pending[:_IOV_MAX]
+        got = os.readv(fd, batch)
+        if got == 0:
+            return False
+        rest = pending[len(batch) :]
+        for i, b in enumerate(batch):
+            if got >= b.nbytes:
+                got -= b.nbytes
+                continue
+            rest = [b[got:], *batch[i + 1 :], *rest]
+            break
+        pending = rest
+    return True
 
-    With ``whole`` > 0 the read covers the chunk's first ``target.nbytes`` data bytes, the rest of
-    its ``whole`` data bytes are read too and the stored crc32c is checked. Returns a problem
-    description, or None.
+
+def _read_chunk(
+    path: str, parts: Sequence[tuple[int, memoryview]], layout: RawLayout, valid: int
+) -> str | None:
+    """Read ``parts`` (byte offset in the chunk, destination) of one chunk file.
+
+    When the parts cover the chunk's ``valid`` data bytes exactly and in order, the whole file is
+    read in one ``readv`` (padding and crc32c trailer included) and the chunk's crc32c is
+    checked; otherwise each part is read on its own. Returns a problem description, or None.
     """
+    ordered = sorted(parts, key=lambda p: p[0])
+    pos, whole = 0, True
+    for offset, view in ordered:
+        whole = whole and offset == pos
+        pos = offset + view.nbytes
+    whole = whole and pos == valid
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return "missing"
     except OSError as exc:
         return f"unreadable ({exc.strerror})"
-    with contextlib.closing(os.fdopen(fd, "rb", buffering=0)) as f:
+    try:
         size = os.fstat(fd).st_size
-        expected = whole + _CRC_BYTES if whole else None
-        if expected is not None and size != expected:
-            return f"has {size} bytes, expected {expected} (truncated or damaged)"
-        if offset + target.nbytes > size - _CRC_BYTES:
-            return f"has {size} bytes, too short for the requested range (truncated)"
-        if offset:
-            f.seek(offset)
-        got = f.readinto(target)
-        if got != target.nbytes:
-            return "short read (truncated)"
-        if not whole:
+        if whole:
+            expected = layout.chunk_bytes + _CRC_BYTES
+            if size != expected:
+                return f"has {size} bytes, expected {expected} (truncated or damaged)"
+            tail = memoryview(bytearray(expected - valid))
+            if not _read_all(fd, [v for _, v in ordered] + [tail]):
+                return "short read (truncated)"
+            crc = 0
+            for _, view in ordered:
+                crc = _crc32c(view, crc)
+            crc = _crc32c(tail[:-_CRC_BYTES], crc)
+            if int.from_bytes(tail[-_CRC_BYTES:], "little") != crc:
+                return "crc32c checksum of the chunk failed"
             return None
-        rest = f.read(whole - target.nbytes + _CRC_BYTES)
-        crc = _crc32c(rest[:-_CRC_BYTES], _crc32c(target))
-        if int.from_bytes(rest[-_CRC_BYTES:], "little") != crc:
-            return "crc32c checksum of the chunk failed"
+        for offset, view in ordered:
+            if offset + view.nbytes > size - _CRC_BYTES:
+                return f"has {size} bytes, too short for the requested range (truncated)"
+            os.lseek(fd, offset, os.SEEK_SET)
+            if not _read_all(fd, [view]):
+                return "short read (truncated)"
+    finally:
+        os.close(fd)
     return None
 
 
@@ -323,9 +355,10 @@ def read_ranges(layout: RawLayout, ranges: Sequence[tuple[int, np.ndarray]]) -> 
         The array.
     ranges : sequence of (int, numpy.ndarray)
         ``(first element, destination)``: the destination (C-contiguous, of the storage
-        itemsize) receives ``destination.size`` elements from that position. A chunk that one
-        range covers completely is checked against its stored crc32c; a partly read chunk is
-        not (the caller checks each parameter's own crc32c).
+        itemsize) receives ``destination.size`` elements from that position. A chunk that the
+        ranges cover completely (one range or many adjacent ones) is read in one ``readv`` and
+        checked against its stored crc32c; a partly read chunk is not (the caller checks each
+        parameter's own crc32c).
 
     Returns
     -------
@@ -346,9 +379,7 @@ def read_ranges(layout: RawLayout, ranges: Sequence[tuple[int, np.ndarray]]) -> 
     problems: dict[int, str] = {}
     for k, parts in sorted(by_chunk.items()):
         valid = min(layout.chunk, layout.count - k * layout.chunk) * isz
-        whole = len(parts) == 1 and parts[0][0] == 0 and parts[0][1].nbytes == valid
-        for offset, part in parts:
-            why = _read_chunk(layout.path(k), part, offset, layout.chunk_bytes if whole else 0)
-            if why is not None:
-                problems.setdefault(k, f"chunk {k} {why}")
+        why = _read_chunk(layout.path(k), parts, layout, valid)
+        if why is not None:
+            problems[k] = f"chunk {k} {why}"
     return problems
