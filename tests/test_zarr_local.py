@@ -217,3 +217,11 @@ def test_uncompressed_saves_do_not_import_zarr(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "45.0"]
+
+
+def test_advance_drops_transferred_bytes_across_buffers() -> None:
+    bufs = [memoryview(b"abc"), memoryview(b"de"), memoryview(b"fghi")]
+    assert [bytes(b) for b in zl._advance(bufs, 0)] == [b"abc", b"de", b"fghi"]
+    assert [bytes(b) for b in zl._advance(bufs, 4)] == [b"e", b"fghi"]
+    assert [bytes(b) for b in zl._advance(bufs, 5)] == [b"fghi"]
+    assert zl._advance(bufs, 9) == []

@@ -80,16 +80,16 @@ def _write_all(fd: int, buffers: Sequence[memoryview]) -> None:
     """Write every buffer in order with ``writev`` (batches of IOV_MAX, short writes resumed)."""
     pending = [b for b in buffers if b.nbytes]
     while pending:
-        batch = pending[:_IOV_MAX]
-        written = os.writev(fd, batch)
-        rest = pending[len(batch) :]
-        for i, b in enumerate(batch):
-            if written >= b.nbytes:
-                written -= b.nbytes
-                continue
-            rest = [b[written:], *batch[i + 1 :], *rest]
-            break
-        pending = rest
+        pending = _advance(pending, os.writev(fd, pending[:_IOV_MAX]))
+
+
+def _advance(pending: list[memoryview], done: int) -> list[memoryview]:
+    """Drop the first ``done`` bytes of ``pending`` (a short transfer leaves a partial buffer)."""
+    for i, b in enumerate(pending):
+        if done < b.nbytes:
+            return [b[done:], *pending[i + 1 :]]
+        done -= b.nbytes
+    return []
 
 
 #: What zarr writes as a group's ``zarr.json``.
@@ -278,18 +278,10 @@ def _read_all(fd: int, buffers: Sequence[memoryview]) -> bool:
     """Fill ``buffers`` in order from the file position with ``readv``; False at end of file."""
     pending = [b for b in buffers if b.nbytes]
     while pending:
-        batch = pending[:_IOV_MAX]
-        got = os.readv(fd, batch)
+        got = os.readv(fd, pending[:_IOV_MAX])
         if got == 0:
             return False
-        rest = pending[len(batch) :]
-        for i, b in enumerate(batch):
-            if got >= b.nbytes:
-                got -= b.nbytes
-                continue
-            rest = [b[got:], *batch[i + 1 :], *rest]
-            break
-        pending = rest
+        pending = _advance(pending, got)
     return True
 
 
