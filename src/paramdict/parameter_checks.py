@@ -118,6 +118,19 @@ def shape_is_known(shape: ShapeLike, name: str) -> bool:
     return True
 
 
+def shape_fits(stored: ShapeLike, shape: Sequence[int]) -> bool:
+    """Return whether ``shape`` fits the ``stored`` (possibly partly unknown) shape.
+
+    It fits an unknown shape (``None``), or one of the same rank whose every dim is unknown
+    (``0`` / ``-1``) or equal.
+    """
+    if stored is None:
+        return True
+    return len(stored) == len(shape) and all(
+        j in (-1, 0, i) for i, j in zip(shape, stored, strict=True)
+    )
+
+
 def shape_setter_check(stored: ShapeLike, new_shape: Sequence[int]) -> None:
     """Check ``new_shape`` against ``stored`` as MXNet's shape setter does.
 
@@ -126,12 +139,7 @@ def shape_setter_check(stored: ShapeLike, new_shape: Sequence[int]) -> None:
     paramdict.errors.ShapeMismatchError
         ``Expected shape (4, 4) is incompatible with given shape (0, 3).`` (new shape first).
     """
-    if stored is None:
-        return
-    ok = len(stored) == len(new_shape) and all(
-        j in (-1, 0, i) for i, j in zip(new_shape, stored, strict=True)
-    )
-    if not ok:
+    if not shape_fits(stored, new_shape):
         raise ShapeMismatchError(
             f"Expected shape {new_shape} is incompatible with given shape {stored}."
         )

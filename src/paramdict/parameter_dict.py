@@ -451,10 +451,7 @@ class ParameterDict:
             if saved != chk.as_np_dtype(p.dtype) and not (cast_dtype and dtype_source == "saved"):
                 continue
             shape = tuple(info.shape)
-            if p.shape is not None and not (
-                len(p.shape) == len(shape)
-                and all(i in (0, -1) or i == j for i, j in zip(p.shape, shape, strict=True))
-            ):
+            if not chk.shape_fits(p.shape, shape):
                 continue
             picked.append((key, p, shape, saved, contexts[0]))
         self._reserve((p, shape, dtype, [c]) for _, p, shape, dtype, c in picked)

@@ -20,7 +20,13 @@ from paramdict.errors import (
     ShapeMismatchError,
     UnexpectedParameterError,
 )
-from paramdict.parameter_checks import NAMING_HELP, as_np_dtype, brief_print_list, to_host
+from paramdict.parameter_checks import (
+    NAMING_HELP,
+    as_np_dtype,
+    brief_print_list,
+    shape_fits,
+    to_host,
+)
 
 if TYPE_CHECKING:
     from paramdict.parameter import Parameter
@@ -262,10 +268,7 @@ def prepare_loaded(param: Parameter, data: Any, cast_dtype: bool, dtype_source: 
     if stored is None:
         param._shape = tuple(host.shape)
     else:
-        ok = len(stored) == host.ndim and all(
-            i in (0, -1) or i == j for i, j in zip(stored, host.shape, strict=True)
-        )
-        if not ok:
+        if not shape_fits(stored, host.shape):
             raise ShapeMismatchError(
                 f"Failed loading Parameter '{name}' from saved params: shape "
                 f"incompatible expected {stored} vs saved {host.shape}"

@@ -39,7 +39,7 @@ class ParameterStorage:
         return self.data if kind == "data" else self.grad
 
     def allocate(self, kind: str, ctx: Context, dtype: np.dtype[Any], shape: Any) -> Any:
-        """Return one uninitialized view of ``shape`` in the ``kind`` arena of ``(ctx, dtype)``."""
+        """Return one zeroed view of ``shape`` in the ``kind`` arena of ``(ctx, dtype)``."""
         return self.arenas(kind).allocate(ctx, dtype, shape)
 
     def release(self, kind: str, ctx_list: Sequence[Context], arrays: Sequence[Any]) -> None:
