@@ -138,11 +138,6 @@ class RawLayout:
     count: int  # elements in the array
     itemsize: int
 
-    @property
-    def n_chunks(self) -> int:
-        """Number of chunks."""
-        return -(-self.count // self.chunk) if self.count else 0
-
     def path(self, k: int) -> str:
         """File of chunk ``k``."""
         return os.path.join(self.directory, "c", str(k))
