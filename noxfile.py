@@ -1,4 +1,4 @@
-"""Developer tasks for paramdict: tests on every Python, CUDA simulator, S3, plugins, lint, docs.
+"""Developer tasks for paramarena: tests on every Python, CUDA simulator, S3, plugins, lint, docs.
 
 ``nox`` with no arguments runs the default sessions (what CI runs through ``.ci/run``).
 ``nox -s demo`` runs the demo, ``nox -s benchmarks`` the benchmarks (not in the default run).
@@ -100,11 +100,12 @@ def plugins(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    """Ruff (lint + format check) and mypy (strict)."""
+    """Ruff (lint + format check), mypy (strict) and the wings' import contract."""
     session.install("-e", ".[cuda,s3]", *_group("lint"), *_group("test"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("lint-imports")
 
 
 @nox.session(python="3.11")
@@ -116,9 +117,9 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def demo(session: nox.Session) -> None:
-    """Install paramdict and run ``paramdict demo``."""
+    """Install paramarena and run ``paramarena demo``."""
     session.install(".")
-    session.run("paramdict", "demo", *session.posargs)
+    session.run("paramarena", "demo", *session.posargs)
 
 
 @nox.session(python="3.11", default=False)

@@ -1,7 +1,7 @@
-"""Kernel benchmarks: paramdict's Numba kernels against numpy in the same process.
+"""Kernel benchmarks: paramarena's Numba kernels against numpy in the same process.
 
 Run ``python benchmarks/bench_kernels.py [--quick]`` (or ``nox -s benchmarks``). Prints a markdown
-table of medians and ratios (numpy time / paramdict time: > 1 means paramdict is faster), the
+table of medians and ratios (numpy time / paramarena time: > 1 means paramarena is faster), the
 same work done by PyTorch when it is importable (CPU build), then first-call latencies measured
 in fresh subprocesses. Numbers on a shared 2-core machine are noisy;
 compare ratios, not absolute times.
@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from paramdict import kernels
-from paramdict.arena import Arena
-from paramdict.parameter_dict import ParameterDict
+from paramarena import kernels
+from paramarena.devices.arena import Arena
+from paramarena.params.parameter_dict import ParameterDict
 from resnet50_shapes import RESNET50_SHAPES, TINY_SHAPES
 
 
@@ -76,7 +76,7 @@ def xavier_numpy(gen: np.random.Generator, name: str, arr: np.ndarray) -> None:
 
 
 def run_inits(rows: list[list[str]], label: str, shapes, repeat: int) -> None:
-    from paramdict.initializer import InitDesc, Xavier
+    from paramarena.init import InitDesc, Xavier
 
     arrays = make_arrays(shapes)
     gen = np.random.default_rng(0)
@@ -173,7 +173,7 @@ def run_torch(rows: list[list[str]], repeat: int) -> None:
         return
     from torch.nn import init as tinit
 
-    from paramdict.initializer import InitDesc, Xavier
+    from paramarena.init import InitDesc, Xavier
 
     arrays = make_arrays(RESNET50_SHAPES)
     tensors = [(n, torch.from_numpy(a)) for n, a in arrays]
@@ -241,12 +241,12 @@ FIRST_CALL = r"""
 import time
 t0 = time.perf_counter()
 import numpy as np
-import paramdict
+import paramarena
 t_import = time.perf_counter() - t0
-from paramdict.demo import build_resnet50
+from paramarena.demo import build_resnet50
 params = build_resnet50()
 t1 = time.perf_counter()
-params.initialize(paramdict.init.Xavier(), seed=0)
+params.initialize(paramarena.init.Xavier(), seed=0)
 t_init = time.perf_counter() - t1
 params.zero_grad()
 print(f"{t_import:.4f} {t_init:.4f} {time.perf_counter() - t0:.4f}")
@@ -277,14 +277,14 @@ def import_time(rows: list[list[str]], repeat: int) -> None:
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
-    t_pd = wall("import paramdict")
+    t_pd = wall("import paramarena")
     t_np = wall("import numpy")
     t_py = wall("pass")
-    rows.append(["`python -c 'import paramdict'` (minus bare interpreter)", fmt(t_pd - t_py),
+    rows.append(["`python -c 'import paramarena'` (minus bare interpreter)", fmt(t_pd - t_py),
                  f"{fmt(t_np - t_py)} (import numpy alone)", "", "< 150 ms"])  # fmt: skip
-    check = "import sys, paramdict; print('numba' in sys.modules)"
+    check = "import sys, paramarena; print('numba' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
-    rows.append(["numba imported by `import paramdict`?", loaded.stdout.strip(), "", "", "False"])
+    rows.append(["numba imported by `import paramarena`?", loaded.stdout.strip(), "", "", "False"])
 
 
 def main() -> None:
@@ -311,7 +311,7 @@ def main() -> None:
     print(f"numpy {np.__version__}, numba {numba.__version__} ({numba.threading_layer()} "
           f"threading layer), threads {numba.get_num_threads()}, cpus {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.2f}\n")  # fmt: skip
-    print("| case | paramdict | numpy reference | ratio | target |")
+    print("| case | paramarena | numpy reference | ratio | target |")
     print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

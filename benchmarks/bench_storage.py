@@ -1,4 +1,4 @@
-"""Local checkpoint save/load of a ResNet-50-shaped dict: paramdict zarr vs safetensors vs npz.
+"""Local checkpoint save/load of a ResNet-50-shaped dict: paramarena zarr vs safetensors vs npz.
 
 Prints a markdown table of medians (seconds) and speed ratios against safetensors'
 ``save_file``/``load_file``, all measured in this process on a warm page cache.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from paramdict import storage
-from paramdict.resnet50 import resnet50_shapes
+from paramarena import storage
+from paramarena.resnet50 import resnet50_shapes
 
 REPEATS = 9
 
@@ -49,7 +49,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     arrays = {n: rng.standard_normal(s, dtype=np.float32) for n, s in resnet50_shapes()}
     total = sum(a.nbytes for a in arrays.values())
-    tmp = Path(tempfile.mkdtemp(prefix="paramdict-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix="paramarena-bench-"))
     rows: list[tuple[str, float, float]] = []
     try:
         try:
@@ -72,14 +72,14 @@ def main() -> None:
         zp = tmp / "m.zarr"
         rows.append(
             (
-                "paramdict zarr save / load",
+                "paramarena zarr save / load",
                 median_time(REPEATS, lambda: storage.save(zp, arrays)),
                 median_time(REPEATS, lambda: storage.load(zp)),
             )
         )
         rows.append(
             (
-                "paramdict zarr, load 10 names",
+                "paramarena zarr, load 10 names",
                 float("nan"),
                 median_time(REPEATS, lambda: storage.load(zp, names=list(arrays)[:10])),
             )

@@ -2,10 +2,10 @@
 
 Compares, in one process with a warm page cache:
 
-- ``paramdict.storage`` with ``.params`` (MXNet format) and ``.npz``;
+- ``paramarena.storage`` with ``.params`` (MXNet format) and ``.npz``;
 - plain ``np.savez`` / ``np.load`` (the baseline; no fsync, not atomic).
 
-paramdict's saves are atomic (temporary file, fsync, os.replace, fsync of the directory), which
+paramarena's saves are atomic (temporary file, fsync, os.replace, fsync of the directory), which
 the baseline is not; on ext4 most of the npz save gap is the replace freeing the previous file's
 blocks (``np.savez`` + ``os.replace`` measures the same). ``.params`` loads read each record
 straight into its array; npz loads check every entry's CRC-32, as ``np.load`` does.
@@ -28,7 +28,7 @@ import numpy as np
 def resnet50_arrays(seed: int = 0) -> dict[str, np.ndarray]:
     """161 float32 arrays with ResNet-50 (v1.5) shapes, 25,557,032 values."""
     try:
-        from paramdict.resnet50 import resnet50_shapes
+        from paramarena.resnet50 import resnet50_shapes
 
         shapes = resnet50_shapes()
     except ImportError:  # pragma: no cover - older checkouts
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     parser.add_argument("--dir", default=None, help="directory for the files (default: temp)")
     args = parser.parse_args(argv)
 
-    from paramdict import storage
+    from paramarena import storage
 
     arrays = resnet50_arrays()
     nbytes = sum(a.nbytes for a in arrays.values())
@@ -84,15 +84,15 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         cases: list[tuple[str, Callable[[], object]]] = [
             ("np.savez", lambda: np.savez(d / "base.npz", **arrays)),
             ("np.load", lambda: _np_load_all(d / "base.npz")),
-            ("paramdict npz save", lambda: storage.save(d / "pd.npz", arrays)),
-            ("paramdict npz load", lambda: storage.load(d / "pd.npz")),
-            ("paramdict .params save", lambda: storage.save(d / "pd.params", arrays)),
-            ("paramdict .params load", lambda: storage.load(d / "pd.params")),
+            ("paramarena npz save", lambda: storage.save(d / "pd.npz", arrays)),
+            ("paramarena npz load", lambda: storage.load(d / "pd.npz")),
+            ("paramarena .params save", lambda: storage.save(d / "pd.params", arrays)),
+            ("paramarena .params load", lambda: storage.load(d / "pd.params")),
             (
                 ".params load 10 names",
                 lambda: storage.load(d / "pd.params", names=list(arrays)[::16]),
             ),
-            ("paramdict .params inspect", lambda: storage.inspect(d / "pd.params")),
+            ("paramarena .params inspect", lambda: storage.inspect(d / "pd.params")),
         ]
         for label, fn in cases:
             results[label] = best_and_median(fn, args.repeat)

@@ -1,4 +1,4 @@
-"""ResNet-50-shaped checkpoint on a local moto_server: paramdict zarr vs one npz blob via s3fs.
+"""ResNet-50-shaped checkpoint on a local moto_server: paramarena zarr vs one npz blob via s3fs.
 
 Starts ``moto_server`` on a free loopback port, then times (median of 3, same process) a zarr
 save/load against ``np.savez`` into memory + one ``pipe``/``cat`` of the blob through s3fs, and
@@ -19,8 +19,8 @@ import numpy as np
 import s3fs
 
 from bench_storage import median_time, peak_traced_mb
-from paramdict import storage
-from paramdict.resnet50 import resnet50_shapes
+from paramarena import storage
+from paramarena.resnet50 import resnet50_shapes
 
 REPEATS = 3
 
@@ -71,7 +71,7 @@ def main() -> None:
         rows = [
             ("npz blob via s3fs", median_time(REPEATS, npz_save), median_time(REPEATS, npz_load)),
             (
-                "paramdict zarr",
+                "paramarena zarr",
                 median_time(REPEATS, lambda: storage.save(url, arrays, storage_options=opts)),
                 median_time(REPEATS, lambda: storage.load(url, storage_options=opts)),
             ),
@@ -82,7 +82,7 @@ def main() -> None:
             ob = {"storage_options": opts, "client": "obstore"}
             rows.append(
                 (
-                    "paramdict zarr, client='obstore'",
+                    "paramarena zarr, client='obstore'",
                     median_time(REPEATS, lambda: storage.save(url, arrays, **ob)),
                     median_time(REPEATS, lambda: storage.load(url, **ob)),
                 )
@@ -116,7 +116,7 @@ def main() -> None:
         f"\nzarr objects: {objects} for {total / 1e6:.0f} MB "
         f"({objects / (total / 1e8):.1f} per 100 MB)"
     )
-    from paramdict.zarr_checkpoint import DEFAULT_CHUNK_BYTES
+    from paramarena.storage.zarr.checkpoint import DEFAULT_CHUNK_BYTES
 
     chunk_mb = total / 1e6 / -(-total // DEFAULT_CHUNK_BYTES)  # equal chunks of the packed array
     for (client, n), peak in peaks.items():

@@ -8,8 +8,8 @@ Sources, in this order of preference:
         "baseline": "numpy",
         "cases": [{"case": "uniform f32", "ratio": 3.1}, ...]}
 
-   ``ratio`` is baseline time / paramdict time (> 1: paramdict is faster). A case may give
-   ``"paramdict_s"`` and ``"baseline_s"`` instead; the ratio is computed from them.
+   ``ratio`` is baseline time / paramarena time (> 1: paramarena is faster). A case may give
+   ``"paramarena_s"`` and ``"baseline_s"`` instead; the ratio is computed from them.
 2. The markdown tables in ``docs/benchmarks*.md``: every table with a column whose header
    contains ``ratio``, ``speedup`` or ``vs`` is plotted, its first column naming the cases and
    values like ``2.35x`` read from that column (rows without a number are skipped).
@@ -49,8 +49,8 @@ def load_json(path: Path) -> Series:
     series = Series(str(data.get("title", path.stem)), str(data.get("baseline", "baseline")))
     for case in data.get("cases", []):
         ratio = case.get("ratio")
-        if ratio is None and case.get("paramdict_s") and case.get("baseline_s") is not None:
-            ratio = float(case["baseline_s"]) / float(case["paramdict_s"])
+        if ratio is None and case.get("paramarena_s") and case.get("baseline_s") is not None:
+            ratio = float(case["baseline_s"]) / float(case["paramarena_s"])
         if ratio is not None and math.isfinite(float(ratio)) and float(ratio) > 0:
             series.cases.append((str(case["case"]), float(ratio)))
     return series
@@ -161,7 +161,7 @@ def plot(series: list[Series], out: Path) -> Path:
             ax.text(v, y, f" {v:.2f}x", va="center", fontsize=7)
         ax.set_xlim(right=max(values) * 2.2)
         ax.set_title(textwrap.fill(s.title, 100), fontsize=9, loc="left")
-        ax.set_xlabel(f"speed vs {s.baseline} (> 1: paramdict faster)", fontsize=8)
+        ax.set_xlabel(f"speed vs {s.baseline} (> 1: paramarena faster)", fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -1,6 +1,6 @@
 """ResNet-50's 161 real parameter shapes (torchvision v1.5 layout): 25,557,032 float32 values.
 
-The list itself lives in :mod:`paramdict.resnet50` (also used by ``paramdict demo``); this module
+The list itself lives in :mod:`paramarena.resnet50` (also used by ``paramarena demo``); this module
 re-exports it for the benchmarks and checks its totals.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from paramdict.resnet50 import resnet50_shapes
+from paramarena.resnet50 import resnet50_shapes
 
 __all__ = ["RESNET50_SHAPES", "TINY_SHAPES"]
 

@@ -20,7 +20,7 @@ def mxnet_fixtures() -> Path:
 @pytest.fixture
 def fresh_plugin_manager() -> Iterator[None]:
     """Rebuild the plugin manager before and after a test that registers plugins."""
-    from paramdict.manager import reset_plugin_manager
+    from paramarena.hooks.manager import reset_plugin_manager
 
     reset_plugin_manager()
     yield

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PLOT_PY = ROOT / "benchmarks" / "plot.py"
-_SPEC = importlib.util.spec_from_file_location("paramdict_bench_plot", PLOT_PY)
+_SPEC = importlib.util.spec_from_file_location("paramarena_bench_plot", PLOT_PY)
 assert _SPEC is not None
 assert _SPEC.loader is not None
 plot = importlib.util.module_from_spec(_SPEC)
@@ -22,7 +22,7 @@ TABLE = """# Kernel benchmarks
 
 Quiet run, load 0.9: the main table.
 
-| case | paramdict | numpy reference | ratio | target |
+| case | paramarena | numpy reference | ratio | target |
 |---|---|---|---|---|
 | uniform f32, R50 | 10 ms | 40 ms | 4.00x | >= 3x |
 | `cast f32->bfloat16` | 5 ms | 2 ms | 0.40x | |
@@ -51,7 +51,7 @@ def test_json_results(tmp_path: Path) -> None:
                 "baseline": "np.savez",
                 "cases": [
                     {"case": "npz save", "ratio": 1.5},
-                    {"case": "zarr load", "paramdict_s": 0.5, "baseline_s": 1.0},
+                    {"case": "zarr load", "paramarena_s": 0.5, "baseline_s": 1.0},
                     {"case": "broken", "ratio": None},
                 ],
             }

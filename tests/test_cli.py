@@ -1,4 +1,4 @@
-"""The ``paramdict`` command line: inspect, convert, verify, formats, demo dispatch."""
+"""The ``paramarena`` command line: inspect, convert, verify, formats, demo dispatch."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from paramdict import cli, storage
+from paramarena import cli, storage
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mxnet"
 
@@ -79,7 +79,7 @@ def test_convert_with_explicit_formats(tmp_path: Path) -> None:
 
 
 def test_verify_ok_and_bad(tmp_path: Path) -> None:
-    code, out, _ = run("verify", str(FIXTURES / "gluon_paramdict_full.params"))
+    code, out, _ = run("verify", str(FIXTURES / "gluon_paramarena_full.params"))
     assert code == 0
     assert out.startswith("OK: 8 arrays verified")
     storage.save(tmp_path / "c.npz", {"a": np.zeros(1000, np.float32), "b": np.ones(3)})
@@ -110,10 +110,10 @@ def test_unreadable_input_exits_2_without_traceback(tmp_path: Path) -> None:
 def test_unknown_format_and_suffix_are_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugin_manager: None
 ) -> None:
-    monkeypatch.setenv("PARAMDICT_DISABLE_PLUGIN_AUTOLOAD", "1")  # builtins only
+    monkeypatch.setenv("PARAMARENA_DISABLE_PLUGIN_AUTOLOAD", "1")  # builtins only
     code, _, err = run("inspect", str(tmp_path / "x.safetensors"))
     assert code == 2
-    assert "paramdict-safetensors" in err
+    assert "paramarena-safetensors" in err
     code, _, err = run("convert", str(FIXTURES / "ndarray_list.params"), "out.weird")
     assert code == 2
     assert "'.weird'" in err
@@ -150,7 +150,7 @@ def test_storage_options_go_to_remote_urls_only(monkeypatch: pytest.MonkeyPatch)
 
 def test_memory_url_convert_and_verify(tmp_path: Path) -> None:
     pytest.importorskip("fsspec")
-    url = "memory://paramdict-cli/ckpt.npz"
+    url = "memory://paramarena-cli/ckpt.npz"
     code, _, err = run("convert", str(FIXTURES / "checkpoint-0000.params"), url)
     assert code == 0, err
     code, out, _ = run("verify", url, "-o", "skip_instance_cache=true")
@@ -175,36 +175,36 @@ def test_demo_dispatches_to_demo_run(monkeypatch: pytest.MonkeyPatch) -> None:
     import types
 
     calls: list[tuple[Any, ...]] = []
-    fake = types.ModuleType("paramdict.demo")
+    fake = types.ModuleType("paramarena.demo")
 
     def fake_run(out_dir: str | None, fmt: str, seed: int) -> int:
         calls.append((out_dir, fmt, seed))
         return 0
 
     fake.run = fake_run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "paramdict.demo", fake)
-    import paramdict
+    monkeypatch.setitem(sys.modules, "paramarena.demo", fake)
+    import paramarena
 
-    monkeypatch.setattr(paramdict, "demo", fake, raising=False)
+    monkeypatch.setattr(paramarena, "demo", fake, raising=False)
     code, _, _ = run("demo", "--out", "d", "--format", "npz", "--seed", "7")
     assert code == 0
     assert calls == [("d", "npz", 7)]
 
 
 def test_demo_missing_module_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "paramdict.demo", None)  # makes the import fail
-    import paramdict
+    monkeypatch.setitem(sys.modules, "paramarena.demo", None)  # makes the import fail
+    import paramarena
 
-    monkeypatch.delattr(paramdict, "demo", raising=False)
+    monkeypatch.delattr(paramarena, "demo", raising=False)
     code, _, err = run("demo")
     assert code == 2
     assert "demo is not available" in err
 
 
 def test_console_script_subprocess_smoke(tmp_path: Path) -> None:
-    env = {**os.environ, "PARAMDICT_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    script = Path(sys.executable).parent / "paramdict"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "paramdict.cli"]
+    env = {**os.environ, "PARAMARENA_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    script = Path(sys.executable).parent / "paramarena"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "paramarena.cli"]
     result = subprocess.run(
         [*command, "inspect", str(FIXTURES / "ndarray_list.params")],
         capture_output=True,
@@ -228,7 +228,7 @@ def test_console_script_subprocess_smoke(tmp_path: Path) -> None:
 
 
 def test_inspect_uncommitted_checkpoint_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
-    from paramdict.errors import UncommittedCheckpointError
+    from paramarena.errors import UncommittedCheckpointError
 
     def uncommitted(uri: str, **options: Any) -> Any:
         raise UncommittedCheckpointError(f"checkpoint {uri!r} has no commit marker")
@@ -244,11 +244,11 @@ def test_inspect_uncommitted_checkpoint_exits_1(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_convert_to_a_plugin_format_when_installed(tmp_path: Path) -> None:
-    from paramdict.manager import storage_specs
+    from paramarena.hooks.manager import storage_specs
 
     if "safetensors" not in storage_specs():
-        pytest.skip("paramdict-safetensors is not installed")
-    src = FIXTURES / "gluon_paramdict_full.params"
+        pytest.skip("paramarena-safetensors is not installed")
+    src = FIXTURES / "gluon_paramarena_full.params"
     code, _, err = run("convert", str(src), str(tmp_path / "m.safetensors"))
     assert code == 0, err
     code, _, err = run("convert", str(tmp_path / "m.safetensors"), str(tmp_path / "back.params"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from paramdict import hookspecs
+from paramarena.hooks import specs as hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -21,7 +21,7 @@ MKDOCS_YML = ROOT / "mkdocs.yml"
 
 
 def hook_names() -> dict[str, list[str]]:
-    """Every hook declared in paramdict.hookspecs with its parameter names (via pluggy marks)."""
+    """Every hook declared in paramarena.hooks.specs with its parameter names (via pluggy marks)."""
     marker = f"{hookspecs.PROJECT_NAME}_spec"
     return {
         name: list(inspect.signature(func).parameters)
@@ -69,8 +69,8 @@ def undocumented_hooks(markdown: str, hooks: dict[str, list[str]]) -> list[str]:
 
 def test_hookspecs_are_found() -> None:
     hooks = hook_names()
-    assert "paramdict_storage_backends" in hooks
-    assert hooks["paramdict_resolve_storage"] == ["uri", "mode"]
+    assert "paramarena_storage_backends" in hooks
+    assert hooks["paramarena_resolve_storage"] == ["uri", "mode"]
     assert len(hooks) >= 6
 
 
@@ -81,15 +81,15 @@ def test_every_hook_has_a_section_in_plugins_page() -> None:
 
 def test_checker_notices_a_missing_hook() -> None:
     page = (
-        "# Plugins\n\n## `paramdict_devices`\n\n```python\n@hookimpl\n"
-        "def paramdict_devices(): ...\n```\n"
+        "# Plugins\n\n## `paramarena_devices`\n\n```python\n@hookimpl\n"
+        "def paramarena_devices(): ...\n```\n"
     )
-    hooks = {"paramdict_devices": [], "paramdict_resolve_storage": ["uri", "mode"]}
-    assert undocumented_hooks(page, hooks) == ["paramdict_resolve_storage: no heading names it"]
-    page += "\n## paramdict_resolve_storage\n\nno example here, uri only\n"
+    hooks = {"paramarena_devices": [], "paramarena_resolve_storage": ["uri", "mode"]}
+    assert undocumented_hooks(page, hooks) == ["paramarena_resolve_storage: no heading names it"]
+    page += "\n## paramarena_resolve_storage\n\nno example here, uri only\n"
     problems = undocumented_hooks(page, hooks)
-    assert "paramdict_resolve_storage: parameters ['mode'] are not in its section" in problems
-    assert "paramdict_resolve_storage: the section has no @hookimpl example" in problems
+    assert "paramarena_resolve_storage: parameters ['mode'] are not in its section" in problems
+    assert "paramarena_resolve_storage: the section has no @hookimpl example" in problems
 
 
 def nav_pages() -> list[str]:

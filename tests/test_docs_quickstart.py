@@ -24,7 +24,7 @@ def test_quickstart_has_python_blocks() -> None:
 
 
 def test_quickstart_local_part_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from paramdict.manager import storage_specs
+    from paramarena.hooks.manager import storage_specs
 
     if "zarr" not in storage_specs():
         pytest.skip("the zarr backend is not registered (the quickstart saves mlp.zarr)")

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from paramdict.builtin import gpu
-from paramdict.context import Context
-from paramdict.testing.device_suite import DeviceTests
+from paramarena.devices import gpu
+from paramarena.devices.context import Context
+from paramarena.testing.device_suite import DeviceTests
 
 pytestmark = [
     pytest.mark.cudasim,

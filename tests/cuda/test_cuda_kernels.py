@@ -8,9 +8,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from paramdict import kernels
-from paramdict.builtin import gpu
-from paramdict.errors import DeviceUnavailableError, ParameterTypeError, ShapeMismatchError
+from paramarena import kernels
+from paramarena.devices import gpu
+from paramarena.errors import DeviceUnavailableError, ParameterTypeError, ShapeMismatchError
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 pytestmark = [
@@ -32,7 +32,7 @@ def backend():
 def test_device_philox_matches_known_answers():
     from numba import cuda
 
-    from paramdict.kernels import _cuda
+    from paramarena.kernels import _cuda
 
     @cuda.jit
     def run(out):
@@ -123,7 +123,7 @@ def test_zero_many_device_arrays(backend):
 
 
 def test_arena_on_gpu(backend):
-    from paramdict.arena import Arena
+    from paramarena.devices.arena import Arena
 
     arena = Arena(np.float32, backend=backend, min_segment_elements=64)
     views = arena.allocate_many([(4,), (2, 3)])
@@ -142,7 +142,7 @@ def test_check_rejects_missing_device(backend):
 
 def test_check_without_cuda_names_the_extra(monkeypatch):
     monkeypatch.setattr(gpu, "_cuda_available", lambda: (False, "numba-cuda is not installed"))
-    with pytest.raises(DeviceUnavailableError, match=r"pip install 'paramdict\[cuda\]'"):
+    with pytest.raises(DeviceUnavailableError, match=r"pip install 'paramarena\[cuda\]'"):
         gpu.CUDABackend().check(0)
 
 
@@ -167,8 +167,8 @@ def test_real_gpu_large_uniform_bit_identical(backend):
 
 
 def test_parameter_dict_on_gpu_uses_device_arenas(backend):
-    from paramdict import ParameterDict, cpu
-    from paramdict import gpu as gpu_ctx
+    from paramarena import ParameterDict, cpu
+    from paramarena import gpu as gpu_ctx
 
     d = ParameterDict("net_")
     for i in range(20):

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-BUCKET = "paramdict-test"
+BUCKET = "paramarena-test"
 
 
 def _free_port() -> int:
@@ -29,7 +29,7 @@ def _free_port() -> int:
 def moto_s3() -> Iterator[dict[str, Any]]:
     """Start ``moto_server``, create a bucket, yield endpoint and storage_options, stop it."""
     pytest.importorskip("moto.server", reason="needs moto[server]")
-    s3fs = pytest.importorskip("s3fs", reason="needs s3fs (paramdict[s3])")
+    s3fs = pytest.importorskip("s3fs", reason="needs s3fs (paramarena[s3])")
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(

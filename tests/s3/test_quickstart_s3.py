@@ -30,7 +30,7 @@ def test_quickstart_runs_against_s3(
     quickstart_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("s3fs")
-    from paramdict.manager import storage_specs
+    from paramarena.hooks.manager import storage_specs
 
     if "zarr" not in storage_specs():
         pytest.skip("the zarr backend is not registered")

@@ -9,10 +9,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-import paramdict as pd
-from paramdict import storage
-from paramdict.errors import CorruptCheckpointError, UncommittedCheckpointError
-from paramdict.zarr_checkpoint import COMMIT_MARKER
+import paramarena as pa
+from paramarena import storage
+from paramarena.errors import CorruptCheckpointError, UncommittedCheckpointError
+from paramarena.storage.zarr.checkpoint import COMMIT_MARKER
 
 pytestmark = pytest.mark.s3
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.s3
 def client(request: pytest.FixtureRequest) -> str:
     """Every test runs through s3fs and through obstore (the ``client`` option)."""
     if request.param == "obstore":
-        pytest.importorskip("obstore", reason="needs obstore (paramdict[s3])")
+        pytest.importorskip("obstore", reason="needs obstore (paramarena[s3])")
     return str(request.param)
 
 
@@ -85,14 +85,14 @@ def test_corrupted_chunk_is_detected(moto_s3: dict[str, Any], client: str) -> No
 
 def test_parameter_dict_save_load_and_object_count(moto_s3: dict[str, Any], client: str) -> None:
     url, opts, fs = _url(moto_s3), _kw(moto_s3, client), moto_s3["fs"]
-    params = pd.ParameterDict("net_")
+    params = pa.ParameterDict("net_")
     for i in range(10):
         params.get(f"w{i}", shape=(2_621_440,))  # 10 x 10 MiB float32 = 100 MiB
-    params.initialize(pd.init.Uniform(), seed=0)
+    params.initialize(pa.init.Uniform(), seed=0)
     params.save(url, **opts)
     objects = fs.find(url.removeprefix("s3://"))
     assert len(objects) <= 10  # chunked layout: not one object per parameter
-    fresh = pd.ParameterDict("net_")
+    fresh = pa.ParameterDict("net_")
     for i in range(10):
         fresh.get(f"w{i}", shape=(2_621_440,))
     fresh.load(url, **opts)

@@ -1,0 +1,412 @@
+"""Arenas: parameters and gradients of one (context, dtype) as views into flat buffers.
+
+An :class:`Arena` owns a few large 1-D *segments* of one dtype on one device and hands out
+C-contiguous views of them. :meth:`Arena.zero` zeroes every live view with one kernel call per
+segment (normally one), which is what makes ``ParameterDict.zero_grad()`` cheap for dicts of many
+small parameters. :class:`ArenaSet` keeps one arena per ``(context, dtype)``.
+
+Lifetime rules (what a stale view means)
+----------------------------------------
+* Growth adds a new segment; existing views never move.
+* :meth:`Arena.release` retires a view. Its memory is **never handed out again** by this arena,
+  and :meth:`Arena.zero` stops touching it: a user's old reference keeps reading/writing memory
+  that belongs to nobody else (numpy's base reference keeps the segment alive). A segment whose
+  last live view is released is dropped by the arena; its memory is freed once no old view
+  refers to it any more.
+* :meth:`Arena.compact` copies the live views into one fresh segment and returns
+  ``(old, new)`` pairs; the owner re-points its parameters at ``new``. Old views become
+  *detached snapshots*: still valid memory (kept alive by their own references only), no longer
+  the parameter's storage, and never aliasing any other parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from paramarena.errors import ParameterValueError
+
+__all__ = ["Arena", "ArenaSet"]
+
+_ALIGN_BYTES = 64
+
+
+def _address(array: Any) -> int:
+    iface = getattr(array, "__cuda_array_interface__", None)
+    if iface is None:
+        iface = array.__array_interface__
+    return int(iface["data"][0])
+
+
+def _shape_tuple(shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, int | np.integer):
+        shape = (shape,)
+    out = shape if type(shape) is tuple and all(type(s) is int for s in shape) else None
+    if out is None:
+        out = tuple(int(s) for s in shape)
+    if any(s < 0 for s in out):
+        raise ParameterValueError(f"Arena shapes must be non-negative, got {out}.")
+    return out
+
+
+@dataclass
+class _Segment:
+    buffer: Any
+    base: int
+    capacity: int
+    used: int = 0
+    live: dict[int, tuple[int, Any]] = field(default_factory=dict)  # offset -> (size, view)
+    ranges: tuple[np.ndarray, np.ndarray] | None = None  # cached zero table
+
+
+class Arena:
+    """Flat buffers of one dtype on one device; allocations are views into them.
+
+    Parameters
+    ----------
+    dtype : dtype_like
+        Element type of every view (``"bfloat16"`` accepted).
+    backend : DeviceBackend, optional
+        Allocates segments (``empty``) and zeroes them (``zero``); default: the CPU backend
+        (numpy arrays).
+    device_id : int, optional
+        Passed to ``backend.empty``.
+    min_segment_elements : int, optional
+        Smallest segment allocated; later segments at least double the previous one.
+    zeroed : bool, optional
+        Create segments zero-filled, so that every view is all zeros when handed out (memory is
+        never handed out twice). On the CPU this is ``np.zeros``: the operating system maps
+        zero pages lazily, so nothing is written until the views are used.
+    """
+
+    def __init__(
+        self,
+        dtype: Any,
+        *,
+        backend: Any = None,
+        device_id: int = 0,
+        min_segment_elements: int = 1 << 16,
+        zeroed: bool = False,
+    ) -> None:
+        if isinstance(dtype, str) and dtype == "bfloat16":
+            import ml_dtypes
+
+            dtype = ml_dtypes.bfloat16
+        self.dtype: np.dtype[Any] = np.dtype(dtype)
+        if backend is None:
+            from paramarena.devices.cpu import CPUBackend
+
+            backend = CPUBackend()
+        self.backend = backend
+        self.device_id = device_id
+        self.zeroed = zeroed
+        self._min_segment = max(1, int(min_segment_elements))
+        self._align = max(1, _ALIGN_BYTES // self.dtype.itemsize)
+        self._segments: list[_Segment] = []
+        self._by_address: dict[int, tuple[_Segment, int]] = {}
+
+    # --- allocation -------------------------------------------------------------------------
+
+    def _round(self, n: int) -> int:
+        a = self._align
+        return int((n + a - 1) // a * a)
+
+    def _new_segment(self, elements: int, *, exact: bool = False) -> _Segment:
+        last = self._segments[-1].capacity if self._segments else 0
+        grown = elements if exact else max(elements, 2 * last)
+        capacity = self._round(max(grown, self._min_segment))
+        extra = self._align
+        raw = self._raw_segment(capacity + extra)
+        skip = (-_address(raw) % _ALIGN_BYTES) // self.dtype.itemsize
+        if skip >= extra or _address(raw) % self.dtype.itemsize:
+            skip = 0  # cannot align (odd base): correctness does not depend on it
+        buffer = raw[skip : skip + capacity]
+        seg = _Segment(buffer, _address(buffer), capacity)
+        self._segments.append(seg)
+        return seg
+
+    def _raw_segment(self, elements: int) -> Any:
+        if not self.zeroed:
+            return self.backend.empty((elements,), self.dtype, self.device_id)
+        from paramarena.devices.cpu import CPUBackend
+
+        if isinstance(self.backend, CPUBackend):
+            return np.zeros(elements, dtype=self.dtype)
+        raw = self.backend.empty((elements,), self.dtype, self.device_id)
+        self.backend.zero([raw])
+        return raw
+
+    def _total(self, shapes: Iterable[Any]) -> tuple[list[tuple[int, ...]], list[int], int]:
+        parsed = [_shape_tuple(s) for s in shapes]
+        sizes = [math.prod(shp) for shp in parsed]
+        return parsed, sizes, sum(self._round(n) for n in sizes if n)
+
+    def reserve(self, shapes: Iterable[Any]) -> None:
+        """Make room for ``shapes`` in one segment, so that allocating them is contiguous.
+
+        Call it before allocating many views one at a time (as ``ParameterDict.initialize``
+        does): they then all land in one segment, and :meth:`zero` is one kernel call.
+
+        Parameters
+        ----------
+        shapes : iterable of (int or tuple of int)
+            The shapes about to be allocated.
+        """
+        _, _, total = self._total(shapes)
+        seg = self._segments[-1] if self._segments else None
+        if total and (seg is None or seg.capacity - seg.used < total):
+            self._new_segment(total, exact=True)
+
+    def allocate(self, shape: Any) -> Any:
+        """Return one new uninitialized C-contiguous view of ``shape``.
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+            Shape of the view.
+
+        Returns
+        -------
+        array
+            A view into a segment (numpy array on the CPU).
+        """
+        shp = _shape_tuple(shape)
+        n = math.prod(shp)
+        if n == 0:
+            return self.backend.empty(shp, self.dtype, self.device_id)
+        seg = self._segments[-1] if self._segments else None
+        if seg is None or seg.capacity - seg.used < self._round(n):
+            seg = self._new_segment(self._round(n))
+        seg.ranges = None
+        return self._place(seg, shp, n)
+
+    def _place(self, seg: _Segment, shape: tuple[int, ...], n: int) -> Any:
+        """Hand out the next ``n`` elements of ``seg`` (which has room) as a view of ``shape``."""
+        off = seg.used
+        view = seg.buffer[off : off + n].reshape(shape)
+        seg.used = off + self._round(n)
+        seg.live[off] = (n, view)
+        self._by_address[seg.base + off * self.dtype.itemsize] = (seg, off)
+        return view
+
+    def allocate_many(self, shapes: Iterable[Any]) -> list[Any]:
+        """Allocate several views at once, contiguously in one segment where possible.
+
+        Parameters
+        ----------
+        shapes : iterable of (int or tuple of int)
+            One shape per view.
+
+        Returns
+        -------
+        list of array
+            Uninitialized views, in the order of ``shapes``. Zero-size shapes get zero-size
+            arrays that the arena does not track.
+        """
+        parsed, sizes, total = self._total(shapes)
+        seg = self._segments[-1] if self._segments else None
+        if seg is None or seg.capacity - seg.used < total:
+            seg = self._new_segment(total)
+        views = [
+            self._place(seg, shp, n) if n else self.backend.empty(shp, self.dtype, self.device_id)
+            for shp, n in zip(parsed, sizes, strict=True)
+        ]
+        seg.ranges = None
+        return views
+
+    def _find(self, view: Any) -> tuple[_Segment, int]:
+        size = math.prod(view.shape)
+        hit = self._by_address.get(_address(view)) if size else None
+        if hit is None or hit[0].live.get(hit[1], (-1,))[0] != size:
+            raise ParameterValueError(
+                f"array of shape {tuple(view.shape)} is not a live view of this "
+                f"{self.dtype.name} arena (already released, or allocated elsewhere)."
+            )
+        return hit
+
+    def owns(self, view: Any) -> bool:
+        """Return whether ``view`` is a live view handed out by this arena."""
+        try:
+            self._find(view)
+        except (ParameterValueError, AttributeError, KeyError, TypeError):
+            return False
+        return True
+
+    def release(self, view: Any) -> None:
+        """Retire ``view``: its memory is never re-issued and no longer zeroed.
+
+        Parameters
+        ----------
+        view : array
+            A live view from :meth:`allocate` / :meth:`allocate_many` (zero-size arrays are
+            accepted and ignored).
+
+        Raises
+        ------
+        paramarena.errors.ParameterValueError
+            If ``view`` is not a live view of this arena.
+        """
+        if math.prod(view.shape) == 0:
+            return
+        seg, off = self._find(view)
+        del seg.live[off]
+        del self._by_address[seg.base + off * self.dtype.itemsize]
+        seg.ranges = None
+        if not seg.live:  # nothing live is left in it: let its memory go with the old views
+            self._segments = [s for s in self._segments if s is not seg]
+
+    def compact(self) -> list[tuple[Any, Any]]:
+        """Copy every live view into one fresh segment and forget the old segments.
+
+        Returns
+        -------
+        list of (old, new)
+            For each live view, the old view and its replacement (same shape and values).
+            The caller must re-point its references to ``new``; ``old`` becomes a detached
+            snapshot.
+        """
+        live = [v for seg in self._segments for _, (_, v) in sorted(seg.live.items())]
+        self._segments = []
+        self._by_address = {}
+        if not live:
+            return []
+        new = self.allocate_many([v.shape for v in live])
+        for old, fresh in zip(live, new, strict=True):
+            self.backend.copy_into(fresh, old)
+        return list(zip(live, new, strict=True))
+
+    # --- bulk operations ------------------------------------------------------------------
+
+    def _ranges(self, seg: _Segment) -> tuple[np.ndarray, np.ndarray]:
+        if seg.ranges is None:
+            starts: list[int] = []
+            stops: list[int] = []
+            for off in sorted(seg.live):
+                end = off + seg.live[off][0]
+                if stops and off <= self._round(stops[-1]):  # only padding in between
+                    stops[-1] = end
+                else:
+                    starts.append(off)
+                    stops.append(end)
+            seg.ranges = (np.array(starts, np.int64), np.array(stops, np.int64))
+        return seg.ranges
+
+    def zero(self) -> None:
+        """Zero every live view: one kernel call per segment (normally one segment)."""
+        from paramarena import kernels
+        from paramarena.devices.cpu import CPUBackend
+
+        host = isinstance(self.backend, CPUBackend)
+        for seg in self._segments:
+            starts, stops = self._ranges(seg)
+            if not starts.size:
+                continue
+            if host:
+                kernels.zero_ranges(seg.buffer, starts, stops)
+            else:
+                self.backend.zero(
+                    [seg.buffer[int(s) : int(e)] for s, e in zip(starts, stops, strict=True)]
+                )
+
+    def segments(self) -> list[Any]:
+        """Return the flat segment buffers (e.g. to checkpoint them as a few large chunks)."""
+        return [seg.buffer for seg in self._segments]
+
+    @property
+    def live_count(self) -> int:
+        """Number of live (not released) views."""
+        return sum(len(seg.live) for seg in self._segments)
+
+    @property
+    def live_elements(self) -> int:
+        """Elements held by live views."""
+        return sum(n for seg in self._segments for n, _ in seg.live.values())
+
+    @property
+    def capacity(self) -> int:
+        """Elements allocated in all segments (live, released, padding and free)."""
+        return sum(seg.capacity for seg in self._segments)
+
+
+class ArenaSet:
+    """One :class:`Arena` per ``(context, dtype)``, e.g. all gradients of a ParameterDict.
+
+    Parameters
+    ----------
+    min_segment_elements : int, optional
+        Passed to every arena.
+    zeroed : bool, optional
+        Passed to every arena: views are handed out all zeros.
+    """
+
+    def __init__(self, *, min_segment_elements: int = 1 << 16, zeroed: bool = False) -> None:
+        self._min_segment = min_segment_elements
+        self.zeroed = zeroed
+        self._arenas: dict[tuple[Any, np.dtype[Any]], Arena] = {}
+
+    def arena(self, ctx: Any, dtype: Any) -> Arena:
+        """Return (creating on first use) the arena for ``ctx`` and ``dtype``.
+
+        Parameters
+        ----------
+        ctx : paramarena.Context
+            Its device type selects the device backend through the plugin manager.
+        dtype : dtype_like
+            Element type.
+        """
+        if isinstance(dtype, str) and dtype == "bfloat16":
+            import ml_dtypes
+
+            dtype = ml_dtypes.bfloat16
+        key = (ctx, np.dtype(dtype))
+        found = self._arenas.get(key)
+        if found is None:
+            from paramarena.hooks.manager import get_device_spec
+
+            device_type = "cpu" if ctx.device_type.startswith("cpu") else ctx.device_type
+            backend = get_device_spec(device_type).backend
+            backend.check(ctx.device_id)
+            found = Arena(
+                key[1],
+                backend=backend,
+                device_id=ctx.device_id,
+                min_segment_elements=self._min_segment,
+                zeroed=self.zeroed,
+            )
+            self._arenas[key] = found
+        return found
+
+    def reserve(self, ctx: Any, dtype: Any, shapes: Sequence[Any]) -> None:
+        """Make room for ``shapes`` in the ``(ctx, dtype)`` arena (see :meth:`Arena.reserve`)."""
+        self.arena(ctx, dtype).reserve(shapes)
+
+    def owns(self, ctx: Any, view: Any) -> bool:
+        """Return whether ``view`` is a live view of this set's arena for ``ctx``."""
+        found = self._arenas.get((ctx, np.dtype(view.dtype)))
+        return found is not None and found.owns(view)
+
+    def allocate(self, ctx: Any, dtype: Any, shape: Any) -> Any:
+        """Allocate one view of ``shape`` in the ``(ctx, dtype)`` arena (see Arena)."""
+        return self.arena(ctx, dtype).allocate(shape)
+
+    def allocate_many(self, ctx: Any, dtype: Any, shapes: Sequence[Any]) -> list[Any]:
+        """Allocate views for ``shapes`` in the ``(ctx, dtype)`` arena (see Arena)."""
+        return self.arena(ctx, dtype).allocate_many(shapes)
+
+    def release(self, ctx: Any, view: Any) -> None:
+        """Release ``view`` from the arena of ``ctx`` and its dtype."""
+        self.arena(ctx, view.dtype).release(view)
+
+    def zero(self, ctx: Any = None) -> None:
+        """Zero every live view (of one context, or of all): one call per arena segment."""
+        for (c, _), arena in self._arenas.items():
+            if ctx is None or c == ctx:
+                arena.zero()
+
+    def arenas(self) -> list[Arena]:
+        """Return every arena created so far."""
+        return list(self._arenas.values())

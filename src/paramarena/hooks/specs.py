@@ -1,0 +1,126 @@
+"""Every hook paramarena calls. This module is the only place hooks are declared.
+
+Plugins implement hooks with :data:`paramarena.hookimpl` and are found either as built-ins
+(registered first) or through the ``paramarena`` entry-point group::
+
+    # pyproject.toml of a plugin
+    [project.entry-points.paramarena]
+    myplugin = "myplugin.hooks"
+
+The entry-point name (``myplugin``) is the plugin's *namespace*: shared dicts it registers
+are found as ``"myplugin:name"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from paramarena.devices.context import Context
+    from paramarena.hooks.records import DeviceSpec, InitializerSpec, StorageSpec
+    from paramarena.params.parameter import Parameter
+    from paramarena.params.parameter_dict import ParameterDict
+
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
+
+#: The pluggy project name (and entry-point group) of paramarena.
+PROJECT_NAME = "paramarena"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+#: Decorator marking a function as a paramarena hook implementation.
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def paramarena_initializers() -> Iterable[InitializerSpec]:
+    """Yield the initializers this plugin provides.
+
+    Returns
+    -------
+    iterable of InitializerSpec
+        Each record names an ``Initializer`` subclass; ``paramarena.init.create(name)``
+        finds it by ``name`` or any of its ``aliases``. Two plugins giving the same name
+        is an error naming both.
+
+    Examples
+    --------
+    >>> @hookimpl
+    ... def paramarena_initializers():
+    ...     yield InitializerSpec("myinit", MyInit)
+    """
+
+
+@hookspec
+def paramarena_storage_backends() -> Iterable[StorageSpec]:
+    """Yield the storage backends this plugin provides.
+
+    Returns
+    -------
+    iterable of StorageSpec
+        Each record names a backend with the path suffixes and URL schemes it serves.
+        ``paramarena.storage.save/load`` pick a backend by ``format=``, then by the longest
+        matching suffix, then by URL scheme.
+    """
+
+
+@hookspec
+def paramarena_devices() -> Iterable[DeviceSpec]:
+    """Yield the device backends this plugin provides (one per device type).
+
+    Returns
+    -------
+    iterable of DeviceSpec
+        Each record serves one device type (``"cpu"``, ``"gpu"``).
+    """
+
+
+@hookspec(firstresult=True)
+def paramarena_resolve_storage(uri: str, mode: str) -> StorageSpec | None:
+    """Choose a storage backend for ``uri`` when suffix and scheme rules are not enough.
+
+    Called before the suffix/scheme rules; the first non-``None`` result wins.
+
+    Parameters
+    ----------
+    uri : str
+        The path or URL as the user gave it.
+    mode : str
+        ``"r"`` for load/inspect/verify, ``"w"`` for save.
+
+    Returns
+    -------
+    StorageSpec or None
+        The backend to use, or ``None`` to let the next plugin (or the default rules) decide.
+    """
+
+
+@hookspec(firstresult=True)
+def paramarena_resolve_shared(name: str) -> ParameterDict | None:
+    """Resolve ``ParameterDict(shared="namespace:name")`` when the registry has no such dict.
+
+    Parameters
+    ----------
+    name : str
+        The full ``"namespace:name"`` string.
+
+    Returns
+    -------
+    ParameterDict or None
+        The dict to share parameters with, or ``None`` if this plugin does not know it.
+    """
+
+
+@hookspec
+def paramarena_parameter_initialized(parameter: Parameter, ctx: list[Context]) -> None:
+    """Event: ``parameter`` has just been initialized (or re-initialized) on ``ctx``.
+
+    Parameters
+    ----------
+    parameter : Parameter
+        The parameter, with its data allocated and filled.
+    ctx : list of Context
+        The contexts holding a copy, in order.
+    """

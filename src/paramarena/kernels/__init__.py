@@ -1,0 +1,381 @@
+"""Typed public entry points of the compute kernels (fill, cast, zero) for numpy arrays.
+
+The jitted implementations are private (``_cpu.py`` for ``numba.njit``, ``_cuda.py`` for
+``numba.cuda``); both compile the same scalar bodies in ``_bodies.py``. Numba is imported only
+when a kernel first runs, never by ``import paramarena``; compiled kernels are cached on disk
+(``cache=True``) so a second process does not compile again.
+
+Random values come from Philox4x32-10 keyed by ``(seed, key)`` (see :func:`stream_key`): element
+``i`` of a C-ordered array is a pure function of ``(seed, key, i, dtype)`` and does not depend on
+thread count, initialization order or device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "PARALLEL_THRESHOLD",
+    "cast",
+    "cast_into",
+    "fill_normal",
+    "fill_uniform",
+    "fill_value",
+    "has_cast_kernel",
+    "stream_key",
+    "zero",
+    "zero_ranges",
+]
+
+#: Arrays with at least this many elements use the ``parallel=True`` kernels; smaller ones the
+#: serial kernels (no thread start-up).
+PARALLEL_THRESHOLD = 1 << 16
+
+_F16 = np.dtype(np.float16)
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+_BF16: list[np.dtype[Any]] = []
+
+
+def _bf16() -> np.dtype[Any]:
+    if not _BF16:
+        import ml_dtypes
+
+        _BF16.append(np.dtype(ml_dtypes.bfloat16))
+    return _BF16[0]
+
+
+def _stream_words(seed: int, key: str) -> np.ndarray:
+    """Return the four 32-bit stream words as a ``uint32`` array (what the kernels take)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
+        from paramarena.errors import ParameterValueError
+
+        raise ParameterValueError(f"seed must be an int in [0, 2**64), got {seed!r}.")
+    digest = hashlib.blake2b(
+        int(seed).to_bytes(8, "little") + str(key).encode("utf-8"),
+        digest_size=16,
+        # The old package name stays in this personalisation string on purpose: it is part
+        # of the stream-key derivation, so changing it would change every initialized value
+        # and break ``initialize(seed=s)`` reproducibility across the rename.
+        person=b"paramdict-phx4",
+    ).digest()
+    return np.frombuffer(digest, dtype="<u4")
+
+
+def stream_key(seed: int, key: str) -> np.ndarray:
+    """Return the Philox key and counter high words ``(k0, k1, n0, n1)`` for one stream.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative integer below ``2**64``.
+    key : str
+        The stream's name (the full parameter name).
+
+    Returns
+    -------
+    numpy.ndarray
+        Four ``uint64`` values each holding 32 bits, from the 128-bit BLAKE2b digest of the seed
+        and the UTF-8 name (stable across processes and platforms). ``(k0, k1)`` is the Philox
+        key; ``(n0, n1)`` are the counter's high words, the low words being the block index.
+
+    Raises
+    ------
+    paramarena.errors.ParameterValueError
+        If ``seed`` is not an integer in ``[0, 2**64)``.
+    """
+    return _stream_words(seed, key).astype(np.uint64)
+
+
+def _dynamic(kernel: Any, *args: Any) -> None:
+    """Run a ``parallel=True`` kernel with dynamic scheduling of its work items.
+
+    Each ``prange`` iteration of our kernels is already a chunk of 64K values; handing them
+    out one at a time (instead of an equal share per thread) keeps a thread that shares its core
+    with another process from holding up the whole call.
+    """
+    import numba
+
+    previous = numba.set_parallel_chunksize(1)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_parallel_chunksize(previous)
+
+
+def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -> None:
+    if not isinstance(out, np.ndarray):
+        from paramarena.errors import ParameterTypeError
+
+        raise ParameterTypeError(f"out must be a numpy array, got {type(out).__name__}.")
+    if out.dtype.kind != "f" and out.dtype != _bf16():
+        from paramarena.errors import ParameterTypeError
+
+        raise ParameterTypeError(
+            f"random fills need a float16/bfloat16/float32/float64 array, got {out.dtype.name}."
+        )
+    k = _stream_words(seed, key)
+    if out.size == 0:
+        return
+    from paramarena.kernels import _cpu
+
+    direct = out.dtype in (_F32, _F64) and out.flags.c_contiguous and out.flags.writeable
+    target = out if direct else np.empty(out.shape, _F64 if out.dtype == _F64 else _F32)
+    flat = target.reshape(-1)
+    big = flat.size >= PARALLEL_THRESHOLD
+    per = 2 if flat.dtype == _F64 else 4
+    if big:
+        _dynamic(_cpu._fill_parallel, flat, per, dist, a, b, k)
+    else:
+        _cpu._fill_serial(flat, per, dist, a, b, k)
+    if not direct:
+        if out.dtype in (_F16, _bf16()) and out.flags.c_contiguous and out.flags.writeable:
+            _cast_into(target, out)
+        else:
+            out[...] = target
+
+
+def fill_uniform(out: np.ndarray, low: float, high: float, *, seed: int, key: str) -> None:
+    """Fill ``out`` in place with values uniform in ``[low, high)``, keyed by ``(seed, key)``.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        float16, bfloat16, float32 or float64 array (any layout). float32/float64 are written
+        directly; half types are drawn as float32 and rounded to nearest even.
+    low, high : float
+        Bounds; element ``i`` is ``low + (high - low) * u_i`` computed in float64, where ``u_i``
+        has 24 random bits (float32/half outputs) or 53 (float64).
+    seed : int
+        Stream seed in ``[0, 2**64)``.
+    key : str
+        Stream name, normally the full parameter name.
+
+    Raises
+    ------
+    paramarena.errors.ParameterTypeError
+        If ``out`` is not a floating-point numpy array.
+    """
+    _fill_random(out, 0, float(low), float(high) - float(low), seed, key)
+
+
+def fill_normal(out: np.ndarray, mean: float, std: float, *, seed: int, key: str) -> None:
+    """Fill ``out`` in place with normal values ``N(mean, std)``, keyed by ``(seed, key)``.
+
+    Box-Muller on pairs of uniforms, computed in float64 and rounded once to ``out.dtype``.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        float16, bfloat16, float32 or float64 array (any layout).
+    mean, std : float
+        Mean and standard deviation.
+    seed : int
+        Stream seed in ``[0, 2**64)``.
+    key : str
+        Stream name, normally the full parameter name.
+
+    Raises
+    ------
+    paramarena.errors.ParameterTypeError
+        If ``out`` is not a floating-point numpy array.
+    """
+    _fill_random(out, 1, float(mean), float(std), seed, key)
+
+
+def fill_value(out: np.ndarray, value: Any) -> None:
+    """Fill ``out`` in place with ``value`` (a scalar or anything broadcastable to it).
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        Destination.
+    value : scalar or array_like
+        Converted to ``out.dtype`` by numpy's rules (``out.fill`` for scalars: a memset-speed
+        loop, no Numba needed).
+    """
+    if np.ndim(value) == 0:
+        out.fill(value)
+    else:
+        out[...] = value
+
+
+# --- casts ------------------------------------------------------------------------------------
+
+_BIT_KERNELS = {  # pair -> (kernel kind, source view, destination view)
+    ("float32", "float16"): (0, np.uint32, np.uint16),
+    ("float16", "float32"): (1, np.uint16, np.uint32),
+    ("float32", "bfloat16"): (2, np.uint32, np.uint16),
+    ("bfloat16", "float32"): (3, np.uint16, np.uint32),
+}
+_NATIVE_PAIRS = {("float32", "float64"), ("float64", "float32")}
+
+
+def has_cast_kernel(src_dtype: Any, dtype: Any) -> bool:
+    """Return whether ``cast`` uses a Numba kernel (else numpy ``astype``) for this pair."""
+    pair = (np.dtype(src_dtype).name, np.dtype(dtype).name)
+    return pair in _BIT_KERNELS or pair in _NATIVE_PAIRS
+
+
+_HW_F16: list[bool] = []
+
+
+def _hardware_f16_ok() -> bool:
+    """Whether the float32 -> float16 conversion instruction compiles and matches numpy."""
+    if not _HW_F16:
+        ok = False
+        try:
+            from paramarena.kernels import _cpu
+
+            probe = np.array([0x3F800000, 0x33000001, 0x387FE000, 0x477FF000, 0x7F800001,
+                              0xFFC12345, 0x00000001, 0x3F801000, 0x3F803000, 0x7F7FFFFF],
+                             np.uint32)  # fmt: skip
+            got = np.empty(probe.size, np.uint16)
+            _cpu._f16_hw_serial(probe.view(np.float32), probe, got)
+            with np.errstate(all="ignore"):
+                ok = bool(np.array_equal(got, probe.view(np.float32).astype(_F16).view(np.uint16)))
+        except Exception:  # no half-precision lowering on this CPU: integer kernel instead
+            ok = False
+        _HW_F16.append(ok)
+    return _HW_F16[0]
+
+
+def _cast_into(src: np.ndarray, dst: np.ndarray) -> None:
+    """Cast C-contiguous ``src`` into C-contiguous ``dst`` of the same size with a kernel."""
+    from paramarena.kernels import _cpu
+
+    pair = (src.dtype.name, dst.dtype.name)
+    big = src.size >= PARALLEL_THRESHOLD
+    s = src.reshape(-1)
+    d = dst.reshape(-1)
+    if pair == ("float32", "float16") and _hardware_f16_ok():
+        if big:
+            _dynamic(_cpu._f16_hw_parallel, s, s.view(np.uint32), d.view(np.uint16))
+        else:
+            _cpu._f16_hw_serial(s, s.view(np.uint32), d.view(np.uint16))
+        return
+    if pair in _BIT_KERNELS:
+        kind, su, du = _BIT_KERNELS[pair]
+        s, d = s.view(su), d.view(du)
+    else:
+        kind = 4
+    if big:
+        _dynamic(_cpu._cast_parallel, s, d, kind)
+    else:
+        _cpu._cast_serial(s, d, kind)
+
+
+def cast(src: np.ndarray, dtype: Any) -> np.ndarray:
+    """Return ``src`` converted to ``dtype`` as a new C-contiguous array.
+
+    Bit-identical to ``src.astype(dtype)`` (numpy / ml_dtypes): round-to-nearest-even, Inf and
+    NaN kept (NaN payloads handled as numpy and ml_dtypes do). float32 <-> float16, bfloat16 and
+    float64 use Numba kernels (parallel above :data:`PARALLEL_THRESHOLD` elements); every other
+    pair falls back to numpy ``astype``.
+
+    Parameters
+    ----------
+    src : array_like
+        Source values.
+    dtype : dtype_like
+        Target dtype (``"bfloat16"`` means ``ml_dtypes.bfloat16``).
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array (even when the dtype is unchanged).
+    """
+    target = _bf16() if isinstance(dtype, str) and dtype == "bfloat16" else np.dtype(dtype)
+    arr = np.asarray(src)
+    if arr.size == 0 or not has_cast_kernel(arr.dtype, target):
+        return arr.astype(target)
+    arr = np.ascontiguousarray(arr)
+    out = np.empty(arr.shape, dtype=target)
+    _cast_into(arr, out)
+    return out
+
+
+def cast_into(dst: np.ndarray, src: Any) -> None:
+    """Write ``src`` converted to ``dst.dtype`` into ``dst``, as :func:`cast` converts.
+
+    Parameters
+    ----------
+    dst : numpy.ndarray
+        Writable destination of ``src``'s shape.
+    src : array_like
+        Source values.
+
+    Raises
+    ------
+    paramarena.errors.ShapeMismatchError
+        The shapes differ.
+    """
+    arr = np.asarray(src)
+    if arr.shape != dst.shape:
+        from paramarena.errors import ShapeMismatchError
+
+        raise ShapeMismatchError(
+            f"cast_into: source shape {arr.shape} differs from destination shape {dst.shape}."
+        )
+    if (
+        arr.size
+        and arr.dtype != dst.dtype
+        and dst.flags.c_contiguous
+        and has_cast_kernel(arr.dtype, dst.dtype)
+    ):
+        _cast_into(np.ascontiguousarray(arr), dst)
+    else:
+        np.copyto(dst, arr, casting="unsafe")
+
+
+# --- zero -------------------------------------------------------------------------------------
+
+
+def zero(arrays: Sequence[np.ndarray]) -> None:
+    """Set every array in ``arrays`` to zero.
+
+    For many small arrays, allocate them from one :class:`paramarena.devices.arena.Arena` and call
+    :meth:`~paramarena.devices.arena.Arena.zero` instead: one kernel over the flat buffer.
+
+    Parameters
+    ----------
+    arrays : sequence of numpy.ndarray
+        Writable arrays.
+    """
+    for a in arrays:
+        a.fill(0)
+
+
+def zero_ranges(buffer: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> None:
+    """Zero ``buffer[starts[r]:stops[r]]`` for every ``r`` in one kernel call.
+
+    Parameters
+    ----------
+    buffer : numpy.ndarray
+        A 1-D C-contiguous buffer (any dtype; indices are in elements).
+    starts, stops : numpy.ndarray
+        ``int64`` arrays of equal length, sorted and non-overlapping.
+    """
+    if starts.size == 0:
+        return
+    if starts.size == 1:
+        s, e = int(starts[0]), int(stops[0])
+        if e - s >= 4 * PARALLEL_THRESHOLD:
+            from paramarena.kernels import _cpu
+
+            b = buffer.view(np.uint8)
+            isz = buffer.itemsize
+            _dynamic(_cpu._zero_flat_parallel, b, s * isz, e * isz)
+        else:
+            buffer[s:e].fill(0)
+        return
+    from paramarena.kernels import _cpu
+
+    isz = buffer.itemsize
+    _cpu._zero_ranges_serial(buffer.view(np.uint8), starts * isz, stops * isz)

@@ -1,0 +1,328 @@
+"""Saving and loading helpers behind ``ParameterDict.save`` / ``load`` / ``load_dict``.
+
+Private to :mod:`paramarena.params.parameter_dict`, except :class:`LoadReport`, which ``load`` and
+``load_dict`` return. Messages are MXNet 1.9.1's (``_brief_print_list`` shortening included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from paramarena.devices.context import Context
+from paramarena.errors import (
+    DTypeMismatchError,
+    MissingParameterError,
+    ParameterTypeError,
+    ParameterValueError,
+    ShapeMismatchError,
+    UnexpectedParameterError,
+    WrongContextError,
+)
+from paramarena.params.checks import (
+    NAMING_HELP,
+    as_np_dtype,
+    brief_print_list,
+    normalize_ctx,
+    shape_fits,
+    to_host,
+)
+
+if TYPE_CHECKING:
+    from paramarena.params.parameter import Parameter
+
+__all__ = [
+    "LoadPlan",
+    "LoadReport",
+    "check_restore_prefix",
+    "collect_for_save",
+    "load_into_parameter",
+    "normalize_loaded",
+    "plan_load",
+    "prepare_loaded",
+    "strip_arg_aux",
+    "unnamed_list_error",
+]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What ``ParameterDict.load`` / ``load_dict`` did.
+
+    Attributes
+    ----------
+    loaded : tuple of str
+        Full names of the parameters that received data, in file order.
+    missing : tuple of str
+        Own parameters absent from the source (only possible with ``allow_missing=True``);
+        they are left as they were.
+    skipped : tuple of str
+        Names (with ``restore_prefix``) in the source that match no parameter (only possible
+        with ``ignore_extra=True``).
+    """
+
+    loaded: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """Which stored array goes to which parameter.
+
+    Attributes
+    ----------
+    targets : dict of str to str
+        Own full parameter name -> stored name, in file order.
+    missing, skipped : tuple of str
+        As in :class:`LoadReport`.
+    """
+
+    targets: dict[str, str]
+    missing: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def strip_arg_aux(name: str) -> str:
+    """Drop a leading ``'arg:'`` or ``'aux:'`` (MXNet checkpoint naming)."""
+    return name[4:] if name.startswith(("arg:", "aux:")) else name
+
+
+def _host_value(param: Parameter) -> np.ndarray:
+    """Return what to save for ``param``: its one host copy itself (no copy), else the average.
+
+    Saving then never copies the dict: the storage backends read the arrays in place.
+    """
+    copies = param.list_data()
+    if len(copies) == 1 and isinstance(copies[0], np.ndarray):
+        param._check_dense("save")
+        return copies[0]
+    return param._reduce()
+
+
+def collect_for_save(params: Iterable[Parameter], strip_prefix: str) -> dict[str, np.ndarray]:
+    """Return ``{name without strip_prefix: host array}`` in order (copies averaged).
+
+    Raises
+    ------
+    paramarena.errors.ParameterValueError
+        A parameter's name does not start with ``strip_prefix``.
+    paramarena.errors.NotInitializedError
+        A parameter is not initialized (checked before the prefix, as in MXNet).
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for param in params:
+        weight = _host_value(param)
+        if not param.name.startswith(strip_prefix):
+            raise ParameterValueError(
+                f"Prefix '{strip_prefix}' is to be striped before saving, but Parameter's "
+                f"name '{param.name}' does not start with '{strip_prefix}'. "
+                "this may be due to your Block shares parameters from other Blocks or you "
+                "forgot to use 'with name_scope()' when creating child blocks. " + NAMING_HELP
+            )
+        arrays[param.name[len(strip_prefix) :]] = weight
+    return arrays
+
+
+def check_restore_prefix(names: Iterable[str], restore_prefix: str) -> None:
+    """Check that every own name starts with ``restore_prefix``.
+
+    Raises
+    ------
+    paramarena.errors.ParameterValueError
+        Naming the first parameter that does not.
+    """
+    if not restore_prefix:
+        return
+    for name in names:
+        if not name.startswith(restore_prefix):
+            raise ParameterValueError(
+                f"restore_prefix is '{restore_prefix}' but Parameters name '{name}' does not "
+                f"start with '{restore_prefix}'. " + NAMING_HELP
+            )
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or (
+        hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, tuple)
+    )
+
+
+def unnamed_list_error(count: int, source: str) -> ParameterTypeError:
+    """Return the error for loading an unnamed list of arrays (MXNet ``nd.save`` of a list)."""
+    return ParameterTypeError(
+        f"Cannot load an unnamed list of {count} arrays from {source} into a ParameterDict: "
+        "parameters are matched by name. Such lists come from MXNet's nd.save() of a list; "
+        "pass a dict name -> array (or a list of (name, array) pairs) instead."
+    )
+
+
+def normalize_loaded(param_dict: Any, source: str) -> dict[str, Any]:
+    """Turn what ``load_dict`` accepts into ``{stored name without arg:/aux:: array}``.
+
+    Accepts a mapping or a sequence of ``(name, array)`` pairs; ``arg:``/``aux:`` prefixes are
+    stripped in both cases (later duplicates win).
+
+    Raises
+    ------
+    paramarena.errors.ParameterTypeError
+        For an unnamed list of arrays (what MXNet's ``nd.save`` of a list stores) or anything
+        else that is neither a mapping nor a list of pairs.
+    """
+    if isinstance(param_dict, Mapping):
+        items = list(param_dict.items())
+    elif isinstance(param_dict, Sequence) and not isinstance(param_dict, (str, bytes)):
+        if any(_is_array(item) for item in param_dict):
+            raise unnamed_list_error(len(param_dict), source)
+        items = []
+        for item in param_dict:
+            if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                raise ParameterTypeError(
+                    f"load_dict expects a dict name -> array or a list of (name, array) pairs; "
+                    f"got an item {item!r} in {source}."
+                )
+            items.append((item[0], item[1]))
+    else:
+        raise ParameterTypeError(
+            "load_dict expects a dict name -> array or a list of (name, array) pairs; got "
+            f"{type(param_dict).__name__}."
+        )
+    result: dict[str, Any] = {}
+    for key, value in items:
+        if not isinstance(key, str):
+            raise ParameterTypeError(
+                f"load_dict expects string names; got {key!r} ({type(key).__name__}) in {source}."
+            )
+        result[strip_arg_aux(key)] = value
+    return result
+
+
+def plan_load(
+    own_names: Sequence[str],
+    stored_names: Iterable[str],
+    *,
+    allow_missing: bool,
+    ignore_extra: bool,
+    restore_prefix: str,
+    source: str,
+) -> LoadPlan:
+    """Match stored names (already without ``arg:``/``aux:``) to own parameters.
+
+    Raises
+    ------
+    paramarena.errors.MissingParameterError
+        An own parameter is absent and ``allow_missing`` is False.
+    paramarena.errors.UnexpectedParameterError
+        A stored name matches no parameter and ``ignore_extra`` is False.
+    """
+    arg_names: dict[str, str] = {}
+    for stored in stored_names:
+        arg_names[restore_prefix + stored] = stored
+    own = set(own_names)
+    missing = tuple(name for name in own_names if name not in arg_names)
+    if missing and not allow_missing:
+        name = missing[0]
+        raise MissingParameterError(
+            f"Parameter '{name[len(restore_prefix) :]}' is missing in {source}, which contains "
+            f"parameters: {brief_print_list(arg_names)}. Please make sure source and target "
+            "networks have the same prefix." + NAMING_HELP
+        )
+    skipped = []
+    targets: dict[str, str] = {}
+    for name, stored in arg_names.items():
+        if name in own:
+            targets[name] = stored
+            continue
+        if not ignore_extra:
+            raise UnexpectedParameterError(
+                f"Parameter '{name}' loaded from {source} is not present in ParameterDict, "
+                f"choices are: {brief_print_list(own_names)}. Set ignore_extra to True to "
+                "ignore. Please make sure source and target networks have the same prefix."
+                + NAMING_HELP
+            )
+        skipped.append(name)
+    return LoadPlan(targets, missing, tuple(skipped))
+
+
+def prepare_loaded(param: Parameter, data: Any, cast_dtype: bool, dtype_source: str) -> np.ndarray:
+    """Check a loaded array against ``param`` and return it ready to copy in.
+
+    Fills in or narrows ``param.shape``; converts the dtype (``dtype_source='current'``) or
+    casts the parameter (``'saved'``) when ``cast_dtype`` is set.
+
+    Raises
+    ------
+    paramarena.errors.ShapeMismatchError, paramarena.errors.DTypeMismatchError
+        Shape or dtype disagree (dtype only without ``cast_dtype``).
+    paramarena.errors.ParameterValueError
+        ``dtype_source`` is neither ``'current'`` nor ``'saved'``, or the parameter is sparse.
+    """
+    name = param.name
+    if cast_dtype and dtype_source not in ("current", "saved"):
+        raise ParameterValueError(
+            f"dtype_source must be 'current' or 'saved', got {dtype_source!r} "
+            f"(loading Parameter '{name}')."
+        )
+    host = to_host(data, f"loading Parameter '{name}'")
+    param._check_dense("load data into")
+    stored = param.shape
+    if stored is None:
+        param._shape = tuple(host.shape)
+    else:
+        if not shape_fits(stored, host.shape):
+            raise ShapeMismatchError(
+                f"Failed loading Parameter '{name}' from saved params: shape "
+                f"incompatible expected {stored} vs saved {host.shape}"
+            )
+        param.shape = tuple(host.shape)
+    wanted = as_np_dtype(param.dtype)
+    if host.dtype != wanted:
+        if not cast_dtype:
+            raise DTypeMismatchError(
+                f"Failed loading Parameter '{name}' from saved params: dtype "
+                f"incompatible expected {param.dtype} vs saved {host.dtype.type}. "
+                "Set cast_dtype=True to cast the dtype of saved params."
+            )
+        if dtype_source == "current":
+            from paramarena import kernels
+
+            host = kernels.cast(host, wanted)
+        else:
+            param.cast(host.dtype.type)
+    return host
+
+
+def load_into_parameter(
+    param: Parameter,
+    data: Any,
+    ctx: Any,
+    cast_dtype: bool,
+    dtype_source: str,
+    *,
+    adopt: bool = False,
+) -> None:
+    """Initialize (or overwrite) ``param`` from a loaded array: ``Parameter._load_init``."""
+    data = prepare_loaded(param, data, cast_dtype, dtype_source)
+    ctx_list = None if ctx is None else normalize_ctx(ctx, param.name)
+    if param._data is None:
+        if param._deferred_init:
+            _check_load_ctx(param.name, ctx_list, param._deferred_init[1])
+            ctx_list = param._deferred_init[1]
+        elif ctx_list is None:
+            ctx_list = [Context("cpu", 0)]
+        param._init_impl(data, ctx_list, adopt=adopt)
+    else:
+        _check_load_ctx(param.name, ctx_list, param.list_ctx())
+        param.set_data(data)
+    param._deferred_init = ()
+
+
+def _check_load_ctx(name: str, ctx: list[Context] | None, current: Sequence[Context]) -> None:
+    if ctx is not None and set(ctx) != set(current):
+        raise WrongContextError(
+            f"Failed to load Parameter '{name}' on {ctx} because it was previous "
+            f"initialized on {list(current)}."
+        )

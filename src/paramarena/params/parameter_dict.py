@@ -1,0 +1,528 @@
+"""``ParameterDict``: an ordered, prefixed collection of parameters (MXNet Gluon semantics).
+
+Names are full names (prefix included). ``get`` creates or retrieves a parameter, reconciling
+the requested attributes with the stored ones; ``shared`` dicts lend their parameters to
+lookups; ``save``/``load`` go through :mod:`paramarena.storage`, so every storage backend
+(``.npz``, MXNet ``.params``, zarr, plugins) works.
+
+Differences from MXNet 1.9.1
+----------------------------
+- Errors are :class:`~paramarena.errors.ParamarenaError` subclasses that are also the fitting
+  builtin (``ValueError`` for shape/dtype/attribute mismatches, ``KeyError`` for missing or
+  extra names, ``RuntimeError`` for uninitialized parameters, ``TypeError`` for wrong argument
+  types) where MXNet raises ``AssertionError``; MXNet's message texts are kept.
+- ``shared`` may also be a registry name (``"namespace:name"`` or an unambiguous bare name),
+  resolved by :func:`paramarena.params.registry.resolve`.
+- ``get(name, **kwargs)`` (spec h.5): an unknown keyword raises
+  :class:`~paramarena.errors.ParameterTypeError`; ``stype``, ``grad_stype``,
+  ``allow_deferred_init`` and ``differentiable`` are compared with the existing parameter's
+  values like the other attributes (MXNet silently creates useless attributes). An int
+  ``shape`` means a 1-tuple, as in the constructor.
+- ``get_constant`` accepts any array-like value, lists included (h.7), and raises
+  :class:`~paramarena.errors.ParameterTypeError` when the name belongs to a non-constant
+  parameter (MXNet returns it when no value is given).
+- ``__len__`` exists (h.6). ``d[missing]`` raises
+  :class:`~paramarena.errors.MissingParameterError` (a ``KeyError``) suggesting the full name.
+- ``initialize(verbose=True)`` logs through the ``paramarena`` logger without changing the
+  initializer passed (h.14); ``initialize`` takes ``seed``; ``init=None`` means ``Uniform()``.
+- Parameters created by a dict keep their data and gradients in the dict's arenas
+  (:mod:`paramarena.params.arenas`): ``zero_grad`` is one kernel call per
+  ``(context, dtype)`` arena, plus one ``backend.zero`` call per context for parameters that
+  live elsewhere (shared or added with ``update``); integer gradients are zeroed correctly (h.4).
+- ``setattr`` only sets existing public attributes (else ``ParameterValueError``).
+- ``list_ctx`` returns contexts in first-seen order (MXNet: set order).
+- ``load_dict`` strips ``arg:``/``aux:`` from ``(name, array)`` pairs too, and rejects an
+  unnamed list of arrays with a clear ``ParameterTypeError`` (h.8). ``load`` and ``load_dict``
+  return a :class:`~paramarena.params.loading.LoadReport`; ``load`` reads only the arrays it
+  needs and logs skipped names. ``save``/``load`` take backend ``**options``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from paramarena.devices.context import Context
+from paramarena.errors import (
+    DTypeMismatchError,
+    DuplicateNameError,
+    MissingParameterError,
+    ParameterTypeError,
+    ParameterValueError,
+    ShapeMismatchError,
+)
+from paramarena.hooks.manager import get_device_spec
+from paramarena.params import checks as chk
+from paramarena.params import dict_loading
+from paramarena.params import loading as pio
+from paramarena.params.arenas import ParameterStorage
+from paramarena.params.loading import LoadReport
+from paramarena.params.parameter import Constant, CtxArg, Parameter
+
+if TYPE_CHECKING:
+    import os
+
+__all__ = ["LoadReport", "ParameterDict"]
+
+logger = logging.getLogger("paramarena")
+
+#: Keywords ``get`` accepts, mapped to the attribute holding the existing value.
+_GET_KWARGS: dict[str, str] = {
+    "grad_req": "grad_req",
+    "shape": "shape",
+    "dtype": "dtype",
+    "lr_mult": "lr_mult",
+    "wd_mult": "wd_mult",
+    "init": "init",
+    "allow_deferred_init": "_allow_deferred_init",
+    "differentiable": "_differentiable",
+    "stype": "_stype",
+    "grad_stype": "_grad_stype",
+}
+#: Attributes ``setattr`` may set.
+_SETTABLE = ("grad_req", "lr_mult", "wd_mult", "init", "shape", "dtype")
+
+
+def _foreign_grads(params: Any, storage: ParameterStorage) -> list[tuple[Any, list[Any]]]:
+    """Group the gradients of ``params`` that are not views of ``storage`` by context.
+
+    Returns ``(backend, arrays)`` pairs: one ``backend.zero(arrays)`` call each zeroes them.
+    """
+    groups: dict[Context, list[Any]] = {}
+    for p in params:
+        if p._grad is None:
+            continue
+        mine = p._storage is storage
+        for c, g in zip(p._ctx_list, p._grad, strict=True):
+            if not (mine and storage.owns_grad(c, g)):
+                groups.setdefault(c, []).append(g)
+    return [(get_device_spec(c.device_type).backend, arrays) for c, arrays in groups.items()]
+
+
+class ParameterDict:
+    """An ordered dict of parameters whose names start with ``prefix``.
+
+    Parameters
+    ----------
+    prefix : str, optional
+        Prepended to every name given to :meth:`get` / :meth:`get_constant`.
+    shared : ParameterDict or str, optional
+        Parameters are looked up here (by full name) when not found in this dict; a string is
+        resolved through :func:`paramarena.params.registry.resolve`.
+
+    Raises
+    ------
+    paramarena.errors.ParameterTypeError
+        ``prefix`` is not a str, or ``shared`` is neither a ParameterDict nor a str.
+    paramarena.errors.RegistryError
+        ``shared`` names no registered dict.
+
+    Examples
+    --------
+    >>> import paramarena as pa
+    >>> params = pa.ParameterDict("net_")
+    >>> params.get("weight", shape=(2, 3))
+    Parameter net_weight (shape=(2, 3), dtype=<class 'numpy.float32'>)
+    """
+
+    def __init__(self, prefix: str = "", shared: ParameterDict | str | None = None) -> None:
+        if not isinstance(prefix, str):
+            raise ParameterTypeError(f"ParameterDict prefix must be a str; got {prefix!r}.")
+        if isinstance(shared, str):
+            from paramarena.params import registry
+
+            shared = registry.resolve(shared)
+        elif shared is not None and not isinstance(shared, ParameterDict):
+            raise ParameterTypeError(
+                "shared must be a ParameterDict, a registry name or None; got "
+                f"{type(shared).__name__}."
+            )
+        self._prefix = prefix
+        self._params: dict[str, Parameter] = {}
+        self._shared = shared
+        self._storage = ParameterStorage()
+        # (gradient epoch, number of parameters) -> grads zero_grad zeroes outside the arenas
+        self._zero_plan: tuple[tuple[int, int], list[tuple[Any, list[Any]]]] | None = None
+
+    def __repr__(self) -> str:
+        name = self._prefix + " " if self._prefix else ""
+        content = "\n".join(f"  {v!r}" for v in self.values())
+        return f"{name}(\n{content}\n)"
+
+    def __getitem__(self, key: str) -> Parameter:
+        try:
+            return self._params[key]
+        except KeyError:
+            hint = ""
+            if isinstance(key, str) and self._prefix + key in self._params:
+                hint = f" Keys are full names: did you mean '{self._prefix + key}'?"
+            raise MissingParameterError(
+                f"'{key}': no such parameter in ParameterDict (prefix '{self._prefix}').{hint}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._params
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def items(self) -> ItemsView[str, Parameter]:
+        """Return ``(full name, Parameter)`` pairs in insertion order."""
+        return self._params.items()
+
+    def keys(self) -> KeysView[str]:
+        """Return the full names in insertion order."""
+        return self._params.keys()
+
+    def values(self) -> ValuesView[Parameter]:
+        """Return the parameters in insertion order."""
+        return self._params.values()
+
+    @property
+    def prefix(self) -> str:
+        """The prefix prepended to names given to ``get`` (read-only)."""
+        return self._prefix
+
+    # --- lookup ------------------------------------------------------------------------------
+
+    def _get_impl(self, name: str) -> Parameter | None:
+        if name in self._params:
+            return self._params[name]
+        if self._shared is not None and name in self._shared._params:
+            self._params[name] = self._shared._params[name]
+            return self._params[name]
+        return None
+
+    def get(self, name: str, **kwargs: Any) -> Parameter:
+        """Retrieve ``prefix + name``, creating ``Parameter(prefix + name, **kwargs)`` if absent.
+
+        For an existing parameter each keyword is reconciled with the stored value: ``None``
+        always matches; a shape merges dim-wise (unknown dims are ``0``); dtypes compare as
+        numpy dtypes; initializers compare with ``Initializer.__eq__``; an attribute that is
+        currently ``None`` is set.
+
+        Raises
+        ------
+        paramarena.errors.ParameterTypeError
+            An unknown keyword.
+        paramarena.errors.ShapeMismatchError, paramarena.errors.DTypeMismatchError
+            Shape / dtype disagree with the stored one.
+        paramarena.errors.ParameterValueError
+            Another attribute disagrees.
+        """
+        unknown = [k for k in kwargs if k not in _GET_KWARGS]
+        if unknown:
+            raise ParameterTypeError(
+                f"ParameterDict.get() got unexpected keyword argument(s) "
+                f"{', '.join(map(repr, unknown))} for Parameter '{self._prefix + name}'; "
+                f"valid keywords: {', '.join(_GET_KWARGS)}."
+            )
+        name = self._prefix + name
+        param = self._get_impl(name)
+        if param is None:
+            param = Parameter(name, **kwargs)
+            param._storage = self._storage
+            self._params[name] = param
+            return param
+        for k, v in kwargs.items():
+            self._reconcile(param, k, v)
+        return param
+
+    @staticmethod
+    def _reconcile(param: Parameter, k: str, v: Any) -> None:
+        attr = _GET_KWARGS[k]
+        existing = getattr(param, attr, None)
+        if existing is None:
+            if v is not None:
+                setattr(param, attr, v)
+            return
+        if v is None:
+            return
+        if k == "shape":
+            desired = chk.normalize_shape(v, param.name)
+            assert desired is not None
+            if len(desired) == len(existing):
+                merged = chk.merge_shapes(desired, existing)
+                if merged is not None:
+                    param._shape = merged
+                    return
+            v = desired
+        elif k == "dtype":
+            if chk.as_np_dtype(v) == chk.as_np_dtype(existing):
+                return
+        elif v == existing:
+            return
+        error = {"shape": ShapeMismatchError, "dtype": DTypeMismatchError}.get(
+            k, ParameterValueError
+        )
+        raise error(
+            f"Cannot retrieve Parameter '{param.name}' because desired attribute does not match "
+            f"with stored for attribute '{k}': desired '{v}' vs stored '{existing}'."
+        )
+
+    def get_constant(self, name: str, value: Any = None) -> Constant:
+        """Retrieve the constant ``prefix + name``, creating it from ``value`` if absent.
+
+        Raises
+        ------
+        paramarena.errors.MissingParameterError
+            Absent and ``value`` is None.
+        paramarena.errors.ParameterTypeError
+            A non-constant parameter has that name.
+        paramarena.errors.ParameterValueError
+            The existing constant's value differs from ``value``.
+        """
+        name = self._prefix + name
+        param = self._get_impl(name)
+        if param is None:
+            if value is None:
+                raise MissingParameterError(
+                    f"No constant named '{name}'. Please specify value if you want to create "
+                    "a new constant."
+                )
+            param = Constant(name, value)
+            param._storage = self._storage
+            self._params[name] = param
+            return param
+        if not isinstance(param, Constant):
+            raise ParameterTypeError(f"Parameter '{name}' already exists but it is not a constant.")
+        if value is not None:
+            value = np.asarray(
+                chk.to_host(value, "get_constant") if hasattr(value, "shape") else value
+            )
+            if tuple(param.shape or ()) != value.shape or not np.array_equal(param.value, value):
+                raise ParameterValueError(
+                    f"Constant '{name}' already exists but it's value doesn't match new value"
+                )
+        return param
+
+    def update(self, other: Mapping[str, Parameter] | ParameterDict) -> None:
+        """Copy all parameters of ``other`` into this dict (the prefix is unchanged).
+
+        Raises
+        ------
+        paramarena.errors.DuplicateNameError
+            A name maps to a different Parameter object here; nothing is modified.
+        """
+        for k, v in other.items():
+            if k in self._params and self._params[k] is not v:
+                raise DuplicateNameError(
+                    "Cannot update self with other because they have different Parameters "
+                    f"with the same name '{k}'"
+                )
+        for k, v in other.items():
+            self._params[k] = v
+
+    # --- bulk operations ---------------------------------------------------------------------
+
+    def initialize(
+        self,
+        init: Any = None,
+        ctx: CtxArg = None,
+        verbose: bool = False,
+        force_reinit: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        """Initialize every parameter; per-parameter ``init`` wins over the global ``init``.
+
+        Parameters
+        ----------
+        init : Initializer or str, optional
+            The global (default) initializer; ``None`` means ``Uniform()``.
+        ctx : Context or list of Context, optional
+            Default ``[current_context()]``.
+        verbose : bool, optional
+            Log each initialization on the ``paramarena`` logger (INFO).
+        force_reinit : bool, optional
+            Re-initialize initialized parameters (else each warns and is skipped).
+        seed : int, optional
+            Seed of the random initializers; default :func:`paramarena.kernels.seeds.get_seed`.
+        """
+        if init is None:
+            from paramarena import init as initializer
+
+            init = initializer.Uniform()
+        if seed is None:
+            from paramarena.kernels.seeds import get_seed
+
+            seed = get_seed()
+        dict_loading.reserve(
+            self,
+            [
+                (p, p.shape, chk.as_np_dtype(p.dtype), chk.normalize_ctx(ctx, p.name))
+                for p in self.values()
+                if (p._data is None or force_reinit) and chk.shape_is_known(p.shape, p.name)
+            ],
+        )
+        for v in self.values():
+            v.initialize(None, ctx, init, force_reinit=force_reinit, seed=seed, verbose=verbose)
+
+    def zero_grad(self) -> None:
+        """Zero every gradient buffer.
+
+        The gradients of parameters this dict created live in its arenas: one kernel call per
+        ``(context, dtype)`` arena zeroes them all. Gradients living elsewhere (parameters of a
+        ``shared`` dict, or added with :meth:`update`) take one ``backend.zero`` call per
+        context.
+        """
+        key = (Parameter._grad_epoch, len(self._params))
+        if self._zero_plan is None or self._zero_plan[0] != key:
+            self._zero_plan = (key, _foreign_grads(self.values(), self._storage))
+        self._storage.zero_grads()
+        for backend, arrays in self._zero_plan[1]:
+            backend.zero(arrays)
+
+    def reset_ctx(self, ctx: CtxArg) -> None:
+        """Move every parameter to ``ctx`` (see :meth:`Parameter.reset_ctx`)."""
+        for p in self.values():
+            p.reset_ctx(ctx)
+
+    def list_ctx(self) -> list[Context]:
+        """Return the distinct contexts of all parameters (first-seen order)."""
+        seen: dict[Context, None] = {}
+        for p in self.values():
+            for c in p.list_ctx():
+                seen.setdefault(c, None)
+        return list(seen)
+
+    def setattr(self, name: str, value: Any) -> None:
+        """Set attribute ``name`` of every parameter (through its property setters).
+
+        Raises
+        ------
+        paramarena.errors.ParameterValueError
+            ``name`` is not a settable parameter attribute.
+        """
+        if name not in _SETTABLE:
+            raise ParameterValueError(
+                f"Cannot set attribute {name!r} on the parameters of this ParameterDict; "
+                f"settable attributes: {', '.join(_SETTABLE)}."
+            )
+        for p in self.values():
+            setattr(p, name, value)
+
+    # --- files -------------------------------------------------------------------------------
+
+    def save(
+        self, filename: str | os.PathLike[str], strip_prefix: str = "", **options: Any
+    ) -> None:
+        """Save every parameter (copies averaged, on the host) with ``paramarena.storage.save``.
+
+        Parameters
+        ----------
+        filename : str or os.PathLike
+            Path or URL; its suffix picks the format (``.params``, ``.npz``, ``.zarr``, ...).
+        strip_prefix : str, optional
+            Removed from the front of every name.
+        **options
+            Passed to :func:`paramarena.storage.save` (``format``, ``progress``, ...).
+
+        Raises
+        ------
+        paramarena.errors.ParameterValueError
+            A name does not start with ``strip_prefix``.
+        paramarena.errors.NotInitializedError
+            A parameter is not initialized.
+        """
+        from paramarena import storage
+
+        arrays = pio.collect_for_save(self.values(), strip_prefix)
+        storage.save(filename, arrays, **options)
+
+    def load(
+        self,
+        filename: str | os.PathLike[str],
+        ctx: CtxArg = None,
+        allow_missing: bool = False,
+        ignore_extra: bool = False,
+        restore_prefix: str = "",
+        cast_dtype: bool = False,
+        dtype_source: str = "current",
+        **options: Any,
+    ) -> LoadReport:
+        """Load parameters from a checkpoint, reading only the arrays that are needed.
+
+        Parameters
+        ----------
+        filename : str or os.PathLike
+            Path or URL of the checkpoint.
+        ctx : Context or list of Context, optional
+            Where loaded parameters live (default: where they are, or ``cpu(0)``).
+        allow_missing : bool, optional
+            Leave parameters absent from the file as they are instead of raising.
+        ignore_extra : bool, optional
+            Skip stored arrays that match no parameter instead of raising.
+        restore_prefix : str, optional
+            Prepended to every stored name; every own name must start with it.
+        cast_dtype : bool, optional
+            Convert dtypes instead of raising on a mismatch.
+        dtype_source : {'current', 'saved'}, optional
+            With ``cast_dtype``: keep the parameter's dtype, or adopt the stored one.
+        **options
+            Passed to :mod:`paramarena.storage` (``format``, ``progress``, ``storage_options``).
+
+        Returns
+        -------
+        LoadReport
+            Loaded, missing and skipped names.
+        """
+        return dict_loading.load_file(
+            self,
+            filename,
+            ctx,
+            allow_missing=allow_missing,
+            ignore_extra=ignore_extra,
+            restore_prefix=restore_prefix,
+            cast_dtype=cast_dtype,
+            dtype_source=dtype_source,
+            **options,
+        )
+
+    def load_dict(
+        self,
+        param_dict: Any,
+        ctx: CtxArg = None,
+        allow_missing: bool = False,
+        ignore_extra: bool = False,
+        restore_prefix: str = "",
+        filename: str | None = None,
+        cast_dtype: bool = False,
+        dtype_source: str = "current",
+    ) -> LoadReport:
+        """Load parameters from a dict ``name -> array`` or a list of ``(name, array)`` pairs.
+
+        ``arg:``/``aux:`` name prefixes are dropped; ``restore_prefix`` is then prepended.
+        Arguments as in :meth:`load`; ``filename`` only names the source in error messages.
+
+        Returns
+        -------
+        LoadReport
+            Loaded, missing and skipped names.
+
+        Raises
+        ------
+        paramarena.errors.MissingParameterError
+            A parameter is absent and ``allow_missing`` is False.
+        paramarena.errors.UnexpectedParameterError
+            A name matches no parameter and ``ignore_extra`` is False.
+        paramarena.errors.ParameterTypeError
+            ``param_dict`` is an unnamed list of arrays or not a mapping / list of pairs.
+        """
+        source = f"file: {filename}" if filename else "param_dict"
+        loaded = pio.normalize_loaded(param_dict, source)
+        plan = pio.plan_load(
+            list(self.keys()),
+            loaded,
+            allow_missing=allow_missing,
+            ignore_extra=ignore_extra,
+            restore_prefix=restore_prefix,
+            source=source,
+        )
+        dict_loading.load_targets(self, plan.targets, loaded, ctx, cast_dtype, dtype_source)
+        return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)

@@ -1,0 +1,378 @@
+"""The functional storage API: save, load, inspect and verify checkpoints in any format.
+
+The backend is chosen through the plugin manager (:func:`resolve`): an explicit ``format=``,
+then the ``paramarena_resolve_storage`` hook, then the longest matching path suffix
+(``.npz``, ``.params``, ``.zarr``, ``.zarr.zip``, ...), then the URL scheme (``s3://`` ...).
+
+>>> import numpy as np, paramarena.storage as storage
+>>> storage.save("weights.npz", {"w": np.ones((2, 3), "float32")})      # doctest: +SKIP
+>>> storage.load("weights.npz")["w"].shape                              # doctest: +SKIP
+(2, 3)
+
+Options common to every backend: ``progress`` (``None`` = automatic), ``storage_options``
+(a dict for fsspec, remote URLs only) and ``concurrency`` (int, where the backend does
+parallel I/O). Other keyword options are backend-specific and passed through.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from paramarena.errors import (
+    MissingParameterError,
+    ParameterTypeError,
+    ShapeMismatchError,
+    UnknownNameError,
+)
+from paramarena.hooks import manager
+from paramarena.hooks.records import (
+    ArraysLike,
+    CheckpointInfo,
+    LoadedArrays,
+    StorageSpec,
+    VerifyReport,
+)
+from paramarena.storage.fileio import split_scheme
+
+__all__ = ["inspect", "load", "resolve", "save", "verify"]
+
+PathLike = str | os.PathLike[str]
+
+_MODES = ("r", "w")
+
+
+def _uri(path_or_url: PathLike) -> str:
+    if isinstance(path_or_url, os.PathLike):
+        return os.fspath(path_or_url)
+    if isinstance(path_or_url, str):
+        return path_or_url
+    raise ParameterTypeError(
+        f"a checkpoint path must be a str or os.PathLike; got {type(path_or_url).__name__}"
+    )
+
+
+def _suffix_key(uri: str) -> str:
+    """Return the part of ``uri`` whose ending selects a backend (lower-case, no slash)."""
+    _scheme, rest = split_scheme(uri)
+    rest = rest.split("?", 1)[0].split("#", 1)[0] if _scheme else rest
+    return rest.rstrip("/\\").lower()
+
+
+def _describe_formats(specs: Mapping[str, StorageSpec]) -> str:
+    parts = []
+    for name in sorted(specs):
+        spec = specs[name]
+        handles = [*spec.suffixes, *(f"{s}://" for s in spec.schemes)]
+        parts.append(f"{name} ({', '.join(handles)})" if handles else name)
+    return ", ".join(parts) or "(none)"
+
+
+def resolve(path_or_url: PathLike, mode: str = "r", format: str | None = None) -> StorageSpec:
+    """Choose the storage backend for ``path_or_url``.
+
+    Parameters
+    ----------
+    path_or_url : str or os.PathLike
+        A local path or a URL.
+    mode : {"r", "w"}
+        ``"r"`` for load/inspect/verify, ``"w"`` for save (passed to the hook).
+    format : str, optional
+        A format name (``"npz"``, ``"mxnet"``, ``"zarr"``, ...); wins over everything else.
+
+    Returns
+    -------
+    StorageSpec
+        The chosen backend record.
+
+    Raises
+    ------
+    paramarena.errors.UnknownNameError
+        Unknown ``format`` name, or no backend handles the suffix or scheme; the message lists
+        the registered formats and, for known third-party formats, the package to install.
+    paramarena.errors.ConfigurationError
+        ``mode`` is not ``"r"`` or ``"w"``.
+    """
+    uri = _uri(path_or_url)
+    if mode not in _MODES:
+        from paramarena.errors import ConfigurationError
+
+        raise ConfigurationError(f"storage mode must be 'r' or 'w'; got {mode!r}")
+    if format is not None:
+        return manager.get_storage_spec(format)
+    hooked = manager.get_plugin_manager().hook.paramarena_resolve_storage(uri=uri, mode=mode)
+    if hooked is not None:
+        if not isinstance(hooked, StorageSpec):
+            from paramarena.errors import PluginError
+
+            raise PluginError(
+                f"paramarena_resolve_storage returned {type(hooked).__name__} for {uri!r}; "
+                "expected a StorageSpec or None"
+            )
+        return hooked
+    specs = manager.storage_specs()
+    key = _suffix_key(uri)
+    best: tuple[int, StorageSpec] | None = None
+    for spec in specs.values():
+        for suffix in spec.suffixes:
+            if key.endswith(suffix.lower()) and (best is None or len(suffix) > best[0]):
+                best = (len(suffix), spec)
+    if best is not None:
+        return best[1]
+    scheme, _rest = split_scheme(uri)
+    if scheme:
+        for spec in specs.values():
+            if scheme in spec.schemes:
+                return spec
+    raise _unresolvable(uri, key, scheme, specs)
+
+
+def _unresolvable(
+    uri: str, key: str, scheme: str, specs: Mapping[str, StorageSpec]
+) -> UnknownNameError:
+    base = key.replace("\\", "/").rsplit("/", 1)[-1]
+    suffix = "." + base.split(".", 1)[1] if "." in base else ""
+    last_suffix = "." + base.rsplit(".", 1)[1] if "." in base else ""
+    if suffix:
+        what = f"suffix {suffix!r}"
+    elif scheme:
+        what = f"URL scheme {scheme + '://'!r}"
+    else:
+        what = "a path without a suffix"
+    message = (
+        f"Cannot choose a storage format for {uri!r}: no registered backend handles {what}. "
+        f"Registered formats: {_describe_formats(specs)}. Pass format=NAME to choose one."
+    )
+    for candidate in (last_suffix.lstrip("."), suffix.lstrip("."), scheme):
+        hint = manager.INSTALL_HINTS.get(candidate) if candidate else None
+        if hint:
+            message += f" {candidate!r} is provided by a plugin: {hint}."
+            break
+    return UnknownNameError(message)
+
+
+def _to_numpy(name: str, value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "__cuda_array_interface__"):
+        backend = manager.get_device_spec("gpu").backend
+        return backend.to_host(value)
+    if hasattr(value, "__array__"):
+        return np.asarray(value)
+    raise ParameterTypeError(
+        f"cannot save {name!r}: expected a numpy array (or an array-like); "
+        f"got {type(value).__name__}"
+    )
+
+
+def _normalize(arrays: Any) -> ArraysLike:
+    if isinstance(arrays, Mapping):
+        out: dict[str, np.ndarray] = {}
+        for key, value in arrays.items():
+            if not isinstance(key, str):
+                raise ParameterTypeError(
+                    f"save only accepts a dict str -> array or a list of arrays; "
+                    f"got key {key!r} of type {type(key).__name__}"
+                )
+            out[key] = _to_numpy(key, value)
+        return out
+    if isinstance(arrays, np.ndarray):
+        return [arrays]
+    if isinstance(arrays, Sequence) and not isinstance(arrays, (str, bytes)):
+        return [_to_numpy(f"arr_{i}", v) for i, v in enumerate(arrays)]
+    raise ParameterTypeError(
+        "save only accepts a dict str -> array, a list of arrays or one array; "
+        f"got {type(arrays).__name__}"
+    )
+
+
+def _options(progress: bool | None, options: dict[str, Any]) -> dict[str, Any]:
+    if progress is not None:
+        options["progress"] = progress
+    return options
+
+
+def save(
+    path_or_url: PathLike,
+    arrays: ArraysLike | np.ndarray,
+    *,
+    format: str | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> None:
+    """Write ``arrays`` to ``path_or_url`` atomically.
+
+    Parameters
+    ----------
+    path_or_url : str or os.PathLike
+        Destination; its suffix or scheme picks the format unless ``format`` is given.
+    arrays : dict of str to array, list of arrays, or one array
+        A dict keeps its names and order; a list (or a single array) is stored unnamed, as
+        MXNet's ``nd.save`` does (formats that need names use ``arr_0``, ``arr_1``, ...).
+    format : str, optional
+        Format name (``"npz"``, ``"mxnet"``, ``"zarr"``, ...).
+    progress : bool, optional
+        Show a progress bar; ``None`` shows one for large transfers on a terminal.
+    **options
+        ``storage_options``, ``concurrency`` and backend-specific options.
+
+    Raises
+    ------
+    paramarena.errors.ParameterTypeError
+        ``arrays`` is not a dict str -> array or a list of arrays.
+    paramarena.errors.StorageError
+        The write failed (the previous file, if any, is left as it was).
+    """
+    uri = _uri(path_or_url)
+    normalized = _normalize(arrays)
+    spec = resolve(uri, "w", format)
+    spec.backend.save(uri, normalized, **_options(progress, options))
+
+
+def load(
+    path_or_url: PathLike,
+    *,
+    names: Collection[str] | None = None,
+    format: str | None = None,
+    progress: bool | None = None,
+    out: Mapping[str, np.ndarray] | None = None,
+    **options: Any,
+) -> LoadedArrays:
+    """Read a checkpoint.
+
+    Parameters
+    ----------
+    path_or_url : str or os.PathLike
+        Source; its suffix or scheme picks the format unless ``format`` is given.
+    names : collection of str, optional
+        Read only these arrays (the others are not read). Unnamed files use ``arr_0``, ...
+        With ``names`` the result is always a dict.
+    format : str, optional
+        Format name.
+    progress : bool, optional
+        Show a progress bar; ``None`` shows one for large transfers on a terminal.
+    out : mapping of str to numpy.ndarray, optional
+        Arrays to load into, by name (same shape and dtype as stored). A backend that can
+        reads straight into them (zarr on local disk); for the others they are filled by a
+        copy. The result holds these very arrays for their names. Requires ``names``.
+    **options
+        ``storage_options``, ``concurrency`` and backend-specific options.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray, or list of numpy.ndarray
+        A dict in stored order; a list for unnamed files (MXNet ``nd.save`` of a list).
+
+    Raises
+    ------
+    paramarena.errors.MissingParameterError
+        A name in ``names`` is not in the checkpoint.
+    paramarena.errors.StorageError
+        The file is missing or unreadable; :class:`~paramarena.errors.CheckpointError` when it
+        is malformed, corrupt or uncommitted.
+    """
+    uri = _uri(path_or_url)
+    wanted = None if names is None else list(dict.fromkeys(names))
+    if wanted is not None:
+        for n in wanted:
+            if not isinstance(n, str):
+                raise ParameterTypeError(f"names must be strings; got {n!r} loading {uri!r}")
+    spec = resolve(uri, "r", format)
+    if out:
+        if wanted is None or not set(out) <= set(wanted):
+            raise ParameterTypeError(
+                f"out= needs names= listing every array it fills (loading {uri!r})"
+            )
+        if getattr(spec.backend, "accepts_out", False):
+            options = {**options, "out": out}
+    result = spec.backend.load(uri, names=wanted, **_options(progress, options))
+    if out:
+        assert isinstance(result, dict)  # names= was given
+        _fill_out(uri, result, out)
+    if wanted is not None:
+        if isinstance(result, list):
+            result = {f"arr_{i}": a for i, a in enumerate(result)}
+        missing = [n for n in wanted if n not in result]
+        if missing:
+            raise MissingParameterError(
+                f"checkpoint {uri!r} has no array named {', '.join(map(repr, missing))}"
+            )
+        result = {n: result[n] for n in wanted}
+    return result
+
+
+def _fill_out(uri: str, result: dict[str, Any], out: Mapping[str, np.ndarray]) -> None:
+    """Make ``result`` hold the ``out`` arrays, copying into those the backend did not fill."""
+    for name, dest in out.items():
+        got = result.get(name)
+        if got is None or got is dest:
+            continue
+        if got.shape != dest.shape or got.dtype != dest.dtype:
+            raise ShapeMismatchError(
+                f"out[{name!r}] has shape {dest.shape} and dtype {dest.dtype}; {uri!r} stores "
+                f"{got.shape} {got.dtype}"
+            )
+        if got.__array_interface__["data"][0] != dest.__array_interface__["data"][0]:
+            np.copyto(dest, got)  # the backend read elsewhere: copy (same place: read in place)
+        result[name] = dest
+
+
+def inspect(
+    path_or_url: PathLike,
+    *,
+    format: str | None = None,
+    **options: Any,
+) -> CheckpointInfo:
+    """Describe a checkpoint (names, shapes, dtypes, sizes, committed) without reading data.
+
+    Parameters
+    ----------
+    path_or_url : str or os.PathLike
+        The checkpoint.
+    format : str, optional
+        Format name.
+    **options
+        ``storage_options`` and backend-specific options.
+
+    Returns
+    -------
+    CheckpointInfo
+        The stored arrays in stored order.
+    """
+    uri = _uri(path_or_url)
+    return resolve(uri, "r", format).backend.inspect(uri, **options)
+
+
+def verify(
+    path_or_url: PathLike,
+    *,
+    format: str | None = None,
+    **options: Any,
+) -> VerifyReport:
+    """Re-read every array of a checkpoint and check it against its checksums and structure.
+
+    Parameters
+    ----------
+    path_or_url : str or os.PathLike
+        The checkpoint.
+    format : str, optional
+        Format name.
+    **options
+        ``storage_options`` and backend-specific options.
+
+    Returns
+    -------
+    VerifyReport
+        ``report.ok`` is ``True`` when nothing is wrong; ``report.problems`` lists
+        ``(name, what is wrong)`` otherwise.
+
+    Raises
+    ------
+    paramarena.errors.StorageError
+        The checkpoint cannot be opened at all.
+    """
+    uri = _uri(path_or_url)
+    return resolve(uri, "r", format).backend.verify(uri, **options)

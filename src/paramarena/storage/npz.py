@@ -1,0 +1,507 @@
+"""Built-in plugin: the ``npz`` storage backend (numpy ``.npz`` archives, suffix ``.npz``).
+
+Files are ordinary ``.npz`` archives that ``np.load`` reads, with two additions kept in one
+small extra entry, ``__paramarena__`` (a uint8 array holding JSON):
+
+- whether the arrays were saved as an unnamed list (loaded back as a list, MXNet style);
+- the logical dtype of arrays numpy cannot store without pickle: ``bfloat16`` (and the other
+  ``ml_dtypes`` types) are stored as unsigned-integer bit patterns of the same width and viewed
+  back on load.
+
+Saving is atomic (temporary file in the same directory, ``fsync``, ``os.replace``); loading
+never unpickles (``allow_pickle=False``). Archives written by plain ``np.savez`` load as dicts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import struct
+import tokenize
+import zipfile
+import zlib
+from collections.abc import Collection, Iterator, Mapping
+from typing import IO, Any
+
+import numpy as np
+
+from paramarena.errors import (
+    CheckpointError,
+    ConfigurationError,
+    CorruptCheckpointError,
+    MissingParameterError,
+    ParamarenaError,
+    ParameterTypeError,
+    ParameterValueError,
+    StorageError,
+)
+from paramarena.hooks.records import (
+    ArrayInfo,
+    ArraysLike,
+    CheckpointInfo,
+    LoadedArrays,
+    StorageSpec,
+    VerifyReport,
+)
+from paramarena.hooks.specs import hookimpl
+from paramarena.storage.fileio import atomic_write, open_read, progress_reporter
+
+__all__ = ["META_KEY", "NpzBackend", "paramarena_storage_backends"]
+
+#: Name of the metadata entry paramarena adds to the archive.
+META_KEY = "__paramarena__"
+
+#: The metadata entry's name in files written before the rename to paramarena (0.1.x):
+#: compatibility reader, kept on purpose so that those files still load.
+LEGACY_META_KEY = "__paramdict__"
+
+#: Every entry name that holds metadata rather than an array.
+_META_KEYS = (META_KEY, LEGACY_META_KEY)
+_META_VERSION = 1
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_COMMON_OPTIONS = frozenset({"progress", "storage_options", "concurrency"})
+_SAVE_OPTIONS = _COMMON_OPTIONS | {"compress"}
+
+
+def _check_options(uri: str, options: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ConfigurationError(
+            f"npz storage of {uri!r} got unknown option(s) {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(sorted(allowed))}"
+        )
+
+
+def _stored_view(name: str, arr: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Return the array numpy stores for ``arr`` and the logical dtype name to record."""
+    if arr.dtype.hasobject:
+        raise ParameterTypeError(
+            f"cannot save {name!r} to npz: object arrays would need pickle (dtype {arr.dtype})"
+        )
+    if type(arr.dtype).__module__.startswith("ml_dtypes") or (
+        arr.dtype.type.__module__.startswith("ml_dtypes")
+    ):
+        bits = np.dtype(f"<u{arr.dtype.itemsize}")
+        c_order = arr if arr.flags.c_contiguous else arr.copy(order="C")
+        return c_order.view(bits), arr.dtype.name
+    return arr, None
+
+
+def _read_header(
+    member: IO[bytes], version: tuple[int, int]
+) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Parse a ``.npy`` header (versions 1.0, 2.0 and 3.0) without reading the data."""
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(member)
+    if version in ((2, 0), (3, 0)):
+        # 3.0 differs from 2.0 only in allowing UTF-8 field names inside the header dict.
+        return np.lib.format.read_array_header_2_0(member)
+    raise ValueError(f"unsupported .npy format version {version}")
+
+
+def _logical_dtype(name: str) -> np.dtype[Any]:
+    import ml_dtypes
+
+    try:
+        dtype: np.dtype[Any] = np.dtype(getattr(ml_dtypes, name))
+    except (AttributeError, TypeError):
+        raise CheckpointError(f"unknown logical dtype {name!r}") from None
+    return dtype
+
+
+def _zip_of(uri: str, npz: np.lib.npyio.NpzFile) -> zipfile.ZipFile:
+    if npz.zip is None:  # pragma: no cover - only after close()
+        raise StorageError(f"npz {uri!r} is closed")
+    return npz.zip
+
+
+#: What reading a damaged archive can raise inside zipfile / numpy.
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    ValueError,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    KeyError,
+    zlib.error,
+    UnicodeDecodeError,
+    struct.error,
+    OverflowError,
+    RuntimeError,  # e.g. zipfile: "File ... is encrypted, password required"
+    SyntaxError,  # numpy parses the .npy header dict as a Python literal
+    tokenize.TokenError,
+)
+#: deflate cannot expand data by more than about 1032:1.
+_MAX_DEFLATE_RATIO = 1100
+
+
+@contextlib.contextmanager
+def _guarded(uri: str, what: str) -> Iterator[None]:
+    """Turn low-level read errors into a CorruptCheckpointError naming the file and ``what``."""
+    try:
+        yield
+    except _READ_ERRORS as exc:
+        if isinstance(exc, ParamarenaError):
+            raise
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: {what} (corrupt or truncated): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _check_entries(uri: str, zf: zipfile.ZipFile, archive_size: int) -> None:
+    """Check the central directory: only ``.npy`` entries, sizes the archive can hold."""
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+            raise CorruptCheckpointError(
+                f"npz {uri!r}: entry {info.filename!r} is not an .npy array"
+            )
+        if info.flag_bits & 0x1:
+            raise CorruptCheckpointError(
+                f"npz {uri!r}: entry {info.filename!r} is encrypted, which npz never is"
+            )
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if (
+            info.compress_size > archive_size
+            or (stored and info.compress_size != info.file_size)
+            or info.file_size > info.compress_size * _MAX_DEFLATE_RATIO + 1024
+        ):
+            raise CorruptCheckpointError(
+                f"npz {uri!r}: entry {info.filename!r} claims {info.file_size} bytes "
+                f"({info.compress_size} stored) in a {archive_size}-byte archive"
+            )
+
+
+def _entry_header(
+    uri: str, npz: np.lib.npyio.NpzFile, name: str
+) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    """Parse an entry's ``.npy`` header and check it against the entry size.
+
+    Returns ``(shape, dtype, header length)``; raises before numpy allocates anything for a
+    header that claims more data than the entry holds.
+    """
+    zf = _zip_of(uri, npz)
+    info = zf.getinfo(name + ".npy")
+    with zf.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        shape, _fortran, dtype = _read_header(member, version)
+        header_len = member.tell()
+    if dtype.hasobject:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: array {name!r} has dtype {dtype}, which would need pickle"
+        )
+    claimed = header_len + _count(shape) * dtype.itemsize
+    if claimed != info.file_size:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: array {name!r} claims shape {tuple(shape)} {dtype} ({claimed} bytes "
+            f"with its header) but its entry holds {info.file_size} bytes"
+        )
+    return tuple(int(d) for d in shape), np.dtype(dtype), header_len
+
+
+def _read_stored(
+    uri: str, name: str, info: zipfile.ZipInfo, fh: IO[bytes], archive_size: int
+) -> np.ndarray:
+    """Read an uncompressed entry straight into its array (one copy), checking its CRC-32.
+
+    Equivalent to ``np.load(...)[name]`` for ``ZIP_STORED`` entries, without zipfile's
+    intermediate buffers. Every size is checked before the array is allocated.
+    """
+    fh.seek(info.header_offset)
+    local = fh.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise CorruptCheckpointError(f"npz {uri!r}: entry {info.filename!r} has no local header")
+    flags, name_len, extra_len = (
+        struct.unpack("<H", local[6:8])[0],
+        *struct.unpack("<HH", local[26:30]),
+    )
+    stored_name = fh.read(name_len).decode("utf-8" if flags & 0x800 else "cp437")
+    if stored_name != info.orig_filename:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: entry {info.filename!r} is named {stored_name!r} in its local header"
+        )
+    start = info.header_offset + 30 + name_len + extra_len
+    if start + info.file_size > archive_size:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: entry {info.filename!r} runs past the end of the archive"
+        )
+    fh.seek(start)
+    version = np.lib.format.read_magic(fh)
+    shape, fortran, dtype = _read_header(fh, version)
+    header_len = fh.tell() - start
+    if dtype.hasobject:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: array {name!r} has dtype {dtype}, which would need pickle"
+        )
+    count = _count(shape)
+    if header_len + count * dtype.itemsize != info.file_size:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: array {name!r} claims shape {tuple(shape)} {dtype} "
+            f"({header_len + count * dtype.itemsize} bytes with its header) but its entry "
+            f"holds {info.file_size} bytes"
+        )
+    fh.seek(start)
+    crc = zlib.crc32(fh.read(header_len))
+    arr = np.empty(count, dtype=dtype)
+    if arr.nbytes:
+        view = arr.view(np.uint8).data
+        got = 0
+        while got < arr.nbytes:
+            n = fh.readinto(view[got:])  # type: ignore[attr-defined]
+            if not n:
+                break
+            got += n
+        if got != arr.nbytes:
+            raise CorruptCheckpointError(f"npz {uri!r}: array {name!r} is truncated")
+        crc = zlib.crc32(view, crc)
+    if crc != info.CRC:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: array {name!r}: Bad CRC-32 (stored 0x{info.CRC:08x}, data 0x{crc:08x})"
+        )
+    if fortran:
+        return arr.reshape(shape[::-1]).transpose()
+    return arr.reshape(shape)
+
+
+class NpzBackend:
+    """Read and write ``.npz`` archives (see the module docstring for the layout)."""
+
+    # ----------------------------------------------------------------- saving
+
+    def save(self, uri: str, arrays: ArraysLike, **options: Any) -> None:
+        """Write ``arrays`` to ``uri`` atomically.
+
+        Parameters
+        ----------
+        uri : str
+            Destination path or URL.
+        arrays : dict of str to numpy.ndarray, or list of numpy.ndarray
+            A list is stored as ``arr_0``, ``arr_1``, ... and loaded back as a list.
+        **options
+            ``compress`` (bool, default False: deflate the entries), ``progress``,
+            ``storage_options``.
+        """
+        _check_options(uri, options, _SAVE_OPTIONS)
+        named = isinstance(arrays, Mapping)
+        items: list[tuple[str, np.ndarray]] = (
+            list(arrays.items())
+            if isinstance(arrays, Mapping)
+            else [(f"arr_{i}", a) for i, a in enumerate(arrays)]
+        )
+        stored: list[tuple[str, np.ndarray]] = []
+        dtypes: dict[str, str] = {}
+        for name, arr in items:
+            if name in _META_KEYS:
+                raise ParameterValueError(
+                    f"cannot save an array named {name!r} to npz {uri!r}: "
+                    "the name is reserved for paramarena's metadata"
+                )
+            if "\x00" in name:
+                raise ParameterValueError(
+                    f"cannot save {name!r} to npz {uri!r}: zip entry names cannot contain NUL"
+                )
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ParameterValueError(
+                    f"cannot save {name!r} to npz {uri!r}: the name is not valid UTF-8 text"
+                ) from None
+            view, logical = _stored_view(name, np.asarray(arr))
+            if logical is not None:
+                dtypes[name] = logical
+            stored.append((name, view))
+        meta = {"version": _META_VERSION, "named": named, "dtypes": dtypes}
+        meta_arr = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        compression = zipfile.ZIP_DEFLATED if options.get("compress") else zipfile.ZIP_STORED
+        total = sum(a.nbytes for _, a in stored)
+        with (
+            progress_reporter(total, f"save {uri}", options.get("progress")) as update,
+            atomic_write(uri, options.get("storage_options")) as fh,
+            zipfile.ZipFile(fh, "w", compression=compression, allowZip64=True) as zf,
+        ):
+            for name, arr in stored:
+                with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, arr, allow_pickle=False)
+                update(arr.nbytes)
+            with zf.open(META_KEY + ".npy", "w") as member:
+                np.lib.format.write_array(member, meta_arr, allow_pickle=False)
+
+    # ----------------------------------------------------------------- reading
+
+    def _open(self, uri: str, fh: IO[bytes], size: int) -> np.lib.npyio.NpzFile:
+        head = fh.read(4)
+        fh.seek(0)
+        if head not in _ZIP_MAGICS:
+            raise CheckpointError(
+                f"{uri!r} is not an npz archive (it does not start with a zip header; "
+                f"first bytes {head!r})"
+            )
+        try:
+            npz = np.load(fh, allow_pickle=False)
+        except _READ_ERRORS as exc:
+            if isinstance(exc, ParamarenaError):
+                raise
+            raise CheckpointError(
+                f"{uri!r} is not a readable npz archive (truncated or corrupt?): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(npz, np.lib.npyio.NpzFile):  # pragma: no cover - guarded above
+            raise CheckpointError(f"{uri!r} is not an npz archive")
+        try:
+            _check_entries(uri, _zip_of(uri, npz), size)
+        except CheckpointError:
+            npz.close()
+            raise
+        return npz
+
+    def _meta(self, uri: str, npz: np.lib.npyio.NpzFile) -> dict[str, Any]:
+        key = next((k for k in _META_KEYS if k in npz.files), None)
+        if key is None:
+            return {"named": True, "dtypes": {}}
+        with _guarded(uri, f"the {key!r} metadata entry cannot be read"):
+            _entry_header(uri, npz, key)
+            meta = json.loads(bytes(npz[key]).decode())
+        if not isinstance(meta, dict) or not isinstance(meta.get("dtypes", {}), dict):
+            raise CorruptCheckpointError(f"npz {uri!r}: the {key!r} entry is malformed")
+        return meta
+
+    def _read(
+        self,
+        uri: str,
+        npz: np.lib.npyio.NpzFile,
+        name: str,
+        dtypes: Mapping[str, str],
+        source: tuple[IO[bytes], int],
+    ) -> np.ndarray:
+        with _guarded(uri, f"array {name!r} cannot be read"):
+            info = _zip_of(uri, npz).getinfo(name + ".npy")
+            if info.compress_type == zipfile.ZIP_STORED:
+                arr = _read_stored(uri, name, info, *source)
+            else:
+                _entry_header(uri, npz, name)  # sizes checked before numpy allocates
+                arr = npz[name]
+        logical = dtypes.get(name)
+        if logical is not None:
+            dtype = _logical_dtype(logical)
+            if arr.dtype.itemsize != dtype.itemsize:
+                raise CorruptCheckpointError(
+                    f"npz {uri!r}: array {name!r} is recorded as {logical} but is stored as "
+                    f"{arr.dtype} ({arr.dtype.itemsize} bytes per item)"
+                )
+            arr = arr.view(dtype)
+        return arr
+
+    def _array_names(self, npz: np.lib.npyio.NpzFile) -> list[str]:
+        return [n for n in npz.files if n not in _META_KEYS]
+
+    def load(
+        self, uri: str, *, names: Collection[str] | None = None, **options: Any
+    ) -> LoadedArrays:
+        """Read ``uri``; with ``names`` only those entries are decompressed and read.
+
+        Returns
+        -------
+        dict or list
+            A list when the archive was saved from a list by paramarena.
+        """
+        _check_options(uri, options, _COMMON_OPTIONS)
+        with open_read(uri, options.get("storage_options")) as (fh, size):
+            npz = self._open(uri, fh, size)
+            with npz:
+                meta = self._meta(uri, npz)
+                available = self._array_names(npz)
+                if names is not None:
+                    missing = [n for n in names if n not in available]
+                    if missing:
+                        raise MissingParameterError(
+                            f"npz {uri!r} has no array named {', '.join(map(repr, missing))}"
+                        )
+                    wanted = [n for n in available if n in set(names)]
+                else:
+                    wanted = available
+                zf = _zip_of(uri, npz)
+                total = sum(int(zf.getinfo(n + ".npy").file_size) for n in wanted)
+                out: dict[str, np.ndarray] = {}
+                with progress_reporter(total, f"load {uri}", options.get("progress")) as update:
+                    for name in wanted:
+                        out[name] = self._read(uri, npz, name, meta.get("dtypes", {}), (fh, size))
+                        update(out[name].nbytes)
+        if names is None and meta.get("named") is False:
+            return list(out.values())
+        return out
+
+    def _headers(self, uri: str, npz: np.lib.npyio.NpzFile) -> Iterator[ArrayInfo]:
+        dtypes = self._meta(uri, npz).get("dtypes", {})
+        for name in self._array_names(npz):
+            with _guarded(uri, f"the header of array {name!r} cannot be read"):
+                shape, dtype, _header_len = _entry_header(uri, npz, name)
+            logical = dtypes.get(name, dtype.name)
+            yield ArrayInfo(name, shape, logical, _count(shape) * dtype.itemsize)
+
+    def inspect(self, uri: str, **options: Any) -> CheckpointInfo:
+        """Describe the archive from the ``.npy`` headers only (no array data is read)."""
+        _check_options(uri, options, _COMMON_OPTIONS)
+        with (
+            open_read(uri, options.get("storage_options")) as (fh, size),
+            self._open(uri, fh, size) as npz,
+        ):
+            named = self._meta(uri, npz).get("named", True) is not False
+            arrays = tuple(self._headers(uri, npz))
+        return CheckpointInfo(
+            uri=uri,
+            format="npz",
+            committed=True,
+            named=named,
+            arrays=arrays,
+            metadata={"file_size": size},
+        )
+
+    def verify(self, uri: str, **options: Any) -> VerifyReport:
+        """Re-read every array, checking each entry's CRC-32 and that its header parses.
+
+        Raises
+        ------
+        paramarena.errors.StorageError
+            The file is missing or is not an npz archive at all.
+        """
+        _check_options(uri, options, _COMMON_OPTIONS)
+        problems: list[tuple[str, str]] = []
+        checked = 0
+        with (
+            open_read(uri, options.get("storage_options")) as (fh, size),
+            self._open(uri, fh, size) as npz,
+        ):
+            try:
+                dtypes = self._meta(uri, npz).get("dtypes", {})
+            except CheckpointError as exc:
+                problems.append((META_KEY, str(exc)))
+                dtypes = {}
+            for name in self._array_names(npz):
+                checked += 1
+                try:
+                    self._read(uri, npz, name, dtypes, (fh, size))
+                except (CheckpointError, StorageError) as exc:
+                    problems.append((name, str(exc)))
+        return VerifyReport(uri=uri, checked=checked, problems=tuple(problems))
+
+
+#: The backend instance registered by this plugin.
+BACKEND = NpzBackend()
+
+
+@hookimpl
+def paramarena_storage_backends() -> Iterator[StorageSpec]:
+    """Yield the npz storage backend (suffix ``.npz``)."""
+    yield StorageSpec(
+        "npz",
+        BACKEND,
+        suffixes=(".npz",),
+        description="numpy .npz archive (bfloat16 kept via a small metadata entry)",
+    )

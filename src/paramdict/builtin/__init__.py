@@ -1,1 +1,0 @@
-"""The built-in plugins: paramdict's own features are registered through the same hooks."""

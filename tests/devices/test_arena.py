@@ -1,0 +1,180 @@
+"""Arena / ArenaSet: views into flat buffers, one-call zero, growth, release, compaction."""
+
+from __future__ import annotations
+
+import gc
+import itertools
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from paramarena.devices.arena import Arena, ArenaSet
+from paramarena.devices.context import Context
+from paramarena.errors import DeviceUnavailableError, ParameterValueError
+
+
+def test_allocate_many_gives_aligned_contiguous_views_of_one_buffer():
+    arena = Arena(np.float32)
+    views = arena.allocate_many([(3, 4), 5, (2, 1, 3), ()])
+    assert [v.shape for v in views] == [(3, 4), (5,), (2, 1, 3), ()]
+    assert all(v.dtype == np.float32 and v.flags.c_contiguous for v in views)
+    (segment,) = arena.segments()
+    for v in views:
+        assert np.shares_memory(v, segment)
+        assert v.__array_interface__["data"][0] % 64 == 0
+    for i, v in enumerate(views):
+        v[...] = i + 1
+    for i, v in enumerate(views):  # no overlaps
+        assert (v == i + 1).all()
+    assert arena.live_count == 4
+    assert arena.live_elements == 12 + 5 + 6 + 1
+
+
+def test_zero_zeroes_every_live_view_only():
+    arena = Arena(np.float64, min_segment_elements=64)
+    views = arena.allocate_many([(4,)] * 30)  # > one segment of 64: grows
+    more = arena.allocate_many([(7, 3)] * 3)
+    for v in [*views, *more]:
+        v[...] = 5.0
+    released = views[3]
+    arena.release(released)
+    arena.zero()
+    for v in [*views, *more]:
+        if v is not released:
+            assert not v.any()
+    assert (released == 5.0).all()  # a stale view is not zeroed any more
+
+
+def test_growth_never_moves_existing_views():
+    arena = Arena(np.float32, min_segment_elements=16)
+    first = arena.allocate((4,))
+    first[...] = [1, 2, 3, 4]
+    addr = first.__array_interface__["data"][0]
+    for _ in range(20):
+        arena.allocate_many([(8,), (9,)])
+    assert len(arena.segments()) > 2
+    assert first.__array_interface__["data"][0] == addr
+    np.testing.assert_array_equal(first, [1, 2, 3, 4])
+    caps = [s.size for s in arena.segments()]
+    assert all(b >= 2 * a for a, b in itertools.pairwise(caps))
+
+
+def test_released_memory_is_never_reissued():
+    arena = Arena(np.float32, min_segment_elements=1024)
+    old = arena.allocate((10,))
+    arena.release(old)
+    old[...] = 42.0
+    for v in arena.allocate_many([(10,)] * 50):
+        assert not np.shares_memory(v, old)
+    with pytest.raises(ParameterValueError, match="not a live view"):
+        arena.release(old)
+    assert not arena.owns(old)
+
+
+def test_release_rejects_foreign_arrays():
+    arena = Arena(np.float32)
+    arena.allocate((4,))
+    with pytest.raises(ParameterValueError, match="float32 arena"):
+        arena.release(np.zeros(4, np.float32))
+    assert not arena.owns(np.zeros(4, np.float32))
+    arena.release(np.zeros((0, 3), np.float32))  # zero-size: ignored
+
+
+def test_compact_copies_live_views_and_detaches_old_ones():
+    arena = Arena(np.float32, min_segment_elements=32)
+    views = arena.allocate_many([(5,)] * 20)
+    for i, v in enumerate(views):
+        v[...] = i
+    for v in views[::2]:
+        arena.release(v)
+    pairs = arena.compact()
+    assert [old is v for (old, _), v in zip(pairs, views[1::2], strict=True)] == [True] * 10
+    assert len(arena.segments()) == 1
+    for old, new in pairs:
+        np.testing.assert_array_equal(old, new)
+        assert not np.shares_memory(old, new)
+        assert arena.owns(new)
+        assert not arena.owns(old)
+    new_views = [new for _, new in pairs]
+    del pairs, views
+    gc.collect()
+    arena.zero()
+    assert not any(v.any() for v in new_views)
+    assert Arena(np.float32).compact() == []
+
+
+def test_stale_view_keeps_its_memory_alive_after_arena_is_gone():
+    arena = Arena(np.float64)
+    v = arena.allocate((1000,))
+    v[...] = 3.0
+    del arena
+    gc.collect()
+    assert (v == 3.0).all()  # numpy's base reference keeps the segment alive
+
+
+def test_bfloat16_and_bad_shapes():
+    arena = Arena("bfloat16")
+    (v,) = arena.allocate_many([(3,)])
+    assert v.dtype == np.dtype(ml_dtypes.bfloat16)
+    with pytest.raises(ParameterValueError, match="non-negative"):
+        arena.allocate((2, -1))
+
+
+def test_arena_set_keys_by_context_and_dtype():
+    arenas = ArenaSet()
+    a = arenas.allocate_many(Context("cpu", 0), np.float32, [(2,), (3,)])
+    b = arenas.allocate_many(Context("cpu", 1), np.float32, [(2,)])
+    c = arenas.allocate_many(Context("cpu", 0), "float16", [(2,)])
+    assert arenas.arena(Context("cpu", 0), np.float32).owns(a[1])
+    assert len(arenas.arenas()) == 3
+    for v in [*a, *b, *c]:
+        v[...] = 1
+    arenas.zero(Context("cpu", 1))
+    assert not b[0].any()
+    assert a[0].all()
+    arenas.zero()
+    assert not any(v.any() for v in [*a, *c])
+    arenas.release(Context("cpu", 0), a[0])
+    assert not arenas.arena(Context("cpu", 0), np.float32).owns(a[0])
+
+
+def test_arena_set_gpu_without_cuda_says_what_to_install(monkeypatch):
+    from paramarena.devices import gpu
+
+    monkeypatch.setattr(gpu, "_cuda_available", lambda: (False, "numba-cuda is not installed"))
+    with pytest.raises(DeviceUnavailableError, match=r"paramarena\[cuda\]"):
+        ArenaSet().arena(Context("gpu", 0), np.float32)
+
+
+def test_zeroed_arena_hands_out_zero_views_every_time():
+    arena = Arena(np.float32, min_segment_elements=32, zeroed=True)
+    first = arena.allocate_many([(5,), (7,)])
+    assert all(not v.any() for v in first)
+    for v in first:
+        v[...] = 9.0
+    arena.release(first[0])
+    more = arena.allocate_many([(5,)] * 20)  # fills the segment, then grows
+    assert len(arena.segments()) > 1
+    assert all(not v.any() for v in more)
+    assert (first[1] == 9.0).all()
+    plain = Arena(np.float32, zeroed=False)
+    assert not plain.zeroed
+
+
+def test_zeroed_arena_on_a_plugin_backend_zeroes_new_segments():
+    calls = []
+
+    class Backend:
+        def empty(self, shape, dtype, device_id):
+            return np.full(shape, 7, dtype)
+
+        def zero(self, arrays):
+            calls.append(len(arrays))
+            for a in arrays:
+                a[...] = 0
+
+    arena = Arena(np.int32, backend=Backend(), zeroed=True)
+    views = arena.allocate_many([(3,), (4,)])
+    assert calls == [1]  # one zero call for the new segment, none per view
+    assert all(not v.any() for v in views)
