@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING, Any
 from paramarena import errors, init
 from paramarena import init as initializer
 from paramarena.devices.context import Context, cpu, current_context, gpu
-# ParamdictError: the pre-rename name of ParamarenaError, kept on purpose as an alias for one release.
-from paramarena.errors import DeferredInitializationError, ParamarenaError, ParamdictError
+from paramarena.errors import (  # ParamdictError: pre-rename alias, kept on purpose for one release
+    DeferredInitializationError,
+    ParamarenaError,
+    ParamdictError,
+)
 from paramarena.hooks.specs import hookimpl
 from paramarena.kernels.seeds import seed
 from paramarena.params import registry
