@@ -318,6 +318,7 @@ def load_into_parameter(
         _check_load_ctx(param.name, ctx_list, param.list_ctx())
         param.set_data(data)
     param._deferred_init = ()
+    param.init_key = None  # the values come from a file, not from a draw
 
 
 def _check_load_ctx(name: str, ctx: list[Context] | None, current: Sequence[Context]) -> None:

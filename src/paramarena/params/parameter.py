@@ -133,6 +133,9 @@ class Parameter:
         self._ctx_map: chk.CtxMap | None = None
         self._deferred_init: tuple[Any, ...] = ()
         self._init_options: dict[str, Any] = {}
+        #: The 64-bit key the current values were drawn with (``None``: never drawn, or loaded
+        #: / set since): ``initialize(seed=init_key, force_reinit=True)`` regenerates them.
+        self.init_key: int | None = None
         self._differentiable = differentiable
         self._allow_deferred_init = allow_deferred_init
         self._grad_req: str | None = None
@@ -241,7 +244,10 @@ class Parameter:
         force_reinit : bool, optional
             Re-initialize an initialized parameter (else warn and return).
         seed : int, optional
-            Seed of the random initializers; default :func:`paramarena.kernels.seeds.get_seed`.
+            Key of the random initializers: values are a pure function of
+            ``(seed, name, element index)``. Default: a fresh key from the global seed stream
+            (:func:`paramarena.kernels.seeds.next_key`), so every call draws new values, as
+            in MXNet. Recorded in :attr:`init_key` either way.
         verbose : bool, optional
             Log ``Initialized <name> as <init>: <rms>`` (logger ``paramarena``, level INFO).
 
@@ -267,9 +273,10 @@ class Parameter:
         if init is None:
             init = default_init if self.init is None else self.init
         if seed is None:
-            from paramarena.kernels.seeds import get_seed
+            from paramarena.kernels.seeds import next_key
 
-            seed = get_seed()
+            seed = next_key()
+        self.init_key = seed
         self._init_options = {"seed": seed, "verbose": verbose}
         if not chk.shape_is_known(self._shape, self.name):
             if self._allow_deferred_init:
@@ -503,6 +510,7 @@ class Parameter:
                 f"got {type(data).__name__}."
             )
         self.shape = tuple(data.shape)
+        self.init_key = None
         if self._data is None:
             if not self._deferred_init:
                 raise NotInitializedError(f"Parameter '{self.name}' has not been initialized")

@@ -342,16 +342,20 @@ class ParameterDict:
         force_reinit : bool, optional
             Re-initialize initialized parameters (else each warns and is skipped).
         seed : int, optional
-            Seed of the random initializers; default :func:`paramarena.kernels.seeds.get_seed`.
+            Key of the random initializers (values are a pure function of
+            ``(seed, name, element index)``). Default: one fresh 64-bit key per call from the
+            global seed stream (:func:`paramarena.kernels.seeds.next_key`), so two calls, and
+            every ``force_reinit``, draw new values, as in MXNet. Each parameter initialized
+            records it in ``Parameter.init_key``.
         """
         if init is None:
             from paramarena import init as initializer
 
             init = initializer.Uniform()
         if seed is None:
-            from paramarena.kernels.seeds import get_seed
+            from paramarena.kernels.seeds import next_key
 
-            seed = get_seed()
+            seed = next_key()
         dict_loading.reserve(
             self,
             [
