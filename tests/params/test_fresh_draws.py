@@ -1,4 +1,4 @@
-"""Issue 12.1: fresh draws per initialize without a seed; explicit seeds stay pure; keys recorded."""
+"""Issue 12.1: fresh draws per unseeded initialize; explicit seeds stay pure; keys recorded."""
 
 from __future__ import annotations
 
@@ -76,7 +76,8 @@ def test_recorded_key_regenerates_the_values() -> None:
     params = _net()
     params.initialize()
     key = params["net_weight"].init_key
-    assert isinstance(key, int) and 0 <= key < 2**64
+    assert isinstance(key, int)
+    assert 0 <= key < 2**64
     values = params["net_weight"].data().copy()
     params.initialize(force_reinit=True)
     params.initialize(seed=key, force_reinit=True)
