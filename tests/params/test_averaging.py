@@ -37,9 +37,8 @@ def _ref_scalar(values: list, dtype: np.dtype) -> object:
     """One element, step by step as MXNet computes it."""
     n = len(values)
     if dtype.name == "bfloat16":
-        add = lambda a, b: _float_to_bf16_bits(
-            _f32(_bf16_bits_to_float(a) + _bf16_bits_to_float(b))
-        )  # noqa: E731
+        f = _bf16_bits_to_float
+        add = lambda a, b: _float_to_bf16_bits(_f32(f(a) + f(b)))  # noqa: E731
         div = lambda a: _float_to_bf16_bits(_f32(_bf16_bits_to_float(a) / n))  # noqa: E731
     elif dtype == np.float16:
         add = lambda a, b: np.float16(np.float32(a) + np.float32(b))  # noqa: E731
