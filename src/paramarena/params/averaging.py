@@ -67,8 +67,8 @@ def mxnet_add(a: np.ndarray, b: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
         return (a.astype(np.float32) + b.astype(np.float32)).astype(np.float16)
     if dtype.kind in "iu":
         with np.errstate(over="ignore"):
-            return np.add(a, b, dtype=dtype, casting="unsafe")
-    return np.add(a, b, dtype=dtype)
+            return np.asarray(np.add(a, b, dtype=dtype, casting="unsafe"))
+    return np.asarray(np.add(a, b, dtype=dtype))
 
 
 def _divide(total: np.ndarray, n: int, dtype: np.dtype[Any]) -> np.ndarray:
@@ -79,10 +79,10 @@ def _divide(total: np.ndarray, n: int, dtype: np.dtype[Any]) -> np.ndarray:
         return (total.astype(np.float32) / np.float32(n)).astype(np.float16)
     if dtype.kind in "iu":
         # C++ integer division truncates toward zero; numpy's // floors.
-        floor = total // dtype.type(n)
-        inexact = (total % dtype.type(n)) != 0
+        floor = np.asarray(total // dtype.type(n))
+        inexact = np.asarray(total % dtype.type(n)) != 0
         return np.where(inexact & (total < 0), floor + dtype.type(1), floor).astype(dtype)
-    return np.divide(total, dtype.type(n), dtype=dtype)
+    return np.asarray(np.divide(total, dtype.type(n), dtype=dtype))
 
 
 def host_average(hosts: list[np.ndarray], dtype: np.dtype[Any]) -> np.ndarray:

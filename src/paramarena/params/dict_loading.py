@@ -31,6 +31,7 @@ __all__ = [
     "load_destinations",
     "load_file",
     "load_targets",
+    "own_specs",
     "release_unadopted",
     "reserve",
 ]
@@ -154,6 +155,11 @@ def release_unadopted(
             pdict._storage.release("data", contexts[:1], [views[key]])
 
 
+def own_specs(pdict: ParameterDict) -> dict[str, tuple[Any, Any]]:
+    """Return ``{full name: (shape, dtype)}`` of ``pdict``'s parameters (for ``match='order'``)."""
+    return {name: (p.shape, p.dtype) for name, p in pdict.items()}
+
+
 def load_file(
     pdict: ParameterDict,
     filename: str | os.PathLike[str],
@@ -164,6 +170,8 @@ def load_file(
     restore_prefix: str,
     cast_dtype: bool,
     dtype_source: str,
+    rename: pio.Rename = None,
+    match: str = "name",
     **options: Any,
 ) -> LoadReport:
     """Load ``pdict``'s parameters from ``filename``: :meth:`ParameterDict.load`."""
@@ -183,6 +191,11 @@ def load_file(
         ignore_extra=ignore_extra,
         restore_prefix=restore_prefix,
         source=source,
+        rename=rename,
+        match=match,
+        own_specs=own_specs(pdict),
+        stored_specs={pio.strip_arg_aux(a.name): (a.shape, a.dtype) for a in info.arrays},
+        cast_dtype=cast_dtype,
     )
     targets = {name: stored[s] for name, s in plan.targets.items()}
     infos = {a.name: a for a in info.arrays}

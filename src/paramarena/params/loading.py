@@ -6,7 +6,7 @@ Private to :mod:`paramarena.params.parameter_dict`, except :class:`LoadReport`, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LoadPlan",
     "LoadReport",
+    "array_spec",
     "check_restore_prefix",
     "collect_for_save",
     "load_into_parameter",
@@ -200,6 +201,102 @@ def normalize_loaded(param_dict: Any, source: str) -> dict[str, Any]:
     return result
 
 
+#: What ``rename=`` accepts: a mapping stored name -> parameter name, or a callable.
+Rename = Mapping[str, str] | Callable[[str], str] | None
+#: ``(shape, dtype)`` of stored arrays or parameters, by name (``match="order"`` checks them).
+Specs = Mapping[str, tuple[Any, Any]]
+
+MATCH_MODES = ("name", "order")
+
+
+def _renamed(stored_names: Iterable[str], rename: Rename, source: str) -> dict[str, str]:
+    """Return ``{name to match: stored name}`` after ``rename`` (file order)."""
+    result: dict[str, str] = {}
+    for stored in stored_names:
+        if rename is None:
+            new = stored
+        elif isinstance(rename, Mapping):
+            new = rename.get(stored, stored)
+        elif callable(rename):
+            new = rename(stored)
+        else:
+            raise ParameterTypeError(
+                f"rename must be a mapping or a callable; got {type(rename).__name__}."
+            )
+        if not isinstance(new, str):
+            raise ParameterTypeError(
+                f"rename turned stored name '{stored}' from {source} into {new!r}; expected a str."
+            )
+        if new in result:
+            raise ParameterValueError(
+                f"rename maps both '{result[new]}' and '{stored}' from {source} to '{new}'."
+            )
+        result[new] = stored
+    return result
+
+
+def array_spec(value: Any) -> tuple[tuple[int, ...], Any]:
+    """Return ``(shape, dtype)`` of a loaded value (an array or an array-like)."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return tuple(value.shape), value.dtype
+    host = np.asarray(value)
+    return host.shape, host.dtype
+
+
+def _describe(spec: tuple[Any, Any]) -> str:
+    shape, dtype = spec
+    return f"shape {None if shape is None else tuple(shape)}, dtype {as_np_dtype(dtype).name}"
+
+
+def _plan_by_order(
+    own_names: Sequence[str],
+    stored_names: Sequence[str],
+    *,
+    allow_missing: bool,
+    ignore_extra: bool,
+    source: str,
+    own_specs: Specs,
+    stored_specs: Specs,
+    cast_dtype: bool,
+) -> LoadPlan:
+    """Pair stored arrays with parameters in order, checking every shape and dtype."""
+    if len(stored_names) < len(own_names) and not allow_missing:
+        name = own_names[len(stored_names)]
+        raise MissingParameterError(
+            f"match='order': {source} stores {len(stored_names)} arrays but the ParameterDict "
+            f"has {len(own_names)} parameters; Parameter '{name}' (#{len(stored_names)}) "
+            "and the ones after it have no array. Set allow_missing=True to leave them."
+        )
+    if len(stored_names) > len(own_names) and not ignore_extra:
+        stored = stored_names[len(own_names)]
+        raise UnexpectedParameterError(
+            f"match='order': {source} stores {len(stored_names)} arrays but the ParameterDict "
+            f"has {len(own_names)} parameters; stored array '{stored}' (#{len(own_names)}) "
+            "and the ones after it have no parameter. Set ignore_extra=True to skip them."
+        )
+    targets: dict[str, str] = {}
+    for i, (name, stored) in enumerate(zip(own_names, stored_names, strict=False)):
+        own_shape, own_dtype = own_specs[name]
+        saved_shape, saved_dtype = stored_specs[stored]
+        shape_ok = own_shape is None or shape_fits(own_shape, tuple(saved_shape))
+        dtype_ok = cast_dtype or as_np_dtype(own_dtype) == as_np_dtype(saved_dtype)
+        if not (shape_ok and dtype_ok):
+            what = "shape" if not shape_ok else "dtype"
+            raise (ShapeMismatchError if not shape_ok else DTypeMismatchError)(
+                f"match='order': stored array #{i} '{stored}' in {source} "
+                f"({_describe(stored_specs[stored])}) does not fit Parameter #{i} '{name}' "
+                f"({_describe(own_specs[name])}): the {what}s differ. The stored arrays and the "
+                "parameters must be in the same order (Block.save_parameters writes them in "
+                "the order the blocks registered them)."
+            )
+        targets[name] = stored
+    return LoadPlan(
+        targets,
+        tuple(own_names[len(stored_names) :]),
+        tuple(stored_names[len(own_names) :]),
+    )
+
+
 def plan_load(
     own_names: Sequence[str],
     stored_names: Iterable[str],
@@ -208,8 +305,27 @@ def plan_load(
     ignore_extra: bool,
     restore_prefix: str,
     source: str,
+    rename: Rename = None,
+    match: str = "name",
+    own_specs: Specs | None = None,
+    stored_specs: Specs | None = None,
+    cast_dtype: bool = False,
 ) -> LoadPlan:
     """Match stored names (already without ``arg:``/``aux:``) to own parameters.
+
+    Parameters
+    ----------
+    own_names : sequence of str
+        The dict's full names, in insertion order.
+    stored_names : iterable of str
+        The stored names, in file order.
+    rename : mapping or callable, optional
+        Applied to each stored name before ``restore_prefix`` is prepended; a mapping leaves
+        names it does not list as they are.
+    match : {'name', 'order'}, optional
+        ``'order'`` pairs the i-th stored array with the i-th parameter whatever the names
+        (for ``Block.save_parameters`` files), checking shapes and dtypes with ``own_specs``
+        and ``stored_specs``.
 
     Raises
     ------
@@ -217,10 +333,34 @@ def plan_load(
         An own parameter is absent and ``allow_missing`` is False.
     paramarena.errors.UnexpectedParameterError
         A stored name matches no parameter and ``ignore_extra`` is False.
+    paramarena.errors.ShapeMismatchError, paramarena.errors.DTypeMismatchError
+        With ``match='order'``: the first pair whose shape or dtype differ.
+    paramarena.errors.ParameterValueError, paramarena.errors.ParameterTypeError
+        Invalid ``match`` or ``rename``.
     """
+    if match not in MATCH_MODES:
+        raise ParameterValueError(f"match must be 'name' or 'order', got {match!r}.")
+    if match == "order":
+        if rename is not None or restore_prefix:
+            raise ParameterValueError(
+                "match='order' pairs arrays by position: rename= and restore_prefix= do not "
+                "apply to it."
+            )
+        assert own_specs is not None
+        assert stored_specs is not None
+        return _plan_by_order(
+            own_names,
+            list(stored_names),
+            allow_missing=allow_missing,
+            ignore_extra=ignore_extra,
+            source=source,
+            own_specs=own_specs,
+            stored_specs=stored_specs,
+            cast_dtype=cast_dtype,
+        )
     arg_names: dict[str, str] = {}
-    for stored in stored_names:
-        arg_names[restore_prefix + stored] = stored
+    for new, stored in _renamed(stored_names, rename, source).items():
+        arg_names[restore_prefix + new] = stored
     own = set(own_names)
     missing = tuple(name for name in own_names if name not in arg_names)
     if missing and not allow_missing:

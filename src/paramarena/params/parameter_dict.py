@@ -448,6 +448,9 @@ class ParameterDict:
         restore_prefix: str = "",
         cast_dtype: bool = False,
         dtype_source: str = "current",
+        *,
+        rename: pio.Rename = None,
+        match: str = "name",
         **options: Any,
     ) -> LoadReport:
         """Load parameters from a checkpoint, reading only the arrays that are needed.
@@ -468,6 +471,16 @@ class ParameterDict:
             Convert dtypes instead of raising on a mismatch.
         dtype_source : {'current', 'saved'}, optional
             With ``cast_dtype``: keep the parameter's dtype, or adopt the stored one.
+        rename : mapping or callable, optional
+            Maps each stored name (after ``arg:``/``aux:`` are dropped, before
+            ``restore_prefix``) to the name to match: a dict (names it lacks stay as they
+            are) or a function. For files whose names differ from the dict's, e.g.
+            ``Block.save_parameters`` files (``0.weight``): ``rename={"0.weight":
+            "net_dense0_weight", ...}``.
+        match : {'name', 'order'}, optional
+            ``'order'`` pairs the i-th stored array with the i-th parameter (insertion order)
+            whatever the names, checking every shape and dtype and naming the first pair that
+            differs; ``allow_missing`` / ``ignore_extra`` allow fewer / more stored arrays.
         **options
             Passed to :mod:`paramarena.storage` (``format``, ``progress``, ``storage_options``).
 
@@ -485,6 +498,8 @@ class ParameterDict:
             restore_prefix=restore_prefix,
             cast_dtype=cast_dtype,
             dtype_source=dtype_source,
+            rename=rename,
+            match=match,
             **options,
         )
 
@@ -498,11 +513,15 @@ class ParameterDict:
         filename: str | None = None,
         cast_dtype: bool = False,
         dtype_source: str = "current",
+        *,
+        rename: pio.Rename = None,
+        match: str = "name",
     ) -> LoadReport:
         """Load parameters from a dict ``name -> array`` or a list of ``(name, array)`` pairs.
 
-        ``arg:``/``aux:`` name prefixes are dropped; ``restore_prefix`` is then prepended.
-        Arguments as in :meth:`load`; ``filename`` only names the source in error messages.
+        ``arg:``/``aux:`` name prefixes are dropped, then ``rename`` applies, then
+        ``restore_prefix`` is prepended. Arguments as in :meth:`load` (``rename``, ``match``
+        included); ``filename`` only names the source in error messages.
 
         Returns
         -------
@@ -527,6 +546,11 @@ class ParameterDict:
             ignore_extra=ignore_extra,
             restore_prefix=restore_prefix,
             source=source,
+            rename=rename,
+            match=match,
+            own_specs=dict_loading.own_specs(self),
+            stored_specs={k: pio.array_spec(v) for k, v in loaded.items()},
+            cast_dtype=cast_dtype,
         )
         dict_loading.load_targets(self, plan.targets, loaded, ctx, cast_dtype, dtype_source)
         return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
