@@ -98,6 +98,28 @@ def paramarena_resolve_storage(uri: str, mode: str) -> StorageSpec | None:
 
 
 @hookspec(firstresult=True)
+def paramarena_sniff_format(head: bytes, uri: str) -> str | None:
+    """Tell a checkpoint's format from its first bytes (loading detects formats by content).
+
+    Asked before the built-in rules (MXNet magic, zip members, safetensors header, zarr
+    directory) whenever a local file, or bytes given to ``storage.loads``, is read without
+    ``format=``; the first non-``None`` answer wins, the path suffix being only a fallback.
+
+    Parameters
+    ----------
+    head : bytes
+        The first 64 bytes of the file (fewer for a short file).
+    uri : str
+        The path as the user gave it (``"<bytes>"`` for ``storage.loads``).
+
+    Returns
+    -------
+    str or None
+        The name of a registered storage format, or ``None`` if the content is not yours.
+    """
+
+
+@hookspec(firstresult=True)
 def paramarena_resolve_shared(name: str) -> ParameterDict | None:
     """Resolve ``ParameterDict(shared="namespace:name")`` when the registry has no such dict.
 

@@ -1,8 +1,12 @@
 """The functional storage API: save, load, inspect and verify checkpoints in any format.
 
 The backend is chosen through the plugin manager (:func:`resolve`): an explicit ``format=``,
-then the ``paramarena_resolve_storage`` hook, then the longest matching path suffix
-(``.npz``, ``.params``, ``.zarr``, ``.zarr.zip``, ...), then the URL scheme (``s3://`` ...).
+then the ``paramarena_resolve_storage`` hook, then (reading a local path) the content, as
+MXNet loads any file name (:mod:`paramarena.storage.sniff`, plugins'
+``paramarena_sniff_format``), then the longest matching path suffix (``.npz``, ``.params``,
+``.zarr``, ``.zarr.zip``, ...), then the URL scheme (``s3://`` ...). Saving to a local name
+with no known suffix writes MXNet's format, as MXNet's ``nd.save`` does.
+:func:`dumps` / :func:`loads` do the same in memory (MXNet's ``nd.load_frombuffer``).
 
 >>> import numpy as np, paramarena.storage as storage
 >>> storage.save("weights.npz", {"w": np.ones((2, 3), "float32")})      # doctest: +SKIP
@@ -36,9 +40,10 @@ from paramarena.hooks.records import (
     StorageSpec,
     VerifyReport,
 )
+from paramarena.storage import sniff
 from paramarena.storage.fileio import split_scheme
 
-__all__ = ["inspect", "load", "resolve", "save", "verify"]
+__all__ = ["dumps", "inspect", "load", "loads", "resolve", "save", "verify"]
 
 PathLike = str | os.PathLike[str]
 
@@ -86,7 +91,9 @@ def resolve(path_or_url: PathLike, mode: str = "r", format: str | None = None) -
     Returns
     -------
     StorageSpec
-        The chosen backend record.
+        The chosen backend record. Reading a local file or directory, its content decides
+        when it is recognized (the suffix is only a hint); writing to a local name whose
+        suffix no backend claims gives the ``mxnet`` backend.
 
     Raises
     ------
@@ -114,6 +121,10 @@ def resolve(path_or_url: PathLike, mode: str = "r", format: str | None = None) -
             )
         return hooked
     specs = manager.storage_specs()
+    if mode == "r":
+        detected = sniff.detect_local(uri, _plugin_sniffer)
+        if detected is not None and detected in specs:
+            return specs[detected]
     key = _suffix_key(uri)
     best: tuple[int, StorageSpec] | None = None
     for spec in specs.values():
@@ -127,7 +138,28 @@ def resolve(path_or_url: PathLike, mode: str = "r", format: str | None = None) -
         for spec in specs.values():
             if scheme in spec.schemes:
                 return spec
+    if mode == "w" and scheme in ("", "file") and "mxnet" in specs and not _plugin_suffix(key):
+        return specs["mxnet"]
     raise _unresolvable(uri, key, scheme, specs)
+
+
+def _plugin_suffix(key: str) -> bool:
+    """Whether ``key`` ends in a suffix of a known third-party format (not installed)."""
+    base = key.replace("\\", "/").rsplit("/", 1)[-1]
+    return "." in base and base.rsplit(".", 1)[1] in manager.INSTALL_HINTS
+
+
+def _plugin_sniffer(head: bytes, uri: str) -> str | None:
+    """Ask the plugins' ``paramarena_sniff_format`` hooks; check what they answer."""
+    found = manager.get_plugin_manager().hook.paramarena_sniff_format(head=head, uri=uri)
+    if found is not None and not isinstance(found, str):
+        from paramarena.errors import PluginError
+
+        raise PluginError(
+            f"paramarena_sniff_format returned {type(found).__name__} for {uri!r}; expected "
+            "a format name (str) or None"
+        )
+    return found
 
 
 def _unresolvable(
@@ -376,3 +408,116 @@ def verify(
     """
     uri = _uri(path_or_url)
     return resolve(uri, "r", format).backend.verify(uri, **options)
+
+
+#: Built-in formats :func:`dumps` / :func:`loads` support: their backends read and write
+#: through fsspec's in-memory filesystem (so do plugins' backends that use
+#: :mod:`paramarena.storage.fileio`, safetensors included). zarr checkpoints are directory
+#: trees (or local ``.zarr.zip`` files) and are refused.
+BUFFER_FORMATS = ("mxnet", "npz")
+
+
+def _buffer_uri(format: str) -> str:
+    import uuid
+
+    if format == "zarr":
+        raise UnknownNameError(
+            "storage.dumps/loads cannot hold a zarr checkpoint in memory (it is a directory "
+            f"tree): save it to a path. In-memory formats: {', '.join(BUFFER_FORMATS)}, "
+            "and plugins' formats."
+        )
+    spec = manager.get_storage_spec(format)  # raises, with an install hint, if absent
+    suffix = spec.suffixes[0] if spec.suffixes else ""
+    return f"memory://paramarena-buffers/{uuid.uuid4().hex}{suffix}"
+
+
+def _memory_fs() -> Any:
+    import fsspec
+
+    return fsspec.filesystem("memory")
+
+
+def dumps(arrays: ArraysLike | np.ndarray, *, format: str = "mxnet", **options: Any) -> bytes:
+    """Return the bytes :func:`save` would write for ``arrays`` in ``format``.
+
+    Parameters
+    ----------
+    arrays : dict of str to array, list of arrays, or one array
+        As for :func:`save`.
+    format : str, optional
+        Default ``'mxnet'`` (byte-identical to MXNet 1.9.1's ``nd.save``); ``'npz'``, and
+        plugins' formats such as ``'safetensors'``; not ``'zarr'``.
+    **options
+        Backend options, as for :func:`save`.
+
+    Returns
+    -------
+    bytes
+        The whole file.
+
+    Raises
+    ------
+    paramarena.errors.UnknownNameError
+        ``format`` cannot be written to memory (zarr) or is not installed.
+    """
+    uri = _buffer_uri(format)
+    fs = _memory_fs()
+    try:
+        save(uri, arrays, format=format, progress=False, **options)
+        return bytes(fs.cat_file(uri.removeprefix("memory://")))
+    finally:
+        if fs.exists(uri.removeprefix("memory://")):
+            fs.rm(uri.removeprefix("memory://"))
+
+
+def loads(
+    data: bytes | bytearray | memoryview,
+    *,
+    format: str | None = None,
+    names: Collection[str] | None = None,
+    **options: Any,
+) -> LoadedArrays:
+    """Read a checkpoint held in memory (MXNet's ``nd.load_frombuffer``).
+
+    Parameters
+    ----------
+    data : bytes-like
+        A whole ``.params``, ``.npz`` or ``.safetensors`` file.
+    format : str, optional
+        The format; by default it is detected from the content (plugins'
+        ``paramarena_sniff_format`` first, then the built-in rules).
+    names : collection of str, optional
+        Read only these arrays, as for :func:`load`.
+    **options
+        Backend options, as for :func:`load`.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray, or list of numpy.ndarray
+        As :func:`load` returns.
+
+    Raises
+    ------
+    paramarena.errors.ParameterTypeError
+        ``data`` is not bytes-like.
+    paramarena.errors.UnknownNameError
+        The format cannot be told from the content, or cannot be read from memory.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ParameterTypeError(f"loads expects bytes; got {type(data).__name__}")
+    raw = bytes(data)
+    if format is None:
+        format = _plugin_sniffer(raw[: sniff.HEAD_BYTES], "<bytes>") or sniff.sniff_bytes(raw)
+        if format is None:
+            raise UnknownNameError(
+                f"storage.loads cannot tell the format of {len(raw)} bytes starting with "
+                f"{raw[:8]!r}: neither the built-in rules (MXNet, npz, safetensors) nor a "
+                "plugin's sniffer recognizes them. Pass format=NAME."
+            )
+    uri = _buffer_uri(format)
+    fs = _memory_fs()
+    fs.pipe_file(uri.removeprefix("memory://"), raw)
+    try:
+        return load(uri, format=format, names=names, progress=False, **options)
+    finally:
+        fs.rm(uri.removeprefix("memory://"))

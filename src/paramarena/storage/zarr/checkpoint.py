@@ -46,6 +46,7 @@ from paramarena.hooks.records import (
     VerifyReport,
 )
 from paramarena.storage.fileio import progress_reporter
+from paramarena.storage.sniff import is_local_zip_file
 from paramarena.storage.zarr.local import (
     RawLayout,
     chunks_of,
@@ -157,7 +158,7 @@ _Root = Location | ZipLocation
 
 def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
     """Open a checkpoint root for reading: a ``.zarr.zip`` archive, a directory or a URL."""
-    if is_zip_uri(uri):
+    if is_zip_uri(uri) or is_local_zip_file(uri):  # a zarr zip under any name (issue 12)
         return ZipLocation(uri)
     return Location(uri, options.get("storage_options"), _client(uri, options))
 
