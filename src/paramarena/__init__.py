@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from paramarena import errors, init
 from paramarena import init as initializer
-from paramarena.devices.context import Context, cpu, current_context, gpu
+from paramarena.devices.context import (
+    Context,
+    cpu,
+    cpu_pinned,
+    cpu_shared,
+    current_context,
+    gpu,
+    num_gpus,
+)
 from paramarena.errors import (  # ParamdictError: pre-rename alias, kept on purpose for one release
     DeferredInitializationError,
     ParamarenaError,
@@ -60,12 +68,15 @@ __all__ = [
     "ParameterDict",
     "__version__",
     "cpu",
+    "cpu_pinned",
+    "cpu_shared",
     "current_context",
     "errors",
     "gpu",
     "hookimpl",
     "init",
     "initializer",
+    "num_gpus",
     "registry",
     "seed",
     "storage",

@@ -351,7 +351,7 @@ def test_failed_finish_clears_deferred_state() -> None:
     p.initialize()
     with pytest.raises(errors.ParameterValueError) as ei:
         p._finish_deferred_init()
-    assert "invalid shape: (0, 2). Please specify in_units" in str(ei.value)
+    assert "invalid shape: (0, 2). Set its full shape" in str(ei.value)
     assert p._deferred_init == ()
     with pytest.raises(errors.NotInitializedError, match="has not been initialized"):
         p.data()
@@ -381,9 +381,12 @@ def test_uninitialized_messages() -> None:
     p = Parameter("w", shape=(2,))
     with pytest.raises(errors.NotInitializedError) as ei:
         p.data()
-    assert str(ei.value).startswith(
-        "Parameter 'w' has not been initialized. Note that you should initialize parameters"
+    assert str(ei.value) == (
+        "Parameter 'w' has not been initialized. Call initialize() on it or on its "
+        "ParameterDict, or load values into it (ParameterDict.load / load_dict), first."
     )
+    assert "Block" not in str(ei.value)
+    assert "Trainer" not in str(ei.value)
     assert isinstance(ei.value, RuntimeError)
     with pytest.raises(errors.NotInitializedError, match="has not been initialized"):
         p.grad()
@@ -476,7 +479,9 @@ def test_set_data_errors() -> None:
     p.initialize(init="zeros")
     with pytest.raises(errors.ShapeMismatchError) as ei:
         p.set_data(np.zeros(2))
-    assert str(ei.value) == "Expected shape (2,) is incompatible with given shape (3,)."
+    assert str(ei.value) == (
+        "Cannot set data of Parameter 'w': expected shape (3,) (0 = any size), given shape (2,)."
+    )
     with pytest.raises(errors.ParameterTypeError, match="expects an array"):
         p.set_data(1.5)
 

@@ -401,8 +401,8 @@ def test_setattr() -> None:
 # --- save / load / load_dict -------------------------------------------------------------------
 
 NAMING = (
-    "For more info on naming, please see "
-    "https://mxnet.io/api/python/docs/tutorials/packages/gluon/blocks/naming.html"
+    " If the stored names differ from the parameters' names, pass restore_prefix=, rename= "
+    "or match='order' (see 'Files whose names differ' in paramarena's migration guide)."
 )
 
 
@@ -450,7 +450,7 @@ def test_save_strip_prefix_and_load_restore_prefix(tmp_path: Any) -> None:
     with pytest.raises(errors.ParameterValueError) as ei:
         dst.load(path, restore_prefix="xx_")
     assert str(ei.value) == (
-        "restore_prefix is 'xx_' but Parameters name 'net_w' does not start with 'xx_'. " + NAMING
+        "restore_prefix is 'xx_' but Parameters name 'net_w' does not start with 'xx_'." + NAMING
     )
 
 
@@ -459,7 +459,7 @@ def test_save_strip_prefix_error_and_uninitialized(tmp_path: Any) -> None:
     with pytest.raises(errors.ParameterValueError) as ei:
         src.save(tmp_path / "x.npz", strip_prefix="foo_")
     assert str(ei.value).startswith(
-        "Prefix 'foo_' is to be striped before saving, but Parameter's name 'net_w' does not "
+        "Prefix 'foo_' is to be stripped before saving, but Parameter's name 'net_w' does not "
         "start with 'foo_'."
     )
     assert not (tmp_path / "x.npz").exists()

@@ -1,5 +1,8 @@
 """Device contexts, as in MXNet: ``Context``, ``cpu(i)``, ``gpu(i)``, ``current_context()``.
 
+Also MXNet's ``cpu_pinned(i)``, ``cpu_shared(i)``, ``num_gpus()`` and ``Context.default_ctx``
+(the current context, readable and settable on the class).
+
 A :class:`Context` names a device type and an id. Equality and hashing use
 ``(device_typeid, device_id)``; ``str(cpu(0)) == 'cpu(0)'``. ``current_context()`` is
 thread-local and defaults to ``cpu(0)``; ``with ctx:`` switches it for a block.
@@ -13,10 +16,29 @@ from typing import ClassVar
 
 from paramarena.errors import UnknownNameError
 
-__all__ = ["Context", "cpu", "cpu_pinned", "cpu_shared", "current_context", "gpu"]
+__all__ = ["Context", "cpu", "cpu_pinned", "cpu_shared", "current_context", "gpu", "num_gpus"]
 
 
-class Context:
+class _ContextType(type):
+    """Metaclass giving ``Context`` MXNet's class-level ``default_ctx`` property."""
+
+    @property
+    def default_ctx(cls) -> Context:
+        """The current context of this thread (MXNet's ``Context.default_ctx``).
+
+        Same as :func:`current_context`; setting it changes the current context of the thread
+        (as MXNet does; ``with ctx:`` is the scoped way).
+        """
+        return current_context()
+
+    @default_ctx.setter
+    def default_ctx(cls, value: Context) -> None:
+        if not isinstance(value, Context):
+            raise UnknownNameError(f"Context.default_ctx must be a Context, got {value!r}.")
+        Context._local.value = value
+
+
+class Context(metaclass=_ContextType):
     """A device on which parameter copies live.
 
     Parameters
@@ -125,3 +147,19 @@ def current_context() -> Context:
     """Return the thread-local current context (``cpu(0)`` unless inside ``with ctx:``)."""
     value = getattr(Context._local, "value", None)
     return value if value is not None else Context("cpu", 0)
+
+
+def num_gpus() -> int:
+    """Return the number of CUDA GPUs paramarena can use (MXNet's ``mx.context.num_gpus()``).
+
+    0 without numba-cuda (the ``paramarena[cuda]`` extra), without a CUDA driver, or without a
+    GPU; numba-cuda is imported on the first call.
+    """
+    from paramarena.devices.gpu import _cuda_available
+
+    ok, _reason = _cuda_available()
+    if not ok:
+        return 0
+    from numba import cuda
+
+    return len(cuda.gpus)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from paramarena.errors import InitializerError
+from paramarena.errors import InitializerError, ParameterValueError
 from paramarena.init.base import Initializer, draw_float64, is_float_dtype
 
 __all__ = [
@@ -105,6 +105,8 @@ class Constant(Initializer):
         value = self.value
         if not isinstance(value, (bool, int, float, np.generic)):
             value = np.asarray(value)
+        if arr.dtype.kind in "iu":
+            _check_fits_integer(value, arr.dtype, desc)
         try:
             arr[...] = value
         except ValueError as exc:
@@ -113,6 +115,37 @@ class Constant(Initializer):
                 f"Constant value of shape {tuple(shape)} cannot be broadcast to parameter "
                 f"{desc} of shape {arr.shape}: {exc}."
             ) from None
+
+
+def _check_fits_integer(value: Any, dtype: np.dtype[Any], desc: str) -> None:
+    """Refuse a constant outside an integer dtype's range (MXNet 1.9.1 silently wraps it).
+
+    Raises
+    ------
+    paramarena.errors.ParameterValueError
+        Naming the parameter, the dtype's range and what MXNet would have stored.
+    """
+    values = np.asarray(value)
+    if values.size == 0 or values.dtype.kind not in "iuf":
+        return
+    info = np.iinfo(dtype)
+    low, high = values.min(), values.max()
+    if values.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
+        bad = low if not np.isfinite(low) else high
+    elif low < info.min:
+        bad = low
+    elif high > info.max:
+        bad = high
+    else:
+        return
+    hint = ""
+    if np.isfinite(bad):
+        wrapped = (int(bad) - info.min) % (1 << (8 * dtype.itemsize)) + info.min
+        hint = f" (MXNet 1.9.1 silently wraps it to {wrapped}: pass {wrapped} for that)"
+    raise ParameterValueError(
+        f"Constant value {bad} does not fit the {dtype.name} Parameter '{desc}', whose values "
+        f"range over [{info.min}, {info.max}]{hint}."
+    )
 
 
 class Uniform(Initializer):

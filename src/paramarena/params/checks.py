@@ -16,8 +16,10 @@ from paramarena.devices.context import Context, current_context
 from paramarena.errors import ParameterTypeError, ParameterValueError, ShapeMismatchError
 
 __all__ = [
+    "DEFERRED_MSG",
     "GRAD_REQS",
     "NAMING_HELP",
+    "NOT_INIT_MSG",
     "STYPES",
     "CtxMap",
     "ShapeLike",
@@ -25,6 +27,7 @@ __all__ = [
     "brief_print_list",
     "build_ctx_map",
     "check_grad_req",
+    "check_set_data_shape",
     "check_stype",
     "ctx_lookup",
     "merge_shapes",
@@ -41,9 +44,19 @@ GRAD_REQS = ("write", "add", "null")
 #: Valid storage types (only ``"default"`` can hold data in paramarena).
 STYPES = ("default", "row_sparse", "csr")
 #: The tail MXNet appends to naming errors (kept verbatim, typos included).
+#: Messages of ``Parameter`` accessors (MXNet's, pointed at what paramarena has).
+DEFERRED_MSG = (
+    "Parameter '{}' has not been initialized yet because initialization was deferred: its "
+    "shape {} is not fully known. Set the shape (param.shape = ...) or call set_data(), then "
+    "param._finish_deferred_init(); or give the full shape before initialize()."
+)
+NOT_INIT_MSG = (
+    "Parameter '{}' has not been initialized. Call initialize() on it or on its "
+    "ParameterDict, or load values into it (ParameterDict.load / load_dict), first."
+)
 NAMING_HELP = (
-    "For more info on naming, please see "
-    "https://mxnet.io/api/python/docs/tutorials/packages/gluon/blocks/naming.html"
+    "If the stored names differ from the parameters' names, pass restore_prefix=, rename= "
+    "or match='order' (see 'Files whose names differ' in paramarena's migration guide)."
 )
 
 #: A stored shape: ``None`` (unknown) or a tuple/list of ints (``0`` = unknown dim).
@@ -142,6 +155,21 @@ def shape_setter_check(stored: ShapeLike, new_shape: Sequence[int]) -> None:
     if not shape_fits(stored, new_shape):
         raise ShapeMismatchError(
             f"Expected shape {new_shape} is incompatible with given shape {stored}."
+        )
+
+
+def check_set_data_shape(name: str, stored: ShapeLike, given: tuple[int, ...]) -> None:
+    """Check ``set_data``'s array shape, naming the expected shape first (MXNet reverses them).
+
+    Raises
+    ------
+    paramarena.errors.ShapeMismatchError
+        ``given`` does not fit ``stored``.
+    """
+    if stored is not None and not shape_fits(stored, given):
+        raise ShapeMismatchError(
+            f"Cannot set data of Parameter '{name}': expected shape {stored} (0 = any size), "
+            f"given shape {given}."
         )
 
 

@@ -110,7 +110,7 @@ def collect_for_save(params: Iterable[Parameter], strip_prefix: str) -> dict[str
     Raises
     ------
     paramarena.errors.ParameterValueError
-        A parameter's name does not start with ``strip_prefix``.
+        A parameter's name does not start with ``strip_prefix``, or contains a NUL character.
     paramarena.errors.NotInitializedError
         A parameter is not initialized (checked before the prefix, as in MXNet).
     """
@@ -119,12 +119,19 @@ def collect_for_save(params: Iterable[Parameter], strip_prefix: str) -> dict[str
         weight = _host_value(param)
         if not param.name.startswith(strip_prefix):
             raise ParameterValueError(
-                f"Prefix '{strip_prefix}' is to be striped before saving, but Parameter's "
-                f"name '{param.name}' does not start with '{strip_prefix}'. "
-                "this may be due to your Block shares parameters from other Blocks or you "
-                "forgot to use 'with name_scope()' when creating child blocks. " + NAMING_HELP
+                f"Prefix '{strip_prefix}' is to be stripped before saving, but Parameter's "
+                f"name '{param.name}' does not start with '{strip_prefix}'. A parameter shared "
+                "from (or added with update() from) a ParameterDict with another prefix keeps "
+                "that prefix; save with a strip_prefix all names start with."
             )
-        arrays[param.name[len(strip_prefix) :]] = weight
+        key = param.name[len(strip_prefix) :]
+        if "\0" in key:
+            raise ParameterValueError(
+                f"Cannot save Parameter {param.name!r}: its name contains a NUL character "
+                "(\\x00). MXNet cuts names at the first NUL when it reads a file, so the file "
+                "would load under another name; rename the parameter."
+            )
+        arrays[key] = weight
     return arrays
 
 
@@ -368,7 +375,7 @@ def plan_load(
         raise MissingParameterError(
             f"Parameter '{name[len(restore_prefix) :]}' is missing in {source}, which contains "
             f"parameters: {brief_print_list(arg_names)}. Please make sure source and target "
-            "networks have the same prefix." + NAMING_HELP
+            "networks have the same prefix. " + NAMING_HELP
         )
     skipped = []
     targets: dict[str, str] = {}
@@ -380,7 +387,7 @@ def plan_load(
             raise UnexpectedParameterError(
                 f"Parameter '{name}' loaded from {source} is not present in ParameterDict, "
                 f"choices are: {brief_print_list(own_names)}. Set ignore_extra to True to "
-                "ignore. Please make sure source and target networks have the same prefix."
+                "ignore. Please make sure source and target networks have the same prefix. "
                 + NAMING_HELP
             )
         skipped.append(name)

@@ -50,19 +50,6 @@ logger = logging.getLogger("paramarena")
 
 CtxArg = Context | Sequence[Context] | None
 
-_DEFERRED_MSG = (
-    "Parameter '{}' has not been initialized yet because initialization was deferred. "
-    "Actual initialization happens during the first forward pass. Please pass one batch of "
-    "data through the network before accessing Parameters. You can also avoid deferred "
-    "initialization by specifying in_units, num_features, etc., for network layers."
-)
-_NOT_INIT_MSG = (
-    "Parameter '{}' has not been initialized. Note that you should initialize parameters and "
-    "create Trainer with Block.collect_params() instead of Block.params because the later "
-    "does not include Parameters of nested child Blocks"
-)
-
-
 _backend = pa.backend_of
 
 
@@ -304,7 +291,7 @@ class Parameter:
         if not chk.shape_is_known(self._shape, self.name):
             raise ParameterValueError(
                 f"Cannot initialize Parameter '{self.name}' because it has invalid shape: "
-                f"{self._shape}. Please specify in_units, in_channels, etc for `Block`s."
+                f"{self._shape}. Set its full shape (param.shape = ...) first."
             )
         self._check_dense("initialize")
         adopt = False
@@ -405,8 +392,8 @@ class Parameter:
                 f"It was only initialized on {self._ctx_list}."
             )
         if self._deferred_init:
-            raise DeferredInitializationError(_DEFERRED_MSG.format(self.name))
-        raise NotInitializedError(_NOT_INIT_MSG.format(self.name))
+            raise DeferredInitializationError(chk.DEFERRED_MSG.format(self.name, self._shape))
+        raise NotInitializedError(chk.NOT_INIT_MSG.format(self.name))
 
     def data(self, ctx: Context | None = None) -> Any:
         """Return the live copy on ``ctx`` (the only copy, or the current context's, if None).
@@ -509,6 +496,7 @@ class Parameter:
                 f"set_data of Parameter '{self.name}' expects an array with a shape; "
                 f"got {type(data).__name__}."
             )
+        chk.check_set_data_shape(self.name, self._shape, tuple(data.shape))
         self.shape = tuple(data.shape)
         self.init_key = None
         if self._data is None:
