@@ -112,3 +112,33 @@ def test_next_key_is_a_pure_function_of_seed_and_draw_count() -> None:
     assert len(set(keys)) == 3
     seeds.seed(4)
     assert seeds.next_key() != keys[0]
+
+
+def test_zarr_manifest_records_the_keys_and_load_restores_them(tmp_path) -> None:
+    import json
+
+    params = _net()
+    params.initialize()
+    params["net_bias"].set_data(np.ones(4, "float32"))  # not drawn: no key recorded
+    params.save(tmp_path / "c.zarr")
+    version = json.loads((tmp_path / "c.zarr" / "COMMIT").read_text())["version"]
+    manifest = json.loads((tmp_path / "c.zarr" / version / "manifest.json").read_text())
+    entries = {e["name"]: e for e in manifest["parameters"]}
+    key = params["net_weight"].init_key
+    assert entries["net_weight"]["init_key"] == f"{key:016x}"
+    assert "init_key" not in entries["net_bias"]
+    assert pa.storage.inspect(tmp_path / "c.zarr").metadata["init_keys"] == {"net_weight": key}
+    loaded = _net()
+    loaded.load(tmp_path / "c.zarr")
+    assert loaded["net_weight"].init_key == key
+    assert loaded["net_bias"].init_key is None
+    loaded.initialize(seed=key, force_reinit=True)  # regenerates the stored values
+    np.testing.assert_array_equal(loaded["net_weight"].data(), params["net_weight"].data())
+
+
+def test_manifest_without_keys_loads(tmp_path) -> None:
+    pa.storage.save(tmp_path / "old.zarr", {"net_weight": np.zeros((4, 3), "float32")})
+    assert pa.storage.inspect(tmp_path / "old.zarr").metadata["init_keys"] == {}
+    params = _net()
+    params.load(tmp_path / "old.zarr", allow_missing=True)
+    assert params["net_weight"].init_key is None

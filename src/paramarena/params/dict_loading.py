@@ -211,6 +211,10 @@ def load_file(
         raise
     assert isinstance(arrays, dict)
     load_targets(pdict, targets, arrays, ctx, cast_dtype, dtype_source, adopted=views)
+    recorded = info.metadata.get("init_keys") or {}  # zarr manifests record the draw keys
+    for name, stored_name in targets.items():
+        if stored_name in recorded and not (cast_dtype and dtype_source == "current"):
+            pdict._params[name].init_key = recorded[stored_name]
     if plan.skipped:
         logger.info(
             "Skipped %d stored array(s) not in the ParameterDict loading %s: %s",

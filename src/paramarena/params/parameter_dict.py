@@ -437,6 +437,11 @@ class ParameterDict:
         from paramarena import storage
 
         arrays = pio.collect_for_save(self.values(), strip_prefix)
+        keys = {
+            p.name[len(strip_prefix) :]: p.init_key for p in self.values() if p.init_key is not None
+        }
+        if keys and storage.resolve(filename, "w", options.get("format")).name == "zarr":
+            options = {**options, "init_keys": keys}  # recorded in the zarr manifest
         storage.save(filename, arrays, **options)
 
     def load(

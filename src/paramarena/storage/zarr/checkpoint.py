@@ -6,6 +6,7 @@ Layout of a checkpoint at ``ROOT`` (a directory or an object-store prefix)::
     ROOT/<version>/zarr.json         a zarr v3 group
     ROOT/<version>/packed_<dtype>/   one 1-D chunked array per storage dtype (crc32c per chunk)
     ROOT/<version>/manifest.json     names, shapes, logical dtypes, offsets, crc32c per parameter
+                                     (+ optional "init_key": 16 hex digits, the initializer key)
 
 Save: write a new ``<version>`` (data, then manifest), then replace ``COMMIT`` (local: temp file,
 fsync, ``os.replace``, fsync of the directory; object store: one PUT, atomic per object), then
@@ -85,6 +86,7 @@ DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
 DEFAULT_CONCURRENCY = 4
 _OPTIONS = frozenset(
     {"progress", "storage_options", "concurrency", "chunk_bytes", "compression", "client"}
+    | {"init_keys"}  # name -> 64-bit key the values were drawn with (Parameter.init_key)
 )
 
 
@@ -246,6 +248,7 @@ class ZarrCheckpointBackend:
                 f"compression must be None or 'zstd', got {compression!r} for {uri!r}."
             )
         named = isinstance(arrays, Mapping)
+        init_keys: Mapping[str, int] = options.get("init_keys") or {}
         items = (
             list(arrays.items())
             if isinstance(arrays, Mapping)
@@ -305,6 +308,8 @@ class ZarrCheckpointBackend:
                         "nbytes": int(a.nbytes),
                         "crc32c": _crc(flat),
                     }
+                    if name in init_keys:
+                        entries[i]["init_key"] = f"{int(init_keys[name]):016x}"
                     offset += int(a.size)
                     writer.add(flat)
                     update(int(a.nbytes))
@@ -558,6 +563,11 @@ class ZarrCheckpointBackend:
             "version": version,
             "created": manifest.get("created"),
             "format_version": manifest.get("format_version"),
+            "init_keys": {  # optional per-array field (issue 12): absent in older manifests
+                e["name"]: int(e["init_key"], 16)
+                for e in manifest["parameters"]
+                if isinstance(e.get("init_key"), str)
+            },
         }
         return CheckpointInfo(uri, "zarr", True, bool(manifest.get("named", True)), arrays, meta)
 
