@@ -162,3 +162,16 @@ def test_parameter_dict_save_and_load_without_suffix(tmp_path: Path) -> None:
 def test_dumps_safetensors_through_the_plugin() -> None:
     pytest.importorskip("paramarena_safetensors")
     _same(storage.loads(storage.dumps(ARRAYS, format="safetensors")), ARRAYS)
+
+
+def test_detected_plugin_format_not_installed_names_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paramarena_fresh_plugin_manager: None
+) -> None:
+    # a safetensors header: u64 length of the JSON header, then the header
+    header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    data = len(header).to_bytes(8, "little") + header + bytes(4)
+    (tmp_path / "model.bin").write_bytes(data)
+    monkeypatch.setenv("PARAMARENA_DISABLE_PLUGIN_AUTOLOAD", "1")  # builtins only
+    invalidate_caches()
+    with pytest.raises(UnknownNameError, match="paramarena-safetensors"):
+        storage.load(tmp_path / "model.bin")

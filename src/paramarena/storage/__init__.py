@@ -125,6 +125,11 @@ def resolve(path_or_url: PathLike, mode: str = "r", format: str | None = None) -
         detected = sniff.detect_local(uri, _plugin_sniffer)
         if detected is not None and detected in specs:
             return specs[detected]
+        if detected in manager.INSTALL_HINTS:
+            raise UnknownNameError(
+                f"{uri!r} holds a {detected} file, and no installed backend reads that format: "
+                f"{manager.INSTALL_HINTS[detected]}."
+            )
     key = _suffix_key(uri)
     best: tuple[int, StorageSpec] | None = None
     for spec in specs.values():
