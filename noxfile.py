@@ -92,8 +92,9 @@ def s3(session: nox.Session) -> None:
 
 def _with_test_extra(plugin_dir: str) -> str:
     """``dir[test]`` when the plugin declares a ``test`` extra (e.g. the real safetensors)."""
-    extras = nox.project.load_toml(Path(plugin_dir) / "pyproject.toml")["project"]
-    return f"{plugin_dir}[test]" if "test" in extras.get("optional-dependencies", {}) else plugin_dir
+    project = nox.project.load_toml(Path(plugin_dir) / "pyproject.toml")["project"]
+    has_test_extra = "test" in project.get("optional-dependencies", {})
+    return f"{plugin_dir}[test]" if has_test_extra else plugin_dir
 
 
 @nox.session(python="3.11")
