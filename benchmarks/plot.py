@@ -275,8 +275,13 @@ def by_family(series: list[Series]) -> dict[str, list[Series]]:
 
 
 def _ticks(low: float, high: float) -> list[float]:
-    steps = [b * 10.0**e for e in range(-3, 5) for b in (1, 2, 5)]
-    return [t for t in steps if low <= t <= high]
+    """1-2-5 ticks in ``[low, high]``; 1-1.5-2-3-5-7 where that gives fewer than four."""
+    for bases in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7)):
+        steps = [round(b * 10.0**e, 6) for e in range(-3, 5) for b in bases]
+        ticks = [t for t in steps if low <= t <= high]
+        if len(ticks) >= 4:
+            break
+    return ticks
 
 
 def _tick_label(value: float, _pos: object = None) -> str:

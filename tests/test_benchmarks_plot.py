@@ -138,6 +138,10 @@ def test_ticks_follow_1_2_5() -> None:
     assert plot._ticks(0.15, 30.0) == [0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0]
 
 
+def test_narrow_ranges_get_denser_ticks() -> None:
+    assert plot._ticks(0.6, 4.0) == [0.7, 1.0, 1.5, 2.0, 3.0]
+
+
 def test_json_results(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     path.write_text(
