@@ -1,7 +1,8 @@
 """Developer tasks for paramarena: tests on every Python, CUDA simulator, S3, plugins, lint, docs.
 
 ``nox`` with no arguments runs the default sessions (what CI runs through ``.ci/run``).
-``nox -s demo`` runs the demo, ``nox -s benchmarks`` the benchmarks (not in the default run).
+``nox -s demo`` runs the demo; ``nox -s benchmarks`` the benchmarks and ``nox -s interop`` the
+PyTorch/JAX recipes of docs/interop.md (neither is in the default run).
 """
 
 from __future__ import annotations
@@ -90,12 +91,24 @@ def s3(session: nox.Session) -> None:
     session.run("pytest", "-m", "s3", "tests/s3", *session.posargs)
 
 
+def _with_test_extra(plugin_dir: str) -> str:
+    """``dir[test]`` when the plugin declares a ``test`` extra (e.g. the real safetensors)."""
+    project = nox.project.load_toml(Path(plugin_dir) / "pyproject.toml")["project"]
+    has_test_extra = "test" in project.get("optional-dependencies", {})
+    return f"{plugin_dir}[test]" if has_test_extra else plugin_dir
+
+
 @nox.session(python="3.11")
 def plugins(session: nox.Session) -> None:
-    """Install the core and every plugins/* package, then run their tests."""
-    session.install(".", *_plugin_dirs(), *_group("test"))
+    """Install the core and every plugins/* package with its test extra, then run their tests.
+
+    The safetensors plugin's ``test`` extra installs the real ``safetensors`` library, so the
+    tests that read the plugin's files with it (and write files for the plugin) run here;
+    ``-r s`` lists any test skipped anyway.
+    """
+    session.install(".", *(_with_test_extra(d) for d in _plugin_dirs()), *_group("test"))
     test_dirs = [d + "/tests" for d in _plugin_dirs() if Path(d, "tests").is_dir()]
-    session.run("pytest", "-p", "no:cacheprovider", *test_dirs, *session.posargs)
+    session.run("pytest", "-p", "no:cacheprovider", "-r", "s", *test_dirs, *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -110,9 +123,28 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
-    """Build the documentation site with warnings as errors."""
-    session.install(".", *_group("docs"))
-    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+    """Build the documentation site with warnings as errors, then look at it in Chromium.
+
+    ``tests/test_docs_rendered.py`` opens the built pages in headless Chromium at 1280 px wide
+    (content column width, benchmark figures, code blocks that would scroll) and writes a
+    screenshot of the benchmarks page to ``build/screenshots/``. Chromium comes from the
+    system (Debian/Ubuntu: ``apt-get install chromium``); without it that check is skipped.
+    """
+    session.install(".", *_group("docs"), "pytest>=8", "pytest-timeout>=2")
+    site = ROOT / "site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(site))
+    session.run(
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-r",
+        "s",
+        str(ROOT / "tests" / "test_docs_rendered.py"),
+        env={
+            "PARAMARENA_SITE_DIR": str(site),
+            "PARAMARENA_SCREENSHOT_DIR": str(ROOT / "build" / "screenshots"),
+        },
+    )
 
 
 @nox.session(python="3.11")
@@ -120,6 +152,19 @@ def demo(session: nox.Session) -> None:
     """Install paramarena and run ``paramarena demo``."""
     session.install(".")
     session.run("paramarena", "demo", *session.posargs)
+
+
+@nox.session(python="3.11", default=False)
+def interop(session: nox.Session) -> None:
+    """Run docs/interop.md's recipes with JAX (CPU wheel) installed (not in the default run).
+
+    PyTorch's Linux wheels on PyPI pull ~5 GB of CUDA libraries, so torch is installed only
+    with ``PARAMARENA_INTEROP_TORCH=1`` (``nox -s interop`` with it set); its recipes are
+    skipped otherwise. The numpy/DLPack and plain-zarr recipes also run in the default tests.
+    """
+    extra = ["torch"] if os.environ.get("PARAMARENA_INTEROP_TORCH") == "1" else []
+    session.install(".", *_group("test"), "jax[cpu]", *extra)
+    session.run("pytest", "-p", "no:cacheprovider", "-r", "s", "tests/test_interop.py")
 
 
 @nox.session(python="3.11", default=False)

@@ -61,9 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="build, initialize, save, load and verify a ResNet-50 dict")
-    demo.add_argument("--out", default=None, help="keep the checkpoint in this directory")
-    demo.add_argument("--format", default="zarr", choices=("zarr", "npz", "params"))
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="write the checkpoint into DIR and keep it (default: a temporary directory)",
+    )
+    demo.add_argument(
+        "--format",
+        default="zarr",
+        choices=("zarr", "npz", "params"),
+        help="checkpoint format: zarr (chunked, checksummed), npz, or MXNet .params "
+        "(default: %(default)s)",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial values; the same seed gives the same values "
+        "(default: %(default)s)",
+    )
 
     so_help = "fsspec option for remote URLs (repeatable); VALUE is JSON if it parses, else text"
 
