@@ -359,9 +359,10 @@ def missing_dependency(uri: str, exc: BaseException) -> MissingDependencyError:
     """Return the error for a client package that cannot be imported."""
     scheme = uri.partition("://")[0].lower()
     package = _SCHEME_PACKAGES.get(scheme, ("fsspec", ""))[0]
+    missing = getattr(exc, "name", None) or package
     return MissingDependencyError(
-        f"{uri!r} is a {scheme}:// URL, which needs {package} (not importable here: {exc}); "
-        f"install it with: {install_hint(uri)}"
+        f"cannot open {uri!r}: {scheme}:// URLs need {package}, and {missing!r} cannot be "
+        f"imported here; install it with: {install_hint(uri)}"
     )
 
 
