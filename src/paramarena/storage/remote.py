@@ -3,18 +3,21 @@
 Every remote checkpoint (``s3://`` through s3fs, or any object store through obstore) is reached
 through a filesystem built here, with:
 
-- connect and read timeouts (``connect_timeout``, default 10 s; ``read_timeout``, default 60 s),
-  and a deadline of ``connect_timeout + read_timeout`` for each attempt of a request as a whole
-  (obstore has no read timeout of its own: there ``read_timeout`` bounds each request);
+- connect and read timeouts: ``connect_timeout`` (default 10 s) and ``read_timeout`` (default
+  30 s: s3fs waits that long for each read from the socket; obstore has no such timeout and
+  bounds each whole request attempt by it instead);
 - bounded retries of transient failures (connection refused or reset, timeouts, HTTP 5xx and
   429, truncated responses) with exponential backoff: ``retries`` (default 5) more attempts,
   waiting ``retry_backoff * 2**k`` seconds (default 0.25 s, doubling) but at most
   ``retry_backoff_max`` (default 4 s) before retry ``k``, each wait scaled by a random factor
-  in [0.5, 1]; no retry starts once ``retry_timeout`` (default 120 s) has passed since the
-  first attempt. The clients' own retry loops are switched off (botocore's, s3fs's, obstore's),
-  so that the same loop, in Python, retries for both and the waits do not multiply;
-- one error vocabulary: :func:`remote_errors` turns what the clients raise into
-  :class:`~paramarena.errors.StorageError` subclasses that name the URL.
+  in [0.5, 1];
+- a hard deadline per request, retries included: ``retry_timeout`` (default 60 s). A stalled
+  server therefore fails after 60 s with the defaults.
+
+The clients' own retry loops are switched off (botocore's, s3fs's, obstore's), so that the
+same loop, in Python, retries for both and the waits do not multiply. One error vocabulary:
+:func:`remote_errors` turns what the clients raise into :class:`~paramarena.errors.StorageError`
+subclasses that name the URL.
 
 The six option names are read from ``storage_options`` (and removed before the rest goes to
 the client).
@@ -58,11 +61,11 @@ __all__ = [
 #: The ``storage_options`` keys this module reads, with their defaults.
 NETWORK_OPTIONS: Mapping[str, float] = {
     "connect_timeout": 10.0,
-    "read_timeout": 60.0,
+    "read_timeout": 30.0,
     "retries": 5,
     "retry_backoff": 0.25,
     "retry_backoff_max": 4.0,
-    "retry_timeout": 120.0,
+    "retry_timeout": 60.0,
 }
 
 #: Packages that serve a URL scheme, for the "pip install" hint.
@@ -105,11 +108,11 @@ class NetworkPolicy:
     """Timeouts and retries of remote requests (see the module docstring)."""
 
     connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    read_timeout: float = 30.0
     retries: int = 5
     retry_backoff: float = 0.25
     retry_backoff_max: float = 4.0
-    retry_timeout: float = 120.0
+    retry_timeout: float = 60.0
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (0-based), jitter included."""
@@ -126,10 +129,12 @@ class NetworkPolicy:
         """Await ``call()`` with retries of transient failures; raise :class:`NetworkError`."""
         started = time.monotonic()
         for attempt in range(self.retries + 1):
+            # retry_timeout is a hard deadline for the request, retries included: even a client
+            # that waits without a timer of its own (aiohttp awaiting "100 Continue" from a
+            # stalled server) is cut off there
+            remaining = self.retry_timeout - (time.monotonic() - started)
             try:
-                # a deadline per attempt as well: a client that waits without its own timer
-                # (aiohttp awaiting "100 Continue" from a stalled server) cannot hang forever
-                return await asyncio.wait_for(call(), self.connect_timeout + self.read_timeout)
+                return await asyncio.wait_for(call(), max(remaining, 0.001))
             except Exception as exc:
                 if isinstance(exc, ParamarenaError) or not is_transient(exc):
                     raise
@@ -140,7 +145,8 @@ class NetworkPolicy:
                         f"{what}: {_reason(exc)}; gave up after {attempt + 1} attempt(s) in "
                         f"{elapsed:.1f} s (storage option retries={self.retries}, "
                         f"connect_timeout={self.connect_timeout:g}, "
-                        f"read_timeout={self.read_timeout:g})"
+                        f"read_timeout={self.read_timeout:g}, "
+                        f"retry_timeout={self.retry_timeout:g})"
                     ) from exc
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
