@@ -4,8 +4,9 @@ Every remote checkpoint (``s3://`` through s3fs, or any object store through obs
 through a filesystem built here, with:
 
 - connect and read timeouts: ``connect_timeout`` (default 10 s) and ``read_timeout`` (default
-  30 s: s3fs waits that long for each read from the socket; obstore has no such timeout and
-  bounds each whole request attempt by it instead);
+  30 s: s3fs waits that long for each read from the socket); for both clients no attempt of a
+  request runs longer than ``connect_timeout + read_timeout`` as a whole (obstore's own
+  ``timeout``, which bounds whole requests, is set to ``read_timeout``);
 - bounded retries of transient failures (connection refused or reset, timeouts, HTTP 5xx and
   429, truncated responses) with exponential backoff: ``retries`` (default 5) more attempts,
   waiting ``retry_backoff * 2**k`` seconds (default 0.25 s, doubling) but at most
@@ -129,12 +130,13 @@ class NetworkPolicy:
         """Await ``call()`` with retries of transient failures; raise :class:`NetworkError`."""
         started = time.monotonic()
         for attempt in range(self.retries + 1):
-            # retry_timeout is a hard deadline for the request, retries included: even a client
-            # that waits without a timer of its own (aiohttp awaiting "100 Continue" from a
-            # stalled server) is cut off there
+            # each attempt ends after connect_timeout + read_timeout, and the request, retries
+            # included, after retry_timeout: even a client that waits without a timer of its
+            # own (aiohttp awaiting "100 Continue" from a stalled server) is cut off
             remaining = self.retry_timeout - (time.monotonic() - started)
+            limit = min(self.connect_timeout + self.read_timeout, max(remaining, 0.001))
             try:
-                return await asyncio.wait_for(call(), max(remaining, 0.001))
+                return await asyncio.wait_for(call(), limit)
             except Exception as exc:
                 if isinstance(exc, ParamarenaError) or not is_transient(exc):
                     raise
@@ -243,6 +245,8 @@ def _reason(exc: BaseException) -> str:
         text = str(e).strip().splitlines()[0] if str(e).strip() else ""
         if text:
             return f"{type(e).__name__}: {text[:200]}"
+    if isinstance(exc, TimeoutError):
+        return "TimeoutError: no answer within the timeouts"
     return type(exc).__name__
 
 
