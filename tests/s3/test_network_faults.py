@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,9 @@ from faultproxy import FaultProxy
 from paramarena import cli, storage
 from paramarena.errors import NetworkError, RemoteStorageError, StorageError
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.s3, pytest.mark.timeout(90)]  # every test here could hang
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "mxnet" / "ndarray_list.params"
 
 #: small timeouts and backoffs: a permanent fault fails within a few seconds
 QUICK = {
@@ -196,6 +199,14 @@ def test_missing_bucket_is_named(moto_s3: dict[str, Any], client: str, suffix: s
         storage.load(url, **kw)
     assert url in str(read.value)
     assert "does not exist" in str(read.value)
+    argv = ["convert", str(FIXTURE), url, "-o", f"endpoint_url={moto_s3['endpoint_url']}"]
+    argv += ["-o", "key=testing", "-o", "secret=testing"]
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(argv, stdout=out, stderr=err) == 2
+    assert err.getvalue().count("\n") == 1
+    assert err.getvalue().startswith("error: ")
+    assert url in err.getvalue()
+    assert "bucket" in err.getvalue()
 
 
 def test_network_options_are_validated(moto_s3: dict[str, Any]) -> None:

@@ -24,6 +24,8 @@ from paramarena.storage.remote import (
     translate_error,
 )
 
+pytestmark = pytest.mark.timeout(30)
+
 URL = "s3://bucket/ckpt.zarr"
 FAST = NetworkPolicy(retries=3, retry_backoff=0.001, retry_backoff_max=0.002, retry_timeout=5)
 
