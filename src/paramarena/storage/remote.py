@@ -8,7 +8,7 @@ through a filesystem built here, with:
   request runs longer than ``connect_timeout + read_timeout`` as a whole (obstore's own
   ``timeout``, which bounds whole requests, is set to ``read_timeout``);
 - bounded retries of transient failures (connection refused or reset, timeouts, HTTP 5xx and
-  429, truncated responses) with exponential backoff: ``retries`` (default 5) more attempts,
+  429, truncated responses) with exponential backoff: ``retries`` (default 6) more attempts,
   waiting ``retry_backoff * 2**k`` seconds (default 0.25 s, doubling) but at most
   ``retry_backoff_max`` (default 4 s) before retry ``k``, each wait scaled by a random factor
   in [0.5, 1];
@@ -63,7 +63,7 @@ __all__ = [
 NETWORK_OPTIONS: Mapping[str, float] = {
     "connect_timeout": 10.0,
     "read_timeout": 30.0,
-    "retries": 5,
+    "retries": 6,
     "retry_backoff": 0.25,
     "retry_backoff_max": 4.0,
     "retry_timeout": 60.0,
@@ -110,7 +110,7 @@ class NetworkPolicy:
 
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
-    retries: int = 5
+    retries: int = 6
     retry_backoff: float = 0.25
     retry_backoff_max: float = 4.0
     retry_timeout: float = 60.0
