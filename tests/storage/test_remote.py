@@ -124,6 +124,9 @@ def test_transient_classification() -> None:
     wrapped.__cause__ = ConnectionAbortedError()
     assert is_transient(wrapped)
     assert not is_transient(FileNotFoundError("x"))
+    answered = FileNotFoundError("no such key")
+    answered.__context__ = ConnectionResetError()  # raised while handling a reset: still final
+    assert not is_transient(answered)
     assert not is_transient(ValueError("x"))
     assert not is_transient(PermissionError("x"))
 

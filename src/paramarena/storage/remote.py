@@ -235,7 +235,13 @@ def _is_transient_one(exc: BaseException) -> bool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an exception it was raised from) is worth retrying."""
+    """Whether ``exc`` (or an exception it was raised from) is worth retrying.
+
+    A definite answer of the store (no such object, access denied, already exists) never is,
+    whatever it was raised while handling.
+    """
+    if isinstance(exc, FileNotFoundError | PermissionError | FileExistsError):
+        return False
     return any(_is_transient_one(e) for e in _chain(exc))
 
 
