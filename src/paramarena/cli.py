@@ -1,9 +1,11 @@
 """The ``paramarena`` command: ``demo``, ``inspect``, ``convert``, ``verify``, ``formats``.
 
-Exit status: 0 on success; 1 when ``verify`` finds bad arrays, ``inspect`` finds an uncommitted
-checkpoint, or the demo fails its checks;
-2 when the input cannot be read or the arguments are wrong. Errors paramarena raises on purpose
-are printed as one ``error:`` line, never as a traceback.
+Exit status (docs/cli.md): 0 on success; 1 when the checkpoint is damaged or unfinished
+(``verify`` finds bad arrays, ``inspect`` finds an uncommitted checkpoint) or the demo fails its
+checks; 2 when the input cannot be read at all (missing, not a checkpoint, unreachable, a
+missing extra) or the arguments are wrong; 3 when ``verify`` read everything but the format
+carries no checksums, so nothing could be verified (MXNet ``.params``). Errors paramarena raises
+on purpose and ``OSError`` are printed as one ``error:`` line, never as a traceback.
 
 Examples
 --------
@@ -31,6 +33,7 @@ __all__ = ["build_parser", "main"]
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_ERROR = 2
+EXIT_UNVERIFIED = 3
 
 
 def _storage_option(text: str) -> tuple[str, Any]:
@@ -96,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--format-out", default=None, help="format of DST (default: suffix)")
     convert.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
-    verify = sub.add_parser("verify", help="re-read everything; exit 1 listing bad arrays")
+    verify = sub.add_parser(
+        "verify",
+        help="re-read everything; exit 1 listing bad arrays, 3 if the format has no checksums",
+    )
     verify.add_argument("path", metavar="PATH|URL")
     verify.add_argument("--format", default=None, help="format name (default: from suffix)")
 
@@ -219,7 +225,7 @@ def _cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(file=out)
     else:
         _print_table(info, out)
-    return EXIT_OK
+    return EXIT_OK if info.committed else EXIT_PROBLEMS
 
 
 def _cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -251,6 +257,13 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     _warn_unused_options(args, [args.path], err)
     report = storage.verify(args.path, format=args.format, **_remote_options(args.path, args))
+    if report.ok and not report.checksummed:
+        print(
+            f"readable, {report.checked} arrays in {args.path}; this format carries no "
+            "checksums: nothing verified",
+            file=out,
+        )
+        return EXIT_UNVERIFIED
     if report.ok:
         print(f"OK: {report.checked} arrays verified in {args.path}", file=out)
         return EXIT_OK
@@ -271,6 +284,15 @@ def _cmd_formats(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         handles = ", ".join([*spec.suffixes, *(f"{s}://" for s in spec.schemes)])
         print(f"{name:12s} {handles:40s} {spec.description}".rstrip(), file=out)
     return EXIT_OK
+
+
+def _one_line(exc: BaseException) -> str:
+    """Return the message of ``exc`` on one line (a raw ``OSError`` gets its path added)."""
+    text = str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, ParamarenaError):
+        where = exc.filename if exc.filename is not None else ""
+        text = f"{exc.strerror or text}: {where!r}" if where else (exc.strerror or text)
+    return " ".join(text.split()) or type(exc).__name__
 
 
 _COMMANDS = {
@@ -297,7 +319,7 @@ def main(
     Returns
     -------
     int
-        The exit status (0 ok, 1 problems found, 2 error).
+        The exit status (0 ok, 1 damaged or unfinished, 2 error, 3 nothing to verify with).
     """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
@@ -309,7 +331,7 @@ def main(
     try:
         return _COMMANDS[args.command](args, out, err)
     except (ParamarenaError, OSError) as exc:
-        print(f"error: {exc}", file=err)
+        print(f"error: {_one_line(exc)}", file=err)
         return EXIT_ERROR
     except KeyboardInterrupt:  # pragma: no cover - interactive only
         print("interrupted", file=err)

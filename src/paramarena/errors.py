@@ -22,7 +22,9 @@ __all__ = [
     "DeviceUnavailableError",
     "DuplicateNameError",
     "InitializerError",
+    "MissingDependencyError",
     "MissingParameterError",
+    "NetworkError",
     "NotInitializedError",
     "ParamarenaError",
     "ParamdictError",
@@ -32,6 +34,7 @@ __all__ = [
     "PluginError",
     "PluginLoadWarning",
     "RegistryError",
+    "RemoteStorageError",
     "ShapeMismatchError",
     "StorageError",
     "UncommittedCheckpointError",
@@ -140,6 +143,10 @@ class ConfigurationError(ParamarenaError, ValueError):
     """An option given to paramarena is invalid (e.g. an unknown storage option)."""
 
 
+class MissingDependencyError(ParamarenaError, ImportError):
+    """An optional dependency is not installed; the message says what to ``pip install``."""
+
+
 # --- devices -------------------------------------------------------------------------------------
 
 
@@ -156,6 +163,18 @@ class DeviceUnavailableError(DeviceError):
 
 class StorageError(ParamarenaError, OSError):
     """Reading or writing a checkpoint failed."""
+
+
+class RemoteStorageError(StorageError):
+    """An object store refused a request (missing bucket, access denied, ...); names the URL."""
+
+
+class NetworkError(RemoteStorageError):
+    """An object store could not be reached, or kept failing, after the retries.
+
+    Connection refused or reset, connect or read timeouts, HTTP 5xx / 429: the message names
+    the URL, the last failure and how many attempts were made.
+    """
 
 
 class CheckpointError(StorageError, ValueError):

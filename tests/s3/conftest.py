@@ -76,3 +76,15 @@ def moto_s3() -> Iterator[dict[str, Any]]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture
+def fault_proxy(moto_s3: dict[str, Any]) -> Iterator[Any]:
+    """A :class:`faultproxy.FaultProxy` in front of the session's moto server (127.0.0.1)."""
+    from faultproxy import FaultProxy
+
+    proxy = FaultProxy(int(moto_s3["endpoint_url"].rsplit(":", 1)[1]))
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

@@ -127,11 +127,15 @@ class VerifyReport:
         Number of arrays checked.
     problems : tuple of (str, str)
         ``(array name, what is wrong)`` for each bad array; empty when all is well.
+    checksummed : bool
+        Whether the format carries checksums that were compared. ``False`` (MXNet ``.params``)
+        means the arrays were only found readable: damaged values would go unnoticed.
     """
 
     uri: str
     checked: int
     problems: tuple[tuple[str, str], ...] = ()
+    checksummed: bool = True
 
     @property
     def ok(self) -> bool:

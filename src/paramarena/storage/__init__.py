@@ -41,6 +41,7 @@ from paramarena.hooks.records import (
     VerifyReport,
 )
 from paramarena.storage import sniff
+from paramarena.storage.failures import api_errors
 from paramarena.storage.fileio import split_scheme
 
 __all__ = ["dumps", "inspect", "load", "loads", "resolve", "save", "verify"]
@@ -261,12 +262,17 @@ def save(
     paramarena.errors.ParameterTypeError
         ``arrays`` is not a dict str -> array or a list of arrays.
     paramarena.errors.StorageError
-        The write failed (the previous file, if any, is left as it was).
+        The write failed (the previous file, if any, is left as it was); the message names
+        the path or URL. :class:`~paramarena.errors.NetworkError` when an object store stays
+        unreachable after the retries, :class:`~paramarena.errors.RemoteStorageError` when it
+        refuses (missing bucket, access denied), :class:`~paramarena.errors.MissingDependencyError`
+        when the client package for the URL is not installed.
     """
     uri = _uri(path_or_url)
     normalized = _normalize(arrays)
     spec = resolve(uri, "w", format)
-    spec.backend.save(uri, normalized, **_options(progress, options))
+    with api_errors(uri, "save"):
+        spec.backend.save(uri, normalized, **_options(progress, options))
 
 
 def load(
@@ -325,7 +331,8 @@ def load(
             )
         if getattr(spec.backend, "accepts_out", False):
             options = {**options, "out": out}
-    result = spec.backend.load(uri, names=wanted, **_options(progress, options))
+    with api_errors(uri, "load"):
+        result = spec.backend.load(uri, names=wanted, **_options(progress, options))
     if out:
         assert isinstance(result, dict)  # names= was given
         _fill_out(uri, result, out)
@@ -380,7 +387,9 @@ def inspect(
         The stored arrays in stored order.
     """
     uri = _uri(path_or_url)
-    return resolve(uri, "r", format).backend.inspect(uri, **options)
+    backend = resolve(uri, "r", format).backend
+    with api_errors(uri, "inspect"):
+        return backend.inspect(uri, **options)
 
 
 def verify(
@@ -412,7 +421,9 @@ def verify(
         The checkpoint cannot be opened at all.
     """
     uri = _uri(path_or_url)
-    return resolve(uri, "r", format).backend.verify(uri, **options)
+    backend = resolve(uri, "r", format).backend
+    with api_errors(uri, "verify"):
+        return backend.verify(uri, **options)
 
 
 #: Built-in formats :func:`dumps` / :func:`loads` support: their backends read and write

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 from paramarena.errors import ConfigurationError, StorageError
+from paramarena.storage.remote import remote_errors, remote_filesystem
 
 __all__ = [
     "atomic_write",
@@ -58,17 +59,7 @@ def is_remote(uri: str) -> bool:
 
 
 def _remote_fs(uri: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
-    try:
-        import fsspec
-    except ImportError as exc:  # pragma: no cover - fsspec comes with zarr
-        raise StorageError(
-            f"cannot open {uri!r}: remote URLs need fsspec (pip install 'paramarena[s3]')"
-        ) from exc
-    try:
-        fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
-    except (ImportError, ValueError) as exc:
-        raise StorageError(f"cannot open {uri!r}: {exc}") from exc
-    return fs, path
+    return remote_filesystem(uri, storage_options)
 
 
 @contextlib.contextmanager
@@ -107,13 +98,14 @@ def open_read(
             yield fh, os.fstat(fh.fileno()).st_size
         return
     fs, rpath = _remote_fs(uri, storage_options)
-    try:
-        size = int(fs.size(rpath))
-        rfh = fs.open(rpath, "rb")
-    except FileNotFoundError:
-        raise StorageError(f"checkpoint object {uri!r} does not exist") from None
-    except OSError as exc:
-        raise StorageError(f"cannot open checkpoint {uri!r}: {exc}") from exc
+    with remote_errors(uri, "open checkpoint"):  # network, bucket, access: errors naming uri
+        try:
+            size = int(fs.size(rpath))
+            rfh = fs.open(rpath, "rb")
+        except FileNotFoundError as exc:
+            if "bucket" in str(exc).lower():
+                raise  # remote_errors names the bucket
+            raise StorageError(f"checkpoint object {uri!r} does not exist") from None
     with rfh:
         yield rfh, size
 
@@ -157,10 +149,8 @@ def atomic_write(uri: str, storage_options: Mapping[str, Any] | None = None) -> 
         fs, rpath = _remote_fs(uri, storage_options)
         buffer = io.BytesIO()
         yield buffer
-        try:
+        with remote_errors(uri, "write checkpoint"):
             fs.pipe_file(rpath, buffer.getvalue())
-        except OSError as exc:
-            raise StorageError(f"cannot write checkpoint {uri!r}: {exc}") from exc
         return
     if storage_options:
         raise ConfigurationError(

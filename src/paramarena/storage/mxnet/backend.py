@@ -201,7 +201,9 @@ class MXNetParamsBackend:
                     read_record(fh, parsed, i)
                 except (CheckpointError, StorageError) as exc:
                     problems.append((name, str(exc)))
-        return VerifyReport(uri=uri, checked=len(parsed.records), problems=tuple(problems))
+        return VerifyReport(
+            uri=uri, checked=len(parsed.records), problems=tuple(problems), checksummed=False
+        )
 
 
 #: The backend instance registered by this plugin.

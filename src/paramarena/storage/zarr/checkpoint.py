@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import threading
 import time
@@ -46,7 +47,9 @@ from paramarena.hooks.records import (
     LoadedArrays,
     VerifyReport,
 )
+from paramarena.storage.failures import describe_local
 from paramarena.storage.fileio import progress_reporter
+from paramarena.storage.remote import is_transient
 from paramarena.storage.sniff import is_local_zip_file
 from paramarena.storage.zarr.local import (
     RawLayout,
@@ -203,8 +206,18 @@ class ZarrCheckpointBackend:
     def _committed(self, loc: _Root) -> tuple[str, dict[str, Any]]:
         raw = loc.read_bytes(COMMIT_MARKER)
         if raw is None:
-            if not loc.list_dir():
+            names = loc.list_dir()
+            if not names and isinstance(loc, Location) and loc.local and os.path.lexists(loc.path):
+                raise StorageError(
+                    f"{loc.uri!r} is not a zarr checkpoint: it is {describe_local(loc.path)}."
+                )
+            if not names:
                 raise StorageError(f"zarr checkpoint {loc.uri!r} does not exist.")
+            if not any(name.startswith("v") for name in names):
+                raise StorageError(
+                    f"{loc.uri!r} is not a paramarena zarr checkpoint (not a checkpoint of this "
+                    "package: no commit marker and no version directories)."
+                )
             raise UncommittedCheckpointError(
                 f"zarr checkpoint {loc.uri!r} has no commit marker {COMMIT_MARKER!r}: its save "
                 f"never finished. Refusing to load it."
@@ -508,6 +521,8 @@ class ZarrCheckpointBackend:
         try:
             return np.asarray(zarr_array[lo:hi])
         except Exception as exc:  # zarr raises codec errors on crc32c mismatch
+            if isinstance(exc, StorageError) or is_transient(exc):
+                raise  # a network failure is not damage (paramarena.storage.remote)
             raise CorruptCheckpointError(
                 f"zarr checkpoint {loc.uri!r}: array {arr_name!r} elements [{lo}, {hi}) cannot "
                 f"be read: {type(exc).__name__}: {exc}"

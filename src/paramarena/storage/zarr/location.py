@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from paramarena.errors import ConfigurationError
+from paramarena.storage.remote import remote_filesystem, split_network_options
 
 __all__ = [
     "Location",
@@ -48,9 +49,7 @@ class Location:
             self.fs = obstore_filesystem(scheme, self.storage_options, uri)
             self.path = rest
         else:
-            import fsspec
-
-            self.fs, self.path = fsspec.core.url_to_fs(self.uri, **self.storage_options)
+            self.fs, self.path = remote_filesystem(self.uri, self.storage_options)
 
     def join(self, *parts: str) -> str:
         """Return the path (local) or fsspec path of ``parts`` below the root."""
@@ -138,9 +137,11 @@ class Location:
             scheme = self.uri.partition("://")[0]
             fs = obstore_filesystem(scheme, self.storage_options, self.uri, asynchronous=True)
             return FsspecStore(fs, path=self.join(version), read_only=read_only)
-        return FsspecStore.from_url(
-            self.url(version), storage_options=self.storage_options, read_only=read_only
-        )
+        if self.uri.partition("://")[0].lower() in ("s3", "s3a"):
+            fs, path = remote_filesystem(self.url(version), self.storage_options, asynchronous=True)
+            return FsspecStore(fs, path=path, read_only=read_only)
+        _policy, options = split_network_options(self.storage_options, self.uri)
+        return FsspecStore.from_url(self.url(version), storage_options=options, read_only=read_only)
 
 
 def remote_concurrency(local: bool, concurrency: int) -> Any:

@@ -6,6 +6,10 @@ written in s3fs's vocabulary (``key``, ``secret``, ``token``, ``endpoint_url``,
 ``client_kwargs={"endpoint_url", "region_name"}``), which is translated, or in obstore's own
 config keys (``aws_access_key_id``, ``aws_endpoint``, ``google_service_account``, ...), which
 pass through. Credentials not given are read from the usual environment variables by obstore.
+
+The network options of :mod:`paramarena.storage.remote` (``connect_timeout``, ``read_timeout``,
+``retries``, ``retry_backoff``, ``retry_backoff_max``) apply as they do for s3fs: obstore's own
+retries are switched off and the same retry loop runs around each request.
 """
 
 from __future__ import annotations
@@ -14,6 +18,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from paramarena.errors import ConfigurationError
+from paramarena.storage.remote import (
+    obstore_timeouts,
+    remote_errors,
+    retrying_class,
+    split_network_options,
+)
 
 __all__ = ["CLIENTS", "obstore_filesystem", "obstore_options"]
 
@@ -27,6 +37,18 @@ _S3FS_KEYS = {
     "endpoint_url": "aws_endpoint",
 }
 _CLIENT_KWARGS = {"endpoint_url": "aws_endpoint", "region_name": "aws_region"}
+#: obstore's fsspec methods that send requests (each one request, or one batch of ranges).
+_OBSTORE_METHODS = (
+    "_cat_file",
+    "_cat_ranges",
+    "_pipe_file",
+    "_info",
+    "_ls",
+    "_rm_file",
+    "_cp_file",
+    "_put_file",
+    "_get_file",
+)
 _OBSTORE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure"})
 
 
@@ -90,8 +112,17 @@ def obstore_filesystem(
             f"client='obstore' needs obstore (zarr checkpoint {uri!r}): "
             "pip install 'paramarena[s3]' or pip install obstore."
         ) from None
-    config, client = obstore_options(storage_options, uri)
-    make: Any = FsspecStore  # its overloads are per protocol literal; ours is a runtime str
-    return make(
-        scheme, config=config or None, client_options=client or None, asynchronous=asynchronous
-    )
+    policy, rest = split_network_options(storage_options, uri)
+    config, client = obstore_options(rest, uri)
+    for key, value in obstore_timeouts(policy).items():
+        client.setdefault(key, value)
+    make: Any = retrying_class(FsspecStore, _OBSTORE_METHODS)
+    with remote_errors(uri, "open"):
+        return make(
+            scheme,
+            config=config or None,
+            client_options=client,
+            retry_config={"max_retries": 0},  # the retries are paramarena's (one loop for both)
+            asynchronous=asynchronous,
+            paramarena_policy=policy,
+        )
