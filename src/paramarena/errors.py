@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "ConcurrentWriteError",
     "ConfigurationError",
     "CorruptCheckpointError",
     "DTypeMismatchError",
@@ -156,6 +157,14 @@ class DeviceUnavailableError(DeviceError):
 
 class StorageError(ParamarenaError, OSError):
     """Reading or writing a checkpoint failed."""
+
+
+class ConcurrentWriteError(StorageError):
+    """Another writer of the same checkpoint got in the way: this save was not committed.
+
+    The checkpoint still holds a complete committed version (the other writer's or the
+    previous one); saving again is safe.
+    """
 
 
 class CheckpointError(StorageError, ValueError):

@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
-import threading
-import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -46,21 +43,30 @@ from paramarena.hooks.records import (
     VerifyReport,
 )
 from paramarena.storage.fileio import progress_reporter
+from paramarena.storage.zarr.commit import COMMIT_MARKER, abandon_version, commit_version
 from paramarena.storage.zarr.local import (
     RawLayout,
     chunks_of,
     raw_layout,
     read_ranges,
 )
-from paramarena.storage.zarr.location import (
-    Location,
-    fsync_dir,
-    fsync_tree,
-    remote_concurrency,
-    remove_versions,
-)
+from paramarena.storage.zarr.location import Location, remote_concurrency
 from paramarena.storage.zarr.obstore import CLIENTS
-from paramarena.storage.zarr.pack import DirectPacker, ZarrPacker
+from paramarena.storage.zarr.writer import (
+    FORMAT_VERSION,
+    MANIFEST,
+    MANIFEST_FORMAT,
+    MANIFEST_FORMATS,
+    claim_new_version,
+    cleanup,
+    save_items,
+    save_settings,
+    write_manifest,
+    write_version,
+)
+from paramarena.storage.zarr.writer import concurrency_option as _concurrency
+from paramarena.storage.zarr.writer import crc_hex as _crc
+from paramarena.storage.zarr.writer import storage_dtype as _storage_dtype
 from paramarena.storage.zarr.zip import ZipLocation, is_zip_uri, save_zip
 
 __all__ = [
@@ -72,38 +78,18 @@ __all__ = [
     "ZarrCheckpointBackend",
 ]
 
-COMMIT_MARKER = "COMMIT"
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
-#: The manifest's ``format`` marker this version writes.
-MANIFEST_FORMAT = "paramarena-zarr"
-#: Every marker a reader accepts: ``paramdict-zarr`` is what versions before the rename to
-#: paramarena (0.1.x) wrote; compatibility reader, kept on purpose so those checkpoints load.
-MANIFEST_FORMATS = frozenset({MANIFEST_FORMAT, "paramdict-zarr"})
-DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
-DEFAULT_CONCURRENCY = 4
 _OPTIONS = frozenset(
-    {"progress", "storage_options", "concurrency", "chunk_bytes", "compression", "client"}
+    {
+        "progress",
+        "storage_options",
+        "concurrency",
+        "chunk_bytes",
+        "compression",
+        "client",
+        "cleanup_grace",
+        "commit_timeout",
+    }
 )
-
-
-def _crc(data: np.ndarray) -> str:
-    import crc32c
-
-    raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
-    return f"{crc32c.crc32c(raw.data):08x}"
-
-
-def _logical_name(dtype: np.dtype[Any]) -> str:
-    return "bfloat16" if dtype.name == "bfloat16" else dtype.name
-
-
-def _storage_dtype(logical: str) -> np.dtype[Any]:
-    if logical == "bfloat16":
-        return np.dtype(np.uint16)
-    if logical == "bool":
-        return np.dtype(np.uint8)
-    return np.dtype(logical)
 
 
 def _logical_dtype(logical: str) -> np.dtype[Any]:
@@ -173,16 +159,6 @@ def _client(uri: str, options: Mapping[str, Any]) -> str:
     return str(client)
 
 
-def _concurrency(uri: str, options: Mapping[str, Any]) -> int:
-    """Return the ``concurrency`` option: chunk requests in flight at once (remote stores)."""
-    value = options.get("concurrency", DEFAULT_CONCURRENCY)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(
-            f"concurrency must be a positive int, got {value!r} for zarr checkpoint {uri!r}."
-        )
-    return value
-
-
 class ZarrCheckpointBackend:
     """The ``zarr`` storage backend (see the module docstring for the layout)."""
 
@@ -230,110 +206,45 @@ class ZarrCheckpointBackend:
     # -- save ----------------------------------------------------------------------------------
 
     def save(self, uri: str, arrays: ArraysLike, **options: Any) -> None:
-        """Write ``arrays`` as a new version and commit it (see module docstring)."""
+        """Write ``arrays`` as a new version and commit it (see module docstring).
+
+        The steps are separate functions (:mod:`paramarena.storage.zarr.writer`,
+        :mod:`paramarena.storage.zarr.commit`) that a save by several writers (ranks) composes.
+
+        Raises
+        ------
+        paramarena.errors.StorageError
+            Any ``OSError`` while writing (disk full, ...), naming the checkpoint: what the save
+            wrote is removed and the previous checkpoint stays committed.
+        paramarena.errors.ConcurrentWriteError
+            Another writer removed this save's version or held the commit lock too long.
+        """
         self._check_options(uri, options)
         if is_zip_uri(uri):
             save_zip(uri, lambda directory: self.save(directory, arrays, **options))
             return
-        concurrency = _concurrency(uri, options)
-        chunk_bytes = int(options.get("chunk_bytes", DEFAULT_CHUNK_BYTES))
-        if chunk_bytes <= 0:
-            raise ConfigurationError(f"chunk_bytes must be positive, got {chunk_bytes}.")
-        compression = options.get("compression")
-        if compression not in (None, "none", "zstd"):
-            raise ConfigurationError(
-                f"compression must be None or 'zstd', got {compression!r} for {uri!r}."
-            )
-        named = isinstance(arrays, Mapping)
-        items = (
-            list(arrays.items())
-            if isinstance(arrays, Mapping)
-            else [(f"arr_{i}", a) for i, a in enumerate(arrays)]
-        )
-        for name, value in items:
-            if (
-                isinstance(value, np.ndarray)
-                and value.dtype.kind not in "biufc"
-                and (value.dtype.name != "bfloat16")
-            ):
-                raise StorageError(
-                    f"cannot save {name!r} to {uri!r}: dtype {value.dtype} is not supported "
-                    f"(numeric, bool and bfloat16 only)."
-                )
-            if not isinstance(value, np.ndarray):
-                raise StorageError(
-                    f"cannot save {name!r} to {uri!r}: expected a numpy array, got "
-                    f"{type(value).__name__}."
-                )
+        settings = save_settings(uri, options)
+        items, named = save_items(uri, arrays)
         loc = Location(uri, options.get("storage_options"), _client(uri, options))
-        version = f"v{time.time_ns():x}-{secrets.token_hex(3)}"
-        groups: dict[str, list[int]] = {}
-        for i, (_name, a) in enumerate(items):
-            groups.setdefault(_logical_name(a.dtype), []).append(i)
-        entries: list[dict[str, Any]] = [{} for _ in items]
-        total = sum(int(a.nbytes) for _, a in items)
-
-        packer: DirectPacker | ZarrPacker = (
-            DirectPacker(loc, version, concurrency)
-            if compression in (None, "none")
-            else ZarrPacker(loc, version, concurrency)
-        )
-        with (
-            remote_concurrency(loc.local, concurrency),
-            progress_reporter(total, f"save {uri}", options.get("progress")) as update,
-        ):
-            for logical, idx in groups.items():
-                sdtype = _storage_dtype(logical)
-                count = sum(int(items[i][1].size) for i in idx)
-                limit = max(1, min(chunk_bytes // sdtype.itemsize, max(count, 1)))
-                # equal chunks no larger than the limit: the last chunk is not padded out
-                chunk = max(1, -(-count // -(-count // limit))) if count else 1
-                arr_name = f"packed_{logical}"
-                writer = packer.array(arr_name, count, chunk, sdtype)
-                offset = 0
-                for i in idx:
-                    name, a = items[i]
-                    flat = np.ascontiguousarray(a).reshape(-1).view(sdtype)
-                    entries[i] = {
-                        "name": name,
-                        "shape": list(a.shape),
-                        "dtype": logical,
-                        "array": arr_name,
-                        "offset": offset,
-                        "size": int(a.size),
-                        "nbytes": int(a.nbytes),
-                        "crc32c": _crc(flat),
-                    }
-                    offset += int(a.size)
-                    writer.add(flat)
-                    update(int(a.nbytes))
-                writer.close()
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "named": named,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "chunk_bytes": chunk_bytes,
-            "parameters": entries,
-        }
-        manifest_raw = json.dumps(manifest, indent=1).encode()
-        loc.write_bytes(manifest_raw, version, MANIFEST)
-        if loc.local:
-            fsync_tree(loc.join(version))
-            fsync_dir(loc.path)
-        import crc32c
-
-        commit = {"version": version, "manifest_crc32c": f"{crc32c.crc32c(manifest_raw):08x}"}
-        loc.write_bytes(json.dumps(commit).encode(), COMMIT_MARKER)
-        superseded = [v for v in loc.list_dir() if v.startswith("v") and v != version]
-        if loc.local and superseded:
-            # the new version is committed: deleting the old ones can overlap the caller's work
-            # (a non-daemon thread, so the interpreter finishes it before exiting)
-            threading.Thread(
-                target=remove_versions, args=(loc, superseded), name="paramarena-zarr-cleanup"
-            ).start()
-        else:
-            remove_versions(loc, superseded)
+        version, claim = claim_new_version(loc)
+        try:
+            try:
+                entries = write_version(loc, version, items, settings, options.get("progress"))
+                manifest_raw = write_manifest(loc, version, entries, named, settings)
+                replaced = commit_version(
+                    loc, version, manifest_raw, timeout=settings["commit_timeout"]
+                )
+            except BaseException as exc:
+                abandon_version(loc, version)
+                if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                    raise StorageError(
+                        f"cannot save zarr checkpoint {uri!r}: {exc}. What this save wrote was "
+                        "removed; the previous checkpoint (if any) is still committed."
+                    ) from exc
+                raise
+        finally:
+            claim.release()
+        cleanup(loc, version, replaced, settings["cleanup_grace"])
 
     # -- load ----------------------------------------------------------------------------------
 

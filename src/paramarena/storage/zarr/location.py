@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from paramarena.errors import ConfigurationError
+from paramarena.storage.fileio import temp_path, try_lock
 
 __all__ = [
     "Location",
@@ -89,12 +89,18 @@ class Location:
             with open(target, "wb") as f:
                 f.write(data)
             return
-        tmp = f"{target}.tmp-{secrets.token_hex(4)}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        tmp = temp_path(target)
+        try:
+            with open(tmp, "xb") as f:
+                try_lock(f.fileno())  # a live writer's temporary: remove_stale_temps keeps it
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         fsync_dir(os.path.dirname(target))
 
     def list_dir(self, *parts: str) -> list[str]:
