@@ -194,7 +194,8 @@ def _process_gone(pid: int) -> bool:
 def remove_stale_temps(path: str, grace: float = DEFAULT_TEMP_GRACE) -> list[str]:
     """Delete temporaries of :func:`temp_path` beside ``path`` that a killed save left behind.
 
-    A temporary (file, or directory ending in ``.tmp.d``) is stale when nobody holds its lock
+    A temporary (file, or directory ending in ``.tmp.d``, whose lock is that of the file without
+    ``.d`` while it exists) is stale when nobody holds its lock
     and its writer process no longer exists on this host, or when nobody holds its lock and it
     is older than ``grace`` seconds. A live writer holds its lock, so its temporary is never
     touched. Errors are ignored (best effort).
@@ -216,8 +217,10 @@ def remove_stale_temps(path: str, grace: float = DEFAULT_TEMP_GRACE) -> list[str
         if match is None:
             continue
         full = os.path.join(directory, entry)
+        # a temporary directory ``X.tmp.d`` belongs to the writer of ``X.tmp`` when that exists
+        lock_path = full[: -len(".d")] if match[2] and os.path.exists(full[: -len(".d")]) else full
         try:
-            fd = os.open(full, os.O_RDONLY)
+            fd = os.open(lock_path, os.O_RDONLY)
         except OSError:
             continue
         try:

@@ -33,6 +33,8 @@ class Location:
         self.uri = uri.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self.client = client
+        #: ``COMMIT`` as a load read it (a failed load compares it with a fresh read).
+        self.seen_commit: bytes | None = None
         self.local = "://" not in uri or uri.startswith("file://")
         if self.local:
             if self.storage_options:
@@ -51,6 +53,9 @@ class Location:
             import fsspec
 
             self.fs, self.path = fsspec.core.url_to_fs(self.uri, **self.storage_options)
+
+    def close(self) -> None:
+        """Nothing to release (a ``.zarr.zip`` root holds its archive open)."""
 
     def join(self, *parts: str) -> str:
         """Return the path (local) or fsspec path of ``parts`` below the root."""
