@@ -146,32 +146,32 @@ def claim_version(loc: Location, version: str) -> VersionClaim:
     """Create ``version``'s directory and lock it (local disk; object stores: nothing to do).
 
     The lock tells :func:`remove_superseded` of other writers that this version is being
-    written. It is taken right after the directory is created; a cleanup that removed the
-    directory in between is detected (the path no longer names the locked directory) and the
-    claim fails with :class:`~paramarena.errors.ConcurrentWriteError` (take a new name).
+    written. The directory is created under a name cleanup ignores (``.claim-<version>``),
+    locked, and only then renamed to ``version``: cleanup never sees it unlocked.
     """
     if not loc.local:
         return VersionClaim(None)
-    path = loc.join(version)
+    staging = loc.join(f".claim-{version}")
     try:
         os.makedirs(loc.path, exist_ok=True)
-        os.mkdir(path)
-        fd = os.open(path, os.O_RDONLY)
+        os.mkdir(staging)
+        fd = os.open(staging, os.O_RDONLY)
     except OSError as exc:
         raise StorageError(
             f"cannot create version {version!r} of zarr checkpoint {loc.uri!r}: {exc}"
         ) from exc
-    locked = try_lock(fd)
     try:
-        same = os.stat(path).st_ino == os.fstat(fd).st_ino
-    except OSError:
-        same = False
-    if locked is False or not same:
+        try_lock(fd)
+        os.rename(staging, loc.join(version))
+    except BaseException as exc:
         os.close(fd)
-        raise ConcurrentWriteError(
-            f"zarr checkpoint {loc.uri!r}: version {version!r} was removed by another writer's "
-            "cleanup as it was created; save again."
-        )
+        with contextlib.suppress(OSError):
+            os.rmdir(staging)
+        if isinstance(exc, OSError):
+            raise StorageError(
+                f"cannot create version {version!r} of zarr checkpoint {loc.uri!r}: {exc}"
+            ) from exc
+        raise
     return VersionClaim(fd)
 
 

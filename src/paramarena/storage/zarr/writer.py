@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from paramarena.errors import ConcurrentWriteError, ConfigurationError, StorageError
+from paramarena.errors import ConfigurationError, StorageError
 from paramarena.hooks.records import ArraysLike
 from paramarena.storage.fileio import progress_reporter
 from paramarena.storage.zarr.commit import (
@@ -148,12 +148,6 @@ def save_items(uri: str, arrays: ArraysLike) -> tuple[list[tuple[str, np.ndarray
 
 def claim_new_version(loc: Location) -> tuple[str, VersionClaim]:
     """Pick a new version name and claim it (:func:`~.commit.claim_version`)."""
-    for _ in range(3):
-        version = new_version_name()
-        try:
-            return version, claim_version(loc, version)
-        except ConcurrentWriteError:
-            continue
     version = new_version_name()
     return version, claim_version(loc, version)
 
