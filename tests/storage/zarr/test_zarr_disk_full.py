@@ -84,7 +84,7 @@ def test_disk_full_during_zip_save_keeps_the_old_archive(
     path = tmp_path / "d.zarr.zip"
     storage.save(path, OLD)
     before = path.read_bytes()
-    monkeypatch.setattr(zipfile.ZipFile, "write", _enospc)
+    monkeypatch.setattr(zipfile._ZipWriteFile, "write", _enospc)  # every member write
     with pytest.raises(StorageError, match=r"d\.zarr\.zip.*No space left on device"):
         storage.save(path, NEW)
     monkeypatch.undo()

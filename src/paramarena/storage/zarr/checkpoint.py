@@ -68,7 +68,7 @@ from paramarena.storage.zarr.writer import (
 from paramarena.storage.zarr.writer import concurrency_option as _concurrency
 from paramarena.storage.zarr.writer import crc_hex as _crc
 from paramarena.storage.zarr.writer import storage_dtype as _storage_dtype
-from paramarena.storage.zarr.zip import ZipLocation, is_zip_uri, save_zip
+from paramarena.storage.zarr.zip import ZipLocation, is_zip_uri, save_zip, save_zip_streamed
 
 __all__ = [
     "COMMIT_MARKER",
@@ -275,16 +275,34 @@ class ZarrCheckpointBackend:
             Another writer removed this save's version or held the commit lock too long.
         """
         self._check_options(uri, options)
-        if is_zip_uri(uri):
-            save_zip(uri, lambda directory: self.save(directory, arrays, **options))
-            return
         settings = save_settings(uri, options)
         items, named = save_items(uri, arrays)
+        progress = options.get("progress")
+        if is_zip_uri(uri):
+            if settings["compression"] in (None, "none"):  # chunks streamed into the archive
+                save_zip_streamed(
+                    uri, lambda loc: self._save_to(loc, items, named, settings, progress)
+                )
+            else:  # zarr encodes into a temporary directory checkpoint first
+                save_zip(uri, lambda directory: self.save(directory, arrays, **options))
+            return
         loc = Location(uri, options.get("storage_options"), _client(uri, options))
+        self._save_to(loc, items, named, settings, progress)
+
+    @staticmethod
+    def _save_to(
+        loc: Location,
+        items: Sequence[tuple[str, np.ndarray]],
+        named: bool,
+        settings: Mapping[str, Any],
+        progress: bool | None,
+    ) -> None:
+        """Claim, write, commit and clean up one new version at ``loc``."""
+        uri = loc.uri
         version, claim = claim_new_version(loc)
         try:
             try:
-                entries = write_version(loc, version, items, settings, options.get("progress"))
+                entries = write_version(loc, version, items, settings, progress)
                 manifest_raw = write_manifest(loc, version, entries, named, settings)
                 replaced = commit_version(
                     loc, version, manifest_raw, timeout=settings["commit_timeout"]

@@ -184,7 +184,15 @@ class RemoteChunkObjects:
         self._pending: dict[str, bytes] = {}
 
     def put(self, index: int, pieces: Sequence[memoryview]) -> None:
-        """Queue chunk ``index``; upload the batch once ``concurrency`` chunks are queued."""
+        """Queue chunk ``index``; upload the batch once ``concurrency`` chunks are queued.
+
+        A target that takes the pieces as they are (``put_pieces``: a zip archive being written)
+        gets them at once, without joining.
+        """
+        put_pieces = getattr(self._fs, "put_pieces", None)
+        if put_pieces is not None:
+            put_pieces(f"{self._prefix}/{index}", pieces)
+            return
         self._pending[f"{self._prefix}/{index}"] = b"".join(pieces)
         if len(self._pending) >= self._concurrency:
             self.finish()

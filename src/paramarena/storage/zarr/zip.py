@@ -1,12 +1,15 @@
 """zarr checkpoints in one ``.zarr.zip`` file: the same layout, stored (uncompressed) in a zip.
 
-Save builds an ordinary committed checkpoint in a temporary directory beside the target, packs it
-into a temporary zip (``COMMIT`` as the last member), fsyncs it and renames it over the target:
-the old archive stays complete until the new one replaces it in one step. Load opens the archive
-read-only and holds it open (a load racing a save reads one archive; if the chunks it reads by
-path come from the replacing archive, the load notices the replacement and starts again); the
-chunks are read through zarr's ``ZipStore``, with every check of a directory checkpoint (commit
-marker, manifest checksum, missing chunks, crc32c per chunk and parameter).
+Save writes a temporary zip beside the target (locked by the saving process, ``COMMIT`` as the
+last member), fsyncs it and renames it over the target: the old archive stays complete until the
+new one replaces it in one step. Uncompressed checkpoints stream their chunks straight into the
+archive (:func:`save_zip_streamed`: free space for the new archive only); compressed ones are
+built as a directory checkpoint first (:func:`save_zip`: twice the new size). Load opens the
+archive read-only and holds it open, so a load racing a save reads one archive (on Linux zarr
+reads the chunks through ``/proc/self/fd`` of the held file; elsewhere a load whose chunks came
+from a replacing archive notices the replacement and starts again). The chunks are read through
+zarr's ``ZipStore``, with every check of a directory checkpoint (commit marker, manifest
+checksum, missing chunks, crc32c per chunk and parameter).
 """
 
 from __future__ import annotations
@@ -14,15 +17,23 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from paramarena.errors import ConfigurationError, CorruptCheckpointError, StorageError
 from paramarena.storage.fileio import remove_stale_temps, temp_path, try_lock
-from paramarena.storage.zarr.location import fsync_dir
+from paramarena.storage.zarr.location import Location, fsync_dir
 
-__all__ = ["ZIP_SUFFIX", "ZipLocation", "is_zip_uri", "save_zip"]
+__all__ = [
+    "ZIP_SUFFIX",
+    "ZipLocation",
+    "ZipWriteLocation",
+    "is_zip_uri",
+    "save_zip",
+    "save_zip_streamed",
+]
 
 ZIP_SUFFIX = ".zarr.zip"
 
@@ -123,7 +134,13 @@ class ZipLocation:
         import zarr
         from zarr.storage import ZipStore
 
-        return zarr.open_group(store=ZipStore(self.path, mode="r"), path=version, mode="r")
+        source = self.path
+        if self._archive is not None and self._archive.fp is not None:
+            # Linux: the archive this location holds open, even if a save replaced the path
+            held = f"/proc/self/fd/{self._archive.fp.fileno()}"
+            if os.path.exists(held):
+                source = held
+        return zarr.open_group(store=ZipStore(source, mode="r"), path=version, mode="r")
 
 
 def save_zip(uri: str, save_directory: Callable[[str], None]) -> None:
@@ -174,5 +191,109 @@ def save_zip(uri: str, save_directory: Callable[[str], None]) -> None:
         raise StorageError(f"cannot save zarr checkpoint {uri!r}: {exc}") from exc
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(packed)
+
+
+class _ArchiveMembers:
+    """The fsspec-like calls a checkpoint save makes, answered by a zip archive being written.
+
+    Chunks (:meth:`put_pieces`) become members at once, streamed from the parameters' memory;
+    the small documents (``zarr.json``, the manifest, ``COMMIT``) are kept until :meth:`finish`,
+    which writes them with ``COMMIT`` last.
+    """
+
+    def __init__(self, archive: zipfile.ZipFile) -> None:
+        self.archive = archive
+        self.documents: dict[str, bytes] = {}
+
+    def put_pieces(self, path: str, pieces: Sequence[memoryview]) -> None:
+        """Write member ``path`` from ``pieces`` (no joined copy)."""
+        info = zipfile.ZipInfo(path, time.localtime()[:6])
+        info.compress_type = zipfile.ZIP_STORED
+        info.file_size = sum(p.nbytes for p in pieces)
+        with self.archive.open(info, "w") as member:
+            for piece in pieces:
+                member.write(piece)
+
+    def pipe(self, batch: Mapping[str, bytes]) -> None:
+        """Write several members."""
+        for path, data in batch.items():
+            self.put_pieces(path, [memoryview(data)])
+
+    def pipe_file(self, path: str, data: bytes) -> None:
+        """Keep a small document until :meth:`finish`."""
+        self.documents[path] = bytes(data)
+
+    def cat_file(self, path: str) -> bytes:
+        """Return a document written so far."""
+        try:
+            return self.documents[path]
+        except KeyError:
+            raise FileNotFoundError(path) from None
+
+    def ls(self, path: str, detail: bool = False) -> list[str]:
+        """Nothing to list: the archive is new (no earlier versions to clean up)."""
+        return []
+
+    def rm(self, path: str, recursive: bool = False) -> None:
+        """Nothing to remove: a failed save discards the whole temporary archive."""
+
+    def finish(self) -> None:
+        """Write the documents, ``COMMIT`` last."""
+        for path in sorted(self.documents, key=lambda p: (p == "COMMIT", p)):
+            self.put_pieces(path, [memoryview(self.documents[path])])
+
+
+class ZipWriteLocation(Location):
+    """A checkpoint root inside a zip archive being written (the write side of a save)."""
+
+    def __init__(self, uri: str, archive: zipfile.ZipFile) -> None:
+        self.uri = uri
+        self.storage_options = {}
+        self.client = "fsspec"
+        self.local = False
+        self.seen_commit = None
+        self.path = ""
+        self.members = _ArchiveMembers(archive)
+        self.fs = self.members
+
+    def join(self, *parts: str) -> str:
+        """Return the member name of ``parts``."""
+        return "/".join(parts)
+
+
+def save_zip_streamed(uri: str, save_into: Callable[[Location], None]) -> None:
+    """Write a checkpoint archive at ``uri`` atomically, streaming chunks into it.
+
+    ``save_into`` writes and commits a checkpoint at the :class:`ZipWriteLocation` it is given;
+    its chunks go straight into a temporary archive beside the target (no temporary directory),
+    which is fsynced and renamed over the target. Free space needed: the new archive's size, plus
+    the old archive until the rename.
+
+    Raises
+    ------
+    paramarena.errors.StorageError
+        Writing failed (disk full, ...): the message names the archive; no temporaries remain.
+    """
+    target = _local_path(uri)
+    remove_stale_temps(target)
+    packed = temp_path(target)
+    try:
+        with open(packed, "xb") as handle:
+            try_lock(handle.fileno())  # a live save's temporary: remove_stale_temps keeps it
+            with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                loc = ZipWriteLocation(uri, archive)
+                save_into(loc)
+                loc.members.finish()
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(packed, target)
+        fsync_dir(os.path.dirname(target))
+    except OSError as exc:
+        if isinstance(exc, StorageError):
+            raise
+        raise StorageError(f"cannot save zarr checkpoint {uri!r}: {exc}") from exc
+    finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(packed)
