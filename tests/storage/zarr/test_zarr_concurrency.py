@@ -159,9 +159,13 @@ def test_cleanup_keeps_a_live_writers_version_and_removes_an_abandoned_one(
     _join_cleanups()
     assert (path / live / "partial").exists()
     claim.release()  # that writer died (its lock is gone with it)
+    # one killed two hours ago between creating its version and naming it
+    staging = path / f".claim-v{time.time_ns() - 7200 * 10**9:x}-abcdef"
+    staging.mkdir()
     storage.save(path, SET_LIST[0])
     _join_cleanups()
     assert not (path / live).exists()
+    assert not staging.exists()
     assert _versions(path) == [_current(path)]
     assert _matches_a_set(storage.load(path))
 

@@ -151,7 +151,7 @@ def claim_version(loc: Location, version: str) -> VersionClaim:
     """
     if not loc.local:
         return VersionClaim(None)
-    staging = loc.join(f".claim-{version}")
+    staging = loc.join(f"{_CLAIM_PREFIX}{version}")
     try:
         os.makedirs(loc.path, exist_ok=True)
         os.mkdir(staging)
@@ -382,8 +382,14 @@ def write_root_metadata(loc: Location, version: str) -> None:
 # -- cleanup -------------------------------------------------------------------------------------
 
 
+_CLAIM_PREFIX = ".claim-"
+#: A writer keeps its version under the staging name for microseconds (mkdir, lock, rename):
+#: one older than this was left by a killed writer.
+_CLAIM_STAGING_AGE = 60.0
+
+
 def _remove_if_abandoned(loc: Location, name: str, grace: float) -> bool:
-    """Remove a local version nobody holds a lock on (True when removed)."""
+    """Remove a local version (or claim staging directory) nobody holds a lock on."""
     path = loc.join(name)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -391,7 +397,8 @@ def _remove_if_abandoned(loc: Location, name: str, grace: float) -> bool:
         return False
     try:
         locked = try_lock(fd)
-        if locked is False or (locked is None and _version_age(name) <= grace):
+        age = _version_age(name.removeprefix(_CLAIM_PREFIX))
+        if locked is False or (locked is None and age <= grace):
             return False
         # its writer let go, so it committed already or never will: COMMIT read now is final
         if committed_version(loc.read_bytes(COMMIT_MARKER)) == name:
@@ -417,10 +424,19 @@ def remove_superseded(
     """
     removed: list[str] = []
     try:
-        names = [n for n in loc.list_dir() if is_version_name(n) and n != current]
+        listed = loc.list_dir()
+        names = [n for n in listed if is_version_name(n) and n != current]
         if loc.local:
             remove_stale_temps(loc.join(COMMIT_MARKER))
             remove_stale_temps(loc.join(ROOT_METADATA))
+            for staging in listed:  # a writer killed between creating and naming its version
+                claimed = staging.removeprefix(_CLAIM_PREFIX)
+                if (
+                    staging.startswith(_CLAIM_PREFIX)
+                    and is_version_name(claimed)
+                    and _version_age(claimed) > _CLAIM_STAGING_AGE  # not one being locked now
+                ):
+                    _remove_if_abandoned(loc, staging, grace)
         for name in names:
             if committed_version(loc.read_bytes(COMMIT_MARKER)) == name:
                 continue
