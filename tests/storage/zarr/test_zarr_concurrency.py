@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from paramarena import storage
-from paramarena.errors import ConcurrentWriteError
+from paramarena.errors import ConcurrentWriteError, CorruptCheckpointError
 from paramarena.storage.zarr.commit import (
     COMMIT_MARKER,
     claim_version,
@@ -251,3 +251,85 @@ def test_loads_racing_saves_never_report_false_errors(tmp_path: Path, name: str)
     assert loads == LOADS
     assert saves >= 3, "the writer hardly ran: nothing raced"
     assert errors == []
+
+
+def test_a_load_that_loses_its_version_to_a_commit_reads_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from paramarena.storage.zarr.checkpoint import ZarrCheckpointBackend
+
+    path = tmp_path / "r.zarr"
+    storage.save(path, SET_LIST[0], chunk_bytes=1024)
+    _join_cleanups()
+    real = ZarrCheckpointBackend._read
+    calls = [0]
+
+    def resave_first(self: ZarrCheckpointBackend, *args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        if calls[0] == 1:  # a concurrent save commits and deletes the version being read
+            storage.save(path, SET_LIST[1], chunk_bytes=1024)
+            _join_cleanups()
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ZarrCheckpointBackend, "_read", resave_first)
+    got = storage.load(path)
+    assert calls[0] == 2
+    assert _matches_a_set(got)
+    assert list(got) == list(SET_LIST[1])  # type: ignore[arg-type]
+
+
+def test_a_checkpoint_re_committed_during_every_attempt_is_a_concurrent_write_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import paramarena.storage.zarr.checkpoint as checkpoint
+
+    path = tmp_path / "e.zarr"
+    storage.save(path, SET_LIST[0])
+    (path / str(_current(path)) / "packed_float32" / "zarr.json").unlink()
+    monkeypatch.setattr(checkpoint, "_moved", lambda loc: True)
+    with pytest.raises(ConcurrentWriteError, match="re-committed"):
+        storage.load(path)
+    monkeypatch.undo()
+    with pytest.raises(CorruptCheckpointError, match="missing"):  # COMMIT unchanged: real
+        storage.load(path)
+
+
+def test_a_save_that_cannot_commit_raises_and_leaves_the_previous_checkpoint(
+    tmp_path: Path,
+) -> None:
+    import fcntl
+
+    path = tmp_path / "l.zarr"
+    storage.save(path, SET_LIST[0])
+    _join_cleanups()
+    before = _versions(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another committer holds the commit lock
+        with pytest.raises(ConcurrentWriteError, match="commit lock"):
+            storage.save(path, SET_LIST[1], commit_timeout=0.2)
+    finally:
+        os.close(fd)
+    assert _versions(path) == before  # its version was removed
+    assert _matches_a_set(storage.load(path))
+    assert list(storage.load(path)) == list(SET_LIST[0])  # type: ignore[arg-type]
+
+
+def test_a_version_removed_before_its_commit_is_not_committed(tmp_path: Path) -> None:
+    from paramarena.storage.zarr import writer
+    from paramarena.storage.zarr.commit import commit_version
+
+    path = tmp_path / "v.zarr"
+    storage.save(path, SET_LIST[0])
+    _join_cleanups()
+    loc = Location(str(path), None)
+    settings = writer.save_settings(str(path), {})
+    items, named = writer.save_items(str(path), SET_LIST[1])
+    version, claim = writer.claim_new_version(loc)
+    with claim:
+        entries = writer.write_version(loc, version, items, settings, False)
+        manifest_raw = writer.write_manifest(loc, version, entries, named, settings)
+        (path / version / "manifest.json").unlink()  # removed by someone else's cleanup
+        with pytest.raises(ConcurrentWriteError, match="removed by another writer"):
+            commit_version(loc, version, manifest_raw)
+    assert list(storage.load(path)) == list(SET_LIST[0])  # type: ignore[arg-type]
