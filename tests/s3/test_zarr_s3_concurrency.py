@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from typing import Any
@@ -91,6 +92,9 @@ def test_two_writers_leave_one_complete_version(moto_s3: dict[str, Any], client:
         if is_version_name(p.rsplit("/", 1)[-1])
     ]
     assert current in versions
+    root = json.loads(fs.cat_file(url.removeprefix("s3://") + "/zarr.json"))
+    assert root["node_type"] == "group"  # the root is a zarr group naming the current version
+    assert root["attributes"]["paramarena"]["current_version"] == current
     assert len(versions) <= 2  # the replaced versions were removed (at most one race left)
 
 
