@@ -2,15 +2,19 @@
 
 Layout of a checkpoint at ``ROOT`` (a directory or an object-store prefix)::
 
-    ROOT/COMMIT                      commit pointer (JSON), written last
+    ROOT/COMMIT                      commit pointer (JSON), written last: the authority
+    ROOT/zarr.json                   root zarr v3 group; attributes name the current version
     ROOT/<version>/zarr.json         a zarr v3 group
     ROOT/<version>/packed_<dtype>/   one 1-D chunked array per storage dtype (crc32c per chunk)
     ROOT/<version>/manifest.json     names, shapes, logical dtypes, offsets, crc32c per parameter
 
-Save: write a new ``<version>`` (data, then manifest), then replace ``COMMIT`` (local: temp file,
-fsync, ``os.replace``, fsync of the directory; object store: one PUT, atomic per object), then
-delete older versions (on local disk in a background thread that the interpreter waits for at
-exit; the list of versions to delete is fixed at commit time, so a later save is never touched).
+Save (:mod:`~paramarena.storage.zarr.writer`, :mod:`~paramarena.storage.zarr.commit`): claim a
+new ``<version>``, write data then manifest, replace ``COMMIT`` by compare-and-swap (local: under
+an ``flock`` of the root, temp file, fsync, ``os.replace``; S3: conditional PUT), rewrite the root
+``zarr.json``, then delete the replaced version and provably abandoned ones (on local disk in a
+background thread that the interpreter waits for at exit). Several writers may save one path at
+once (docs/checkpoints.md, "Concurrency"); a load, verify or inspect whose version a concurrent
+commit removed starts again from the new ``COMMIT``.
 On local disk without compression the chunk files are written and read directly
 (:mod:`paramarena.storage.zarr.local`), byte-for-byte as zarr's codecs would. A crash at any point
 leaves ``COMMIT`` pointing at the previous complete version, so the old checkpoint stays loadable
