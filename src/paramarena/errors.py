@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "ConcurrentWriteError",
     "ConfigurationError",
     "CorruptCheckpointError",
     "DTypeMismatchError",
@@ -174,6 +175,14 @@ class NetworkError(RemoteStorageError):
 
     Connection refused or reset, connect or read timeouts, HTTP 5xx / 429: the message names
     the URL, the last failure and how many attempts were made.
+    """
+
+
+class ConcurrentWriteError(StorageError):
+    """Another writer of the same checkpoint got in the way: this save was not committed.
+
+    The checkpoint still holds a complete committed version (the other writer's or the
+    previous one); saving again is safe.
     """
 
 

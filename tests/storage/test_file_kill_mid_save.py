@@ -1,4 +1,5 @@
-"""A process killed while saving an npz / .params file leaves the previous file loadable."""
+"""A process killed while saving an npz / .params / .zarr.zip file leaves the previous file
+loadable, and the next save removes the temporaries it left."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ SAVER = textwrap.dedent(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
-@pytest.mark.parametrize("suffix", [".npz", ".params"])
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("suffix", [".npz", ".params", ".zarr.zip"])
 def test_kill_mid_save_keeps_previous_file(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"ckpt{suffix}"
     old = {"p0": np.zeros((4, 4), np.float32)}
@@ -46,7 +48,7 @@ def test_kill_mid_save_keeps_previous_file(tmp_path: Path, suffix: str) -> None:
         assert proc.stdout.readline().strip() == b"ready"
         deadline = time.monotonic() + 60
         # Kill while a temporary file is being written (the save is in progress).
-        while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
+        while not any(p.name.endswith((".tmp", ".tmp.d")) for p in tmp_path.iterdir()):
             assert time.monotonic() < deadline, "the saver never started writing"
             time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)
@@ -61,3 +63,5 @@ def test_kill_mid_save_keeps_previous_file(tmp_path: Path, suffix: str) -> None:
         assert len(loaded) == 24  # or a complete newer version, never a partial one
         np.testing.assert_array_equal(loaded["p23"], np.full((1024, 1024), 24.0, np.float32))
     assert storage.verify(path).ok
+    storage.save(path, old)  # the killed save's temporaries are removed by the next save
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]

@@ -6,6 +6,11 @@
   stores publish atomically.
 - :func:`open_read` opens a local path or URL for reading as a seekable binary file and gives
   its size, turning "no such file" into :class:`~paramarena.errors.StorageError`.
+- :func:`temp_path` names a writer's temporary file beside its target
+  (``.<name>.<pid>-<random>.tmp``); the writer holds an ``flock`` on it while it writes
+  (:func:`try_lock`), and :func:`remove_stale_temps` deletes the temporaries a killed save left
+  behind: only those whose lock is free and whose writer process is gone (or that are older than
+  a grace period), never a live writer's.
 
 Every error names the file.
 """
@@ -13,9 +18,14 @@ Every error names the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import re
 import secrets
+import shutil
+import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
@@ -28,8 +38,15 @@ __all__ = [
     "local_path",
     "open_read",
     "progress_reporter",
+    "remove_stale_temps",
     "split_scheme",
+    "temp_path",
+    "try_lock",
 ]
+
+#: Seconds after which a temporary file of a save whose lock is free is removed even when its
+#: writer's process id is still in use (a reused id, or a writer on another host).
+DEFAULT_TEMP_GRACE = 3600.0
 
 
 def split_scheme(uri: str) -> tuple[str, str]:
@@ -123,6 +140,100 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def temp_path(path: str, suffix: str = ".tmp") -> str:
+    """Return a fresh temporary name beside ``path``: ``.<name>.<pid>-<12 hex><suffix>``."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.{os.getpid()}-{secrets.token_hex(6)}{suffix}")
+
+
+def try_lock(fd: int) -> bool | None:
+    """Take an exclusive ``flock`` on ``fd`` without waiting.
+
+    Returns
+    -------
+    bool or None
+        True when taken (it lasts until ``fd`` is closed), False when another open file holds
+        it, None when this platform or filesystem has no ``flock`` (nothing can be told).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        return None
+    return True
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` exists on this host (False when it cannot be told)."""
+    if sys.platform == "win32" or pid <= 0:  # pragma: no cover - os.kill(pid, 0) kills there
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def remove_stale_temps(path: str, grace: float = DEFAULT_TEMP_GRACE) -> list[str]:
+    """Delete temporaries of :func:`temp_path` beside ``path`` that a killed save left behind.
+
+    A temporary (file, or directory ending in ``.tmp.d``, whose lock is that of the file without
+    ``.d`` while it exists) is stale when nobody holds its lock
+    and its writer process no longer exists on this host, or when nobody holds its lock and it
+    is older than ``grace`` seconds. A live writer holds its lock, so its temporary is never
+    touched. Errors are ignored (best effort).
+
+    Returns
+    -------
+    list of str
+        The removed paths.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-[0-9a-f]{{12}}\.tmp(\.d)?")
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        match = pattern.fullmatch(entry)
+        if match is None:
+            continue
+        full = os.path.join(directory, entry)
+        # a temporary directory ``X.tmp.d`` belongs to the writer of ``X.tmp`` when that exists
+        lock_path = full[: -len(".d")] if match[2] and os.path.exists(full[: -len(".d")]) else full
+        try:
+            fd = os.open(lock_path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            locked = try_lock(fd)
+            age = time.time() - os.fstat(fd).st_mtime
+            stale = locked is not False and (
+                age > grace or (locked is True and _process_gone(int(match[1])))
+            )
+            if stale:
+                if match[2]:
+                    shutil.rmtree(full, ignore_errors=True)
+                else:
+                    os.unlink(full)
+                removed.append(full)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_write(uri: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[IO[bytes]]:
     """Yield a binary file whose content replaces ``uri`` only when the block ends cleanly.
@@ -130,6 +241,8 @@ def atomic_write(uri: str, storage_options: Mapping[str, Any] | None = None) -> 
     Local files: the data goes to a hidden temporary file in the same directory, which is
     flushed, ``fsync``-ed and renamed over ``uri`` with ``os.replace``; the directory is then
     ``fsync``-ed. If the block raises, the temporary file is removed and ``uri`` is untouched.
+    The writer holds a lock on its temporary file; temporaries of earlier saves of ``uri`` that
+    were killed are removed first (:func:`remove_stale_temps`).
     Remote URLs: the data is buffered in memory and written as one object at the end.
 
     Parameters
@@ -161,13 +274,15 @@ def atomic_write(uri: str, storage_options: Mapping[str, Any] | None = None) -> 
         raise StorageError(f"cannot write checkpoint {uri!r}: directory {directory!r} is missing")
     if os.path.isdir(path):
         raise StorageError(f"cannot write checkpoint {uri!r}: a directory of that name exists")
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    remove_stale_temps(path)
+    tmp = temp_path(path)
     try:
         fh = open(tmp, "xb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise StorageError(f"cannot write checkpoint {uri!r}: {exc}") from exc
     try:
         with fh:
+            try_lock(fh.fileno())  # held until closed: marks the temporary as a live writer's
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -101,3 +101,37 @@ def test_parameter_dict_round_trip(tmp_path: Path) -> None:
     restored.load(tmp_path / "net.zarr.zip")
     for name in params:
         np.testing.assert_array_equal(restored[name].data(), params[name].data())
+
+
+def test_uncompressed_save_streams_into_the_archive_without_a_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from paramarena.storage.zarr import zip as zarr_zip
+
+    seen: list[list[str]] = []
+    real = zarr_zip._ArchiveMembers.put_pieces
+
+    def spy(self: zarr_zip._ArchiveMembers, path: str, pieces: list[memoryview]) -> None:
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        real(self, path, pieces)
+
+    monkeypatch.setattr(zarr_zip._ArchiveMembers, "put_pieces", spy)
+    path = tmp_path / "s.zarr.zip"
+    storage.save(path, _arrays(), chunk_bytes=400)
+    assert seen  # every member went through the archive writer
+    assert all(len(names) == 1 and names[0].endswith(".tmp") for names in seen)  # one temp file
+    got = storage.load(path)
+    assert isinstance(got, dict)
+    for k, v in _arrays().items():
+        np.testing.assert_array_equal(got[k], v)
+
+
+def test_compressed_zip_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "c.zarr.zip"
+    storage.save(path, _arrays(), compression="zstd")
+    got = storage.load(path)
+    assert isinstance(got, dict)
+    for k, v in _arrays().items():
+        np.testing.assert_array_equal(got[k], v)
+    assert storage.verify(path).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.zarr.zip"]

@@ -2,16 +2,20 @@
 
 Layout of a checkpoint at ``ROOT`` (a directory or an object-store prefix)::
 
-    ROOT/COMMIT                      commit pointer (JSON), written last
+    ROOT/COMMIT                      commit pointer (JSON), written last: the authority
+    ROOT/zarr.json                   root zarr v3 group; attributes name the current version
     ROOT/<version>/zarr.json         a zarr v3 group
     ROOT/<version>/packed_<dtype>/   one 1-D chunked array per storage dtype (crc32c per chunk)
     ROOT/<version>/manifest.json     names, shapes, logical dtypes, offsets, crc32c per parameter
                                      (+ optional "init_key": 16 hex digits, the initializer key)
 
-Save: write a new ``<version>`` (data, then manifest), then replace ``COMMIT`` (local: temp file,
-fsync, ``os.replace``, fsync of the directory; object store: one PUT, atomic per object), then
-delete older versions (on local disk in a background thread that the interpreter waits for at
-exit; the list of versions to delete is fixed at commit time, so a later save is never touched).
+Save (:mod:`~paramarena.storage.zarr.writer`, :mod:`~paramarena.storage.zarr.commit`): claim a
+new ``<version>``, write data then manifest, replace ``COMMIT`` by compare-and-swap (local: under
+an ``flock`` of the root, temp file, fsync, ``os.replace``; S3: conditional PUT), rewrite the root
+``zarr.json``, then delete the replaced version and provably abandoned ones (on local disk in a
+background thread that the interpreter waits for at exit). Several writers may save one path at
+once (docs/checkpoints.md, "Concurrency"); a load, verify or inspect whose version a concurrent
+commit removed starts again from the new ``COMMIT``.
 On local disk without compression the chunk files are written and read directly
 (:mod:`paramarena.storage.zarr.local`), byte-for-byte as zarr's codecs would. A crash at any point
 leaves ``COMMIT`` pointing at the previous complete version, so the old checkpoint stays loadable
@@ -25,15 +29,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
-import threading
-import time
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
 from paramarena.errors import (
+    ConcurrentWriteError,
     ConfigurationError,
     CorruptCheckpointError,
     MissingParameterError,
@@ -51,22 +53,31 @@ from paramarena.storage.failures import describe_local
 from paramarena.storage.fileio import progress_reporter
 from paramarena.storage.remote import is_transient
 from paramarena.storage.sniff import is_local_zip_file
+from paramarena.storage.zarr.commit import COMMIT_MARKER, abandon_version, commit_version
 from paramarena.storage.zarr.local import (
     RawLayout,
     chunks_of,
     raw_layout,
     read_ranges,
 )
-from paramarena.storage.zarr.location import (
-    Location,
-    fsync_dir,
-    fsync_tree,
-    remote_concurrency,
-    remove_versions,
-)
+from paramarena.storage.zarr.location import Location, remote_concurrency
 from paramarena.storage.zarr.obstore import CLIENTS
-from paramarena.storage.zarr.pack import DirectPacker, ZarrPacker
-from paramarena.storage.zarr.zip import ZipLocation, is_zip_uri, save_zip
+from paramarena.storage.zarr.writer import (
+    FORMAT_VERSION,
+    MANIFEST,
+    MANIFEST_FORMAT,
+    MANIFEST_FORMATS,
+    claim_new_version,
+    cleanup,
+    save_items,
+    save_settings,
+    write_manifest,
+    write_version,
+)
+from paramarena.storage.zarr.writer import concurrency_option as _concurrency
+from paramarena.storage.zarr.writer import crc_hex as _crc
+from paramarena.storage.zarr.writer import storage_dtype as _storage_dtype
+from paramarena.storage.zarr.zip import ZipLocation, is_zip_uri, save_zip, save_zip_streamed
 
 __all__ = [
     "COMMIT_MARKER",
@@ -77,39 +88,19 @@ __all__ = [
     "ZarrCheckpointBackend",
 ]
 
-COMMIT_MARKER = "COMMIT"
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
-#: The manifest's ``format`` marker this version writes.
-MANIFEST_FORMAT = "paramarena-zarr"
-#: Every marker a reader accepts: ``paramdict-zarr`` is what versions before the rename to
-#: paramarena (0.1.x) wrote; compatibility reader, kept on purpose so those checkpoints load.
-MANIFEST_FORMATS = frozenset({MANIFEST_FORMAT, "paramdict-zarr"})
-DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
-DEFAULT_CONCURRENCY = 4
 _OPTIONS = frozenset(
-    {"progress", "storage_options", "concurrency", "chunk_bytes", "compression", "client"}
-    | {"init_keys"}  # name -> 64-bit key the values were drawn with (Parameter.init_key)
+    {
+        "progress",
+        "storage_options",
+        "concurrency",
+        "chunk_bytes",
+        "compression",
+        "client",
+        "cleanup_grace",
+        "commit_timeout",
+        "init_keys",  # name -> 64-bit key the values were drawn with (Parameter.init_key)
+    }
 )
-
-
-def _crc(data: np.ndarray) -> str:
-    import crc32c
-
-    raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
-    return f"{crc32c.crc32c(raw.data):08x}"
-
-
-def _logical_name(dtype: np.dtype[Any]) -> str:
-    return "bfloat16" if dtype.name == "bfloat16" else dtype.name
-
-
-def _storage_dtype(logical: str) -> np.dtype[Any]:
-    if logical == "bfloat16":
-        return np.dtype(np.uint16)
-    if logical == "bool":
-        return np.dtype(np.uint8)
-    return np.dtype(logical)
 
 
 def _logical_dtype(logical: str) -> np.dtype[Any]:
@@ -168,6 +159,59 @@ def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
     return Location(uri, options.get("storage_options"), _client(uri, options))
 
 
+#: Reads of one load / verify / inspect while concurrent commits keep replacing the version.
+READ_ATTEMPTS = 10
+_T = TypeVar("_T")
+
+
+def _moved(loc: _Root) -> bool:
+    """Whether the checkpoint was re-committed since ``loc`` read ``COMMIT`` (or replaced)."""
+    try:
+        if isinstance(loc, ZipLocation):
+            return loc.replaced()
+        return loc.seen_commit is not None and loc.read_bytes(COMMIT_MARKER) != loc.seen_commit
+    except Exception:
+        return False
+
+
+def _retrying(
+    uri: str,
+    options: Mapping[str, Any],
+    read: Callable[[_Root], _T],
+    failed: Callable[[_T], bool] = lambda _result: False,
+) -> _T:
+    """Run ``read`` on a fresh root until it succeeds or fails on a version still committed.
+
+    A read that fails (any error, or a result ``failed`` rejects) while a concurrent save
+    re-committed the checkpoint (``COMMIT`` changed, or the ``.zarr.zip`` was replaced) lost its
+    version to that save, which may have deleted it: the read starts again from the new
+    ``COMMIT``, at most :data:`READ_ATTEMPTS` times. A failure with ``COMMIT`` unchanged is real.
+
+    Raises
+    ------
+    paramarena.errors.ConcurrentWriteError
+        The checkpoint was re-committed during every attempt.
+    """
+    last: BaseException | None = None
+    for _attempt in range(READ_ATTEMPTS):
+        loc = _open_root(uri, options)
+        try:
+            result = read(loc)
+        except Exception as exc:
+            if not _moved(loc):
+                raise
+            last = exc
+            continue
+        finally:
+            loc.close()
+        if not (failed(result) and _moved(loc)):
+            return result
+    raise ConcurrentWriteError(
+        f"zarr checkpoint {uri!r} was re-committed by concurrent saves during each of "
+        f"{READ_ATTEMPTS} attempts to read it; try again."
+    ) from last
+
+
 def _client(uri: str, options: Mapping[str, Any]) -> str:
     """Return the ``client`` option: ``"fsspec"`` (default) or ``"obstore"`` for remote URLs."""
     client = options.get("client", "fsspec")
@@ -177,16 +221,6 @@ def _client(uri: str, options: Mapping[str, Any]) -> str:
             f"checkpoint {uri!r}."
         )
     return str(client)
-
-
-def _concurrency(uri: str, options: Mapping[str, Any]) -> int:
-    """Return the ``concurrency`` option: chunk requests in flight at once (remote stores)."""
-    value = options.get("concurrency", DEFAULT_CONCURRENCY)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(
-            f"concurrency must be a positive int, got {value!r} for zarr checkpoint {uri!r}."
-        )
-    return value
 
 
 class ZarrCheckpointBackend:
@@ -205,6 +239,7 @@ class ZarrCheckpointBackend:
 
     def _committed(self, loc: _Root) -> tuple[str, dict[str, Any]]:
         raw = loc.read_bytes(COMMIT_MARKER)
+        loc.seen_commit = raw  # a read that fails re-reads COMMIT to see if it moved (_retrying)
         if raw is None:
             names = loc.list_dir()
             if not names and isinstance(loc, Location) and loc.local and os.path.lexists(loc.path):
@@ -246,113 +281,68 @@ class ZarrCheckpointBackend:
     # -- save ----------------------------------------------------------------------------------
 
     def save(self, uri: str, arrays: ArraysLike, **options: Any) -> None:
-        """Write ``arrays`` as a new version and commit it (see module docstring)."""
+        """Write ``arrays`` as a new version and commit it (see module docstring).
+
+        The steps are separate functions (:mod:`paramarena.storage.zarr.writer`,
+        :mod:`paramarena.storage.zarr.commit`) that a save by several writers (ranks) composes.
+
+        Raises
+        ------
+        paramarena.errors.StorageError
+            Any ``OSError`` while writing (disk full, ...), naming the checkpoint: what the save
+            wrote is removed and the previous checkpoint stays committed.
+        paramarena.errors.ConcurrentWriteError
+            Another writer removed this save's version or held the commit lock too long.
+        """
         self._check_options(uri, options)
+        settings = save_settings(uri, options)
+        items, named = save_items(uri, arrays)
+        progress = options.get("progress")
         if is_zip_uri(uri):
-            save_zip(uri, lambda directory: self.save(directory, arrays, **options))
+            if settings["compression"] in (None, "none"):  # chunks streamed into the archive
+                save_zip_streamed(
+                    uri, lambda loc: self._save_to(loc, items, named, settings, progress)
+                )
+            else:  # zarr encodes into a temporary directory checkpoint first
+                save_zip(uri, lambda directory: self.save(directory, arrays, **options))
             return
-        concurrency = _concurrency(uri, options)
-        chunk_bytes = int(options.get("chunk_bytes", DEFAULT_CHUNK_BYTES))
-        if chunk_bytes <= 0:
-            raise ConfigurationError(f"chunk_bytes must be positive, got {chunk_bytes}.")
-        compression = options.get("compression")
-        if compression not in (None, "none", "zstd"):
-            raise ConfigurationError(
-                f"compression must be None or 'zstd', got {compression!r} for {uri!r}."
-            )
-        named = isinstance(arrays, Mapping)
-        init_keys: Mapping[str, int] = options.get("init_keys") or {}
-        items = (
-            list(arrays.items())
-            if isinstance(arrays, Mapping)
-            else [(f"arr_{i}", a) for i, a in enumerate(arrays)]
-        )
-        for name, value in items:
-            if (
-                isinstance(value, np.ndarray)
-                and value.dtype.kind not in "biufc"
-                and (value.dtype.name != "bfloat16")
-            ):
-                raise StorageError(
-                    f"cannot save {name!r} to {uri!r}: dtype {value.dtype} is not supported "
-                    f"(numeric, bool and bfloat16 only)."
-                )
-            if not isinstance(value, np.ndarray):
-                raise StorageError(
-                    f"cannot save {name!r} to {uri!r}: expected a numpy array, got "
-                    f"{type(value).__name__}."
-                )
         loc = Location(uri, options.get("storage_options"), _client(uri, options))
-        version = f"v{time.time_ns():x}-{secrets.token_hex(3)}"
-        groups: dict[str, list[int]] = {}
-        for i, (_name, a) in enumerate(items):
-            groups.setdefault(_logical_name(a.dtype), []).append(i)
-        entries: list[dict[str, Any]] = [{} for _ in items]
-        total = sum(int(a.nbytes) for _, a in items)
+        if loc.local and os.path.lexists(loc.path) and not os.path.isdir(loc.path):
+            raise StorageError(
+                f"cannot save zarr checkpoint {uri!r}: {describe_local(loc.path)}. Remove it or "
+                "choose another path."
+            )
+        self._save_to(loc, items, named, settings, progress)
 
-        packer: DirectPacker | ZarrPacker = (
-            DirectPacker(loc, version, concurrency)
-            if compression in (None, "none")
-            else ZarrPacker(loc, version, concurrency)
-        )
-        with (
-            remote_concurrency(loc.local, concurrency),
-            progress_reporter(total, f"save {uri}", options.get("progress")) as update,
-        ):
-            for logical, idx in groups.items():
-                sdtype = _storage_dtype(logical)
-                count = sum(int(items[i][1].size) for i in idx)
-                limit = max(1, min(chunk_bytes // sdtype.itemsize, max(count, 1)))
-                # equal chunks no larger than the limit: the last chunk is not padded out
-                chunk = max(1, -(-count // -(-count // limit))) if count else 1
-                arr_name = f"packed_{logical}"
-                writer = packer.array(arr_name, count, chunk, sdtype)
-                offset = 0
-                for i in idx:
-                    name, a = items[i]
-                    flat = np.ascontiguousarray(a).reshape(-1).view(sdtype)
-                    entries[i] = {
-                        "name": name,
-                        "shape": list(a.shape),
-                        "dtype": logical,
-                        "array": arr_name,
-                        "offset": offset,
-                        "size": int(a.size),
-                        "nbytes": int(a.nbytes),
-                        "crc32c": _crc(flat),
-                    }
-                    if name in init_keys:
-                        entries[i]["init_key"] = f"{int(init_keys[name]):016x}"
-                    offset += int(a.size)
-                    writer.add(flat)
-                    update(int(a.nbytes))
-                writer.close()
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "named": named,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "chunk_bytes": chunk_bytes,
-            "parameters": entries,
-        }
-        manifest_raw = json.dumps(manifest, indent=1).encode()
-        loc.write_bytes(manifest_raw, version, MANIFEST)
-        if loc.local:
-            fsync_tree(loc.join(version))
-            fsync_dir(loc.path)
-        import crc32c
-
-        commit = {"version": version, "manifest_crc32c": f"{crc32c.crc32c(manifest_raw):08x}"}
-        loc.write_bytes(json.dumps(commit).encode(), COMMIT_MARKER)
-        superseded = [v for v in loc.list_dir() if v.startswith("v") and v != version]
-        if loc.local and superseded:
-            # the new version is committed: deleting the old ones can overlap the caller's work
-            # (a non-daemon thread, so the interpreter finishes it before exiting)
-            threading.Thread(
-                target=remove_versions, args=(loc, superseded), name="paramarena-zarr-cleanup"
-            ).start()
-        else:
-            remove_versions(loc, superseded)
+    @staticmethod
+    def _save_to(
+        loc: Location,
+        items: Sequence[tuple[str, np.ndarray]],
+        named: bool,
+        settings: Mapping[str, Any],
+        progress: bool | None,
+    ) -> None:
+        """Claim, write, commit and clean up one new version at ``loc``."""
+        uri = loc.uri
+        version, claim = claim_new_version(loc)
+        try:
+            try:
+                entries = write_version(loc, version, items, settings, progress)
+                manifest_raw = write_manifest(loc, version, entries, named, settings)
+                replaced = commit_version(
+                    loc, version, manifest_raw, timeout=settings["commit_timeout"]
+                )
+            except BaseException as exc:
+                abandon_version(loc, version)
+                if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                    raise StorageError(
+                        f"cannot save zarr checkpoint {uri!r}: {exc}. What this save wrote was "
+                        "removed; the previous checkpoint (if any) is still committed."
+                    ) from exc
+                raise
+        finally:
+            claim.release()
+        cleanup(loc, version, replaced, settings["cleanup_grace"])
 
     # -- load ----------------------------------------------------------------------------------
 
@@ -544,11 +534,20 @@ class ZarrCheckpointBackend:
         Arrays in ``out`` that fit are filled in place (local uncompressed checkpoints).
         """
         self._check_options(uri, options)
-        loc = _open_root(uri, options)
+        return _retrying(uri, options, lambda loc: self._load_once(loc, uri, names, out, options))
+
+    def _load_once(
+        self,
+        loc: _Root,
+        uri: str,
+        names: Collection[str] | None,
+        into: Mapping[str, np.ndarray] | None,
+        options: Mapping[str, Any],
+    ) -> LoadedArrays:
         version, manifest = self._committed(loc)
         entries = self._entries(loc, manifest, names)
         with remote_concurrency(loc.local, _concurrency(uri, options)):
-            out, problems = self._read(loc, version, entries, options.get("progress"), out)
+            out, problems = self._read(loc, version, entries, options.get("progress"), into)
         if problems:
             detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
             raise CorruptCheckpointError(f"zarr checkpoint {uri!r} is corrupt: {detail}.")
@@ -560,7 +559,9 @@ class ZarrCheckpointBackend:
     def inspect(self, uri: str, **options: Any) -> CheckpointInfo:
         """Describe the checkpoint from its manifest (uncommitted: ``committed=False``)."""
         self._check_options(uri, options)
-        loc = _open_root(uri, options)
+        return _retrying(uri, options, lambda loc: self._inspect_once(loc, uri))
+
+    def _inspect_once(self, loc: _Root, uri: str) -> CheckpointInfo:
         try:
             version, manifest = self._committed(loc)
         except UncommittedCheckpointError:
@@ -589,7 +590,11 @@ class ZarrCheckpointBackend:
     def verify(self, uri: str, **options: Any) -> VerifyReport:
         """Re-read every parameter and check its chunks and crc32c."""
         self._check_options(uri, options)
-        loc = _open_root(uri, options)
+        return _retrying(
+            uri, options, lambda loc: self._verify_once(loc, uri, options), lambda r: not r.ok
+        )
+
+    def _verify_once(self, loc: _Root, uri: str, options: Mapping[str, Any]) -> VerifyReport:
         version, manifest = self._committed(loc)
         entries = self._entries(loc, manifest, None)
         try:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from paramarena.errors import ConfigurationError
+from paramarena.storage.fileio import temp_path, try_lock
 from paramarena.storage.remote import remote_filesystem, split_network_options
 
 __all__ = [
@@ -34,6 +34,8 @@ class Location:
         self.uri = uri.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self.client = client
+        #: ``COMMIT`` as a load read it (a failed load compares it with a fresh read).
+        self.seen_commit: bytes | None = None
         self.local = "://" not in uri or uri.startswith("file://")
         if self.local:
             if self.storage_options:
@@ -50,6 +52,9 @@ class Location:
             self.path = rest
         else:
             self.fs, self.path = remote_filesystem(self.uri, self.storage_options)
+
+    def close(self) -> None:
+        """Nothing to release (a ``.zarr.zip`` root holds its archive open)."""
 
     def join(self, *parts: str) -> str:
         """Return the path (local) or fsspec path of ``parts`` below the root."""
@@ -88,12 +93,18 @@ class Location:
             with open(target, "wb") as f:
                 f.write(data)
             return
-        tmp = f"{target}.tmp-{secrets.token_hex(4)}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        tmp = temp_path(target)
+        try:
+            with open(tmp, "xb") as f:
+                try_lock(f.fileno())  # a live writer's temporary: remove_stale_temps keeps it
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         fsync_dir(os.path.dirname(target))
 
     def list_dir(self, *parts: str) -> list[str]:
@@ -174,7 +185,15 @@ class RemoteChunkObjects:
         self._pending: dict[str, bytes] = {}
 
     def put(self, index: int, pieces: Sequence[memoryview]) -> None:
-        """Queue chunk ``index``; upload the batch once ``concurrency`` chunks are queued."""
+        """Queue chunk ``index``; upload the batch once ``concurrency`` chunks are queued.
+
+        A target that takes the pieces as they are (``put_pieces``: a zip archive being written)
+        gets them at once, without joining.
+        """
+        put_pieces = getattr(self._fs, "put_pieces", None)
+        if put_pieces is not None:
+            put_pieces(f"{self._prefix}/{index}", pieces)
+            return
         self._pending[f"{self._prefix}/{index}"] = b"".join(pieces)
         if len(self._pending) >= self._concurrency:
             self.finish()
