@@ -55,8 +55,8 @@ from paramarena.errors import (
     ShapeMismatchError,
 )
 from paramarena.hooks.manager import get_device_spec
+from paramarena.params import batch_init, dict_loading
 from paramarena.params import checks as chk
-from paramarena.params import dict_loading
 from paramarena.params import loading as pio
 from paramarena.params.arenas import ParameterStorage
 from paramarena.params.loading import LoadReport
@@ -352,16 +352,9 @@ class ParameterDict:
             from paramarena.kernels.seeds import get_seed
 
             seed = get_seed()
-        dict_loading.reserve(
-            self,
-            [
-                (p, p.shape, chk.as_np_dtype(p.dtype), chk.normalize_ctx(ctx, p.name))
-                for p in self.values()
-                if (p._data is None or force_reinit) and chk.shape_is_known(p.shape, p.name)
-            ],
+        batch_init.initialize_batched(
+            self, init, ctx, verbose=verbose, force_reinit=force_reinit, seed=seed
         )
-        for v in self.values():
-            v.initialize(None, ctx, init, force_reinit=force_reinit, seed=seed, verbose=verbose)
 
     def zero_grad(self) -> None:
         """Zero every gradient buffer.
