@@ -265,30 +265,11 @@ class Initializer:
     def _fill_plan(
         self, desc: str, shape: tuple[int, ...], dtype: np.dtype[Any]
     ) -> tuple[int, float, float] | None:
-        """Describe the one random fill ``_init_weight(desc, arr)`` would do, or return None.
+        """Return ``(dist, a, b)`` of the one random fill ``_init_weight`` does, or None.
 
-        ``ParameterDict.initialize`` fills every parameter with a plan in one batched kernel
-        call (:func:`paramarena.kernels.fill_random_ranges`) instead of calling
-        ``_init_weight`` per parameter; the values are the same. The plan is ``(dist, a, b)``:
-        ``dist`` 0 is uniform in ``[a, a + b)``, 1 is normal with mean ``a`` and std ``b``.
-        ``None`` (the default, and whenever anything is unusual) means: call ``_init_weight``.
+        See :mod:`paramarena.init.plans`; ``None`` means: call ``_init_weight``.
         """
         return None
-
-    def _plannable(self, owner: type[Initializer], dtype: np.dtype[Any]) -> bool:
-        """Return whether ``owner``'s fill plan describes ``self``.
-
-        True when ``_init_weight`` and the random fills are not overridden, verbose logging
-        is off and ``dtype`` is float32/float64.
-        """
-        cls = type(self)
-        return (
-            cls._init_weight is owner._init_weight
-            and cls._fill_uniform is Initializer._fill_uniform
-            and cls._fill_normal is Initializer._fill_normal
-            and not self._verbose
-            and dtype in _DIRECT_DTYPES
-        )
 
     # --- the per-suffix rules ---------------------------------------------------------------------
 
@@ -390,19 +371,6 @@ class Initializer:
             self._init_one(name, arr)
         else:
             self._init_default(name, arr)
-
-
-_DIRECT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def uniform_plan(low: float, high: float) -> tuple[int, float, float]:
-    """Return the fill plan of ``_fill_uniform(desc, arr, low, high)`` (see ``_fill_plan``)."""
-    return 0, float(low), float(high) - float(low)
-
-
-def normal_plan(mean: float, std: float) -> tuple[int, float, float]:
-    """Return the fill plan of ``_fill_normal(desc, arr, mean, std)`` (see ``_fill_plan``)."""
-    return 1, float(mean), float(std)
 
 
 def _check_array(desc: str, arr: Any) -> None:

@@ -14,13 +14,8 @@ from typing import Any
 import numpy as np
 
 from paramarena.errors import InitializerError
-from paramarena.init.base import (
-    Initializer,
-    draw_float64,
-    is_float_dtype,
-    normal_plan,
-    uniform_plan,
-)
+from paramarena.init.base import Initializer, draw_float64, is_float_dtype
+from paramarena.init.plans import normal_plan, plannable, uniform_plan
 
 __all__ = [
     "Bilinear",
@@ -145,7 +140,7 @@ class Uniform(Initializer):
     def _fill_plan(
         self, desc: str, shape: tuple[int, ...], dtype: np.dtype[Any]
     ) -> tuple[int, float, float] | None:
-        if not self._plannable(Uniform, dtype):
+        if not plannable(self, Uniform, dtype):
             return None
         return uniform_plan(-self.scale, self.scale)
 
@@ -174,7 +169,7 @@ class Normal(Initializer):
     def _fill_plan(
         self, desc: str, shape: tuple[int, ...], dtype: np.dtype[Any]
     ) -> tuple[int, float, float] | None:
-        if not self._plannable(Normal, dtype):
+        if not plannable(self, Normal, dtype):
             return None
         return normal_plan(0.0, self.sigma)
 
@@ -328,7 +323,7 @@ class Xavier(Initializer):
     def _fill_plan(
         self, desc: str, shape: tuple[int, ...], dtype: np.dtype[Any]
     ) -> tuple[int, float, float] | None:
-        if len(shape) < 2 or not self._plannable(Xavier, dtype):
+        if len(shape) < 2 or not plannable(self, Xavier, dtype):
             return None
         scale = self.scale_for(shape)
         if self.rnd_type == "uniform":
