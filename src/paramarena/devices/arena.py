@@ -216,11 +216,15 @@ class Arena:
         offsets : numpy.ndarray
             ``int64`` element offset of each view in ``buffer`` (``-1`` for zero-size views).
         """
-        parsed = [
-            shp if type(shp) is tuple and all(type(d) is int and d >= 0 for d in shp)
-            else _shape_tuple(shp)
-            for shp in shapes
-        ]  # fmt: skip
+        checked: dict[Any, tuple[int, ...]] = {}
+        parsed = []
+        for shp in shapes:
+            got = checked.get(shp) if type(shp) is tuple else None
+            if got is None:
+                got = _shape_tuple(shp)
+                if type(shp) is tuple:
+                    checked[shp] = got
+            parsed.append(got)
         sizes = np.fromiter(map(math.prod, parsed), np.int64, len(parsed))
         a = self._align
         rounded = (sizes + (a - 1)) // a * a
@@ -230,19 +234,33 @@ class Arena:
             seg = self._new_segment(total, exact=True)
         starts = seg.used + np.cumsum(rounded) - rounded
         offsets = np.where(sizes > 0, starts, -1)
-        buf, base, isz = seg.buffer, seg.base, self.dtype.itemsize
-        views: list[Any] = []
-        live, by_id, by_address, arena_ids = seg.live, seg.by_id, self._by_address, self._by_id
-        for shp, n, off in zip(parsed, sizes.tolist(), starts.tolist(), strict=True):
-            if not n:
-                views.append(self.backend.empty(shp, self.dtype, self.device_id))
-                continue
-            view = buf[off : off + n].reshape(shp)
-            views.append(view)
-            live[off] = (n, view)
-            by_id[id(view)] = off
-            by_address[base + off * isz] = (seg, off)
-            arena_ids[id(view)] = seg
+        buf, isz = seg.buffer, self.dtype.itemsize
+        size_list, start_list = sizes.tolist(), starts.tolist()
+        if all(size_list):
+            views = [
+                buf[off : off + n].reshape(shp)
+                for shp, n, off in zip(parsed, size_list, start_list, strict=True)
+            ]
+            placed = views
+            placed_at = start_list
+            placed_sizes = size_list
+        else:
+            empty = self.backend.empty
+            views = [
+                buf[off : off + n].reshape(shp) if n else empty(shp, self.dtype, self.device_id)
+                for shp, n, off in zip(parsed, size_list, start_list, strict=True)
+            ]
+            keep = [i for i, n in enumerate(size_list) if n]
+            placed = [views[i] for i in keep]
+            placed_at = [start_list[i] for i in keep]
+            placed_sizes = [size_list[i] for i in keep]
+        seg.live.update(zip(placed_at, zip(placed_sizes, placed, strict=True), strict=True))
+        seg.by_id.update(zip(map(id, placed), placed_at, strict=True))
+        self._by_id.update(dict.fromkeys(map(id, placed), seg))
+        base = seg.base
+        self._by_address.update(
+            zip([base + off * isz for off in placed_at], [(seg, off) for off in placed_at])
+        )
         seg.used += total
         seg.ranges = None
         return views, buf, offsets

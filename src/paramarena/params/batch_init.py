@@ -17,7 +17,6 @@ verbose logging) goes through :meth:`Parameter.initialize` one parameter at a ti
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from paramarena import init as _initializer
 from paramarena.devices.context import Context
 from paramarena.hooks.manager import get_device_spec, get_plugin_manager
 from paramarena.params import checks as chk
+from paramarena.params.bulk import paused_gc
 
 if TYPE_CHECKING:
     from paramarena.params.parameter import CtxArg, Parameter
@@ -215,15 +215,8 @@ def _fill_one_by_one(jobs: Sequence[_Job], default: Any, seed: int) -> None:
 def _run(
     pdict: ParameterDict, jobs: list[_Job], default: Any, init: Any, ctx: Context, seed: int
 ) -> None:
-    # the batch creates a few objects per parameter and frees none: the cyclic garbage
-    # collector would walk every parameter several times for nothing (a third of the time)
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         _run_batch(pdict, jobs, default, init, ctx, seed)
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _run_batch(

@@ -9,7 +9,7 @@ those views without a copy, and hand back every view no parameter took over.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -77,6 +77,7 @@ def load_targets(
     dtype_source: str,
     adopted: Mapping[str, Any] | None = None,
     in_place: Mapping[str, Any] | None = None,
+    checked: bool = False,
 ) -> None:
     """Load ``arrays[targets[name]]`` into each parameter ``name`` (arena room reserved).
 
@@ -85,19 +86,21 @@ def load_targets(
     into (see :func:`load_destinations`); those parameters take them over without a copy, and
     on a failure every view not taken over yet is handed back. ``in_place`` maps stored names
     to parameters' current arrays that the loader already filled (see
-    :func:`in_place_destinations`): nothing is left to copy for them.
+    :func:`in_place_destinations`): nothing is left to copy for them. ``checked`` says that
+    :func:`check_targets` already passed for the stored shapes and dtypes.
     """
     adopted = dict(adopted or {})
     in_place = in_place or {}
     try:
-        check_targets(
-            pdict,
-            targets,
-            {k: a for k, a in arrays.items() if hasattr(a, "shape") and hasattr(a, "dtype")},
-            ctx,
-            cast_dtype,
-            dtype_source,
-        )
+        if not checked:
+            check_targets(
+                pdict,
+                targets,
+                {k: a for k, a in arrays.items() if hasattr(a, "shape") and hasattr(a, "dtype")},
+                ctx,
+                cast_dtype,
+                dtype_source,
+            )
         jobs = []
         for name, key in targets.items():
             p, a = pdict._params[name], arrays[key]
@@ -152,9 +155,11 @@ def check_targets(
             f"(loading Parameter '{first}')."
         )
     ctx_list = None if ctx is None else chk.normalize_ctx(ctx, "load")
+    dtype_of = _dtype_cache()
     for name, key in targets.items():
         p = pdict._params[name]
-        p._check_dense("load data into")
+        if p._stype != "default" or p._grad_stype != "default":
+            p._check_dense("load data into")
         if ctx_list is not None:
             current = (
                 p._ctx_list
@@ -170,18 +175,32 @@ def check_targets(
         if info is None:
             continue
         shape = tuple(info.shape)
-        if p._shape is not None and not chk.shape_fits(p._shape, shape):
+        if p._shape is not None and p._shape != shape and not chk.shape_fits(p._shape, shape):
             raise ShapeMismatchError(
                 f"Failed loading Parameter '{name}' from saved params: shape "
                 f"incompatible expected {p._shape} vs saved {shape}"
             )
-        saved = chk.as_np_dtype(info.dtype)
-        if not cast_dtype and saved != chk.as_np_dtype(p._dtype):
+        saved = dtype_of(info.dtype)
+        if not cast_dtype and saved != dtype_of(p._dtype):
             raise DTypeMismatchError(
                 f"Failed loading Parameter '{name}' from saved params: dtype "
                 f"incompatible expected {p.dtype} vs saved {saved.type}. "
                 "Set cast_dtype=True to cast the dtype of saved params."
             )
+
+
+def _dtype_cache() -> Callable[[Any], np.dtype[Any]]:
+    """Return ``chk.as_np_dtype`` remembering its answers for the duration of one call."""
+    found: dict[Any, np.dtype[Any]] = {}
+
+    def dtype_of(spec: Any) -> np.dtype[Any]:
+        key = spec if isinstance(spec, str) else id(spec)
+        got = found.get(key)
+        if got is None:
+            got = found[key] = chk.as_np_dtype(spec)
+        return got
+
+    return dtype_of
 
 
 def _filled_in_place(p: Parameter, view: Any) -> None:
@@ -204,28 +223,26 @@ def _adopt_all(pdict: ParameterDict, batch: list[tuple[Parameter, Any]], ctx: Ct
 
     hook = get_plugin_manager().hook.paramarena_parameter_initialized
     listeners = bool(hook.get_hookimpls())
-    grads: dict[tuple[Context, np.dtype[Any]], list[tuple[Parameter, Any]]] = {}
-    maps: dict[Context, Any] = {}
+    # adopted views live on one CPU context: the given one, or cpu(0)
+    c = _CPU0[0] if ctx is None else chk.normalize_ctx(ctx, "load")[0]
+    ctx_map = chk.build_ctx_map([c])
+    grads: dict[int, tuple[np.dtype[Any], list[tuple[Parameter, Any]]]] = {}
     for p, view in batch:
         if p._shape != view.shape:
             if p._shape is None:
                 p._shape = tuple(view.shape)
             else:
                 p.shape = tuple(view.shape)
-        contexts = load_contexts(p, ctx)
-        c = contexts[0]
         p._ctx_list = [c]
-        ctx_map = maps.get(c)
-        if ctx_map is None:
-            ctx_map = maps[c] = chk.build_ctx_map([c])
         p._ctx_map = ctx_map
         p._data = [view]
         p._deferred_init = ()
         if p._grad_req != "null":
-            grads.setdefault((c, view.dtype), []).append((p, view))
+            dtype = view.dtype
+            grads.setdefault(id(dtype), (dtype, []))[1].append((p, view))
         else:
             p._grad_arrays = None
-    for (c, dtype), group in grads.items():
+    for dtype, group in grads.values():
         arena = pdict._storage.grad.arena(c, dtype)
         views, _, _ = arena.allocate_packed([v.shape for _, v in group])
         for (p, _), g in zip(group, views, strict=True):
@@ -246,6 +263,9 @@ def load_contexts(p: Parameter, ctx: CtxArg) -> list[Context]:
     return [Context("cpu", 0)]
 
 
+_CPU0 = [Context("cpu", 0)]
+
+
 def load_destinations(
     pdict: ParameterDict,
     targets: Mapping[str, str],
@@ -259,30 +279,40 @@ def load_destinations(
     Only for parameters of this dict that are not initialized or deferred, that will live
     on one CPU context, and whose stored shape and dtype they take as they are.
     """
-    from paramarena.devices.cpu import CPUBackend
+    picked: dict[tuple[Context, np.dtype[Any]], list[tuple[str, tuple[int, ...]]]] = {}
+    given = None if ctx is None else chk.normalize_ctx(ctx, "load")
+    cpu_ok: dict[Context, bool] = {}
+    dtype_of = _dtype_cache()
 
-    picked: list[tuple[str, Parameter, tuple[int, ...], np.dtype[Any], Context]] = []
+    adopt_saved = cast_dtype and dtype_source == "saved"
     for name, key in targets.items():
         p, info = pdict._params[name], stored[key]
         if p._storage is not pdict._storage or p._data is not None or p._deferred_init:
             continue
         if p._stype != "default" or p._grad_stype != "default":
             continue
-        contexts = load_contexts(p, ctx)
-        backend = get_device_spec(contexts[0].device_type).backend
-        if len(contexts) != 1 or not isinstance(backend, CPUBackend):
+        contexts = given if given is not None else _CPU0
+        if len(contexts) != 1:
             continue
-        saved = chk.as_np_dtype(info.dtype)
-        if saved != chk.as_np_dtype(p.dtype) and not (cast_dtype and dtype_source == "saved"):
+        c = contexts[0]
+        ok = cpu_ok.get(c)
+        if ok is None:
+            ok = cpu_ok[c] = _is_cpu(c)
+        if not ok:
+            continue
+        saved = dtype_of(info.dtype)
+        if saved != dtype_of(p._dtype) and not adopt_saved:
             continue
         shape = tuple(info.shape)
-        if not chk.shape_fits(p.shape, shape):
+        if p._shape is not None and p._shape != shape and not chk.shape_fits(p._shape, shape):
             continue
-        picked.append((key, p, shape, saved, contexts[0]))
-    reserve(pdict, [(p, shape, dtype, [c]) for _, p, shape, dtype, c in picked])
-    return {
-        key: pdict._storage.allocate("data", c, dtype, shape) for key, _, shape, dtype, c in picked
-    }
+        picked.setdefault((c, saved), []).append((key, shape))
+    views: dict[str, Any] = {}
+    for (c, dtype), group in picked.items():
+        arena = pdict._storage.data.arena(c, dtype)
+        allocated, _, _ = arena.allocate_packed([shape for _, shape in group])
+        views.update(zip((k for k, _ in group), allocated, strict=True))
+    return views
 
 
 def in_place_destinations(
@@ -415,7 +445,15 @@ def load_file(
         raise
     assert isinstance(arrays, dict)
     load_targets(
-        pdict, targets, arrays, ctx, cast_dtype, dtype_source, adopted=views, in_place=in_place
+        pdict,
+        targets,
+        arrays,
+        ctx,
+        cast_dtype,
+        dtype_source,
+        adopted=views,
+        in_place=in_place,
+        checked=True,
     )
     if plan.skipped:
         logger.info(

@@ -59,6 +59,7 @@ from paramarena.params import batch_init, dict_loading
 from paramarena.params import checks as chk
 from paramarena.params import loading as pio
 from paramarena.params.arenas import ParameterStorage
+from paramarena.params.bulk import paused_gc
 from paramarena.params.loading import LoadReport
 from paramarena.params.parameter import Constant, CtxArg, Parameter
 
@@ -425,8 +426,9 @@ class ParameterDict:
         """
         from paramarena import storage
 
-        arrays = pio.collect_for_save(self.values(), strip_prefix)
-        storage.save(filename, arrays, **options)
+        with paused_gc():
+            arrays = pio.collect_for_save(self.values(), strip_prefix)
+            storage.save(filename, arrays, **options)
 
     def load(
         self,
@@ -465,17 +467,18 @@ class ParameterDict:
         LoadReport
             Loaded, missing and skipped names.
         """
-        return dict_loading.load_file(
-            self,
-            filename,
-            ctx,
-            allow_missing=allow_missing,
-            ignore_extra=ignore_extra,
-            restore_prefix=restore_prefix,
-            cast_dtype=cast_dtype,
-            dtype_source=dtype_source,
-            **options,
-        )
+        with paused_gc():
+            return dict_loading.load_file(
+                self,
+                filename,
+                ctx,
+                allow_missing=allow_missing,
+                ignore_extra=ignore_extra,
+                restore_prefix=restore_prefix,
+                cast_dtype=cast_dtype,
+                dtype_source=dtype_source,
+                **options,
+            )
 
     def load_dict(
         self,
