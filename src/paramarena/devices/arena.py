@@ -259,7 +259,11 @@ class Arena:
         self._by_id.update(dict.fromkeys(map(id, placed), seg))
         base = seg.base
         self._by_address.update(
-            zip([base + off * isz for off in placed_at], [(seg, off) for off in placed_at])
+            zip(
+                [base + off * isz for off in placed_at],
+                [(seg, off) for off in placed_at],
+                strict=True,
+            )
         )
         seg.used += total
         seg.ranges = None

@@ -474,8 +474,9 @@ class ZarrCheckpointBackend:
                 problems.append((e["name"], f"{reasons[r]} in {arr_name!r}"))
                 continue
             _accept(e, flat, out, problems, update)
-            if given[r] is not None and e["name"] in out:
-                out[e["name"]] = given[r]  # the caller's very array, filled in place
+            mine = given[r]
+            if mine is not None and e["name"] in out:
+                out[e["name"]] = mine  # the caller's very array, filled in place
 
     def _from_chunks(
         self,
