@@ -122,3 +122,20 @@ def test_hook_fires_once_per_parameter() -> None:
     finally:
         pm.unregister(plugin)
     assert sorted(seen) == sorted([f"p{i}_weight" for i in range(5)] * 2)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("initializer", [init.Uniform(0.2), init.Normal(0.3)], ids=repr)
+def test_many_small_parameters_filled_in_parallel_equal_per_parameter_values(
+    initializer: Any, dtype: str
+) -> None:
+    shapes = [(30, 31), (7,), (1, 993)] * 150  # 4 * PARALLEL_THRESHOLD values and more
+    assert sum(int(np.prod(s)) for s in shapes) >= 4 * PARALLEL_THRESHOLD
+    d = ParameterDict()
+    for i, shape in enumerate(shapes):
+        d.get(f"q{i}_weight", shape=shape, dtype=dtype)
+    d.initialize(initializer, seed=11)
+    for name, p in list(d.items())[::7]:
+        expected = _one_by_one(name, p.shape, dtype, initializer)
+        np.testing.assert_array_equal(_bits(p.data()), _bits(expected), err_msg=name)

@@ -143,7 +143,8 @@ def fill_random_ranges(
     :func:`fill_uniform` (``dists[j] == 0``: ``low = a[j]``, ``high - low = b[j]``) or
     :func:`fill_normal` (``dists[j] == 1``: ``mean = a[j]``, ``std = b[j]``) would write into an
     array of that size with stream words ``keys[j]`` (from :func:`stream_keys`). Small ranges go
-    through one serial kernel call together; ranges of at least :data:`PARALLEL_THRESHOLD`
+    through one kernel call together (parallel over groups of ranges when they hold at least
+    ``4 * PARALLEL_THRESHOLD`` values in all); ranges of at least :data:`PARALLEL_THRESHOLD`
     elements use the parallel kernel one at a time.
 
     Parameters
@@ -191,15 +192,30 @@ def fill_random_ranges(
     if big.any():
         for j in np.flatnonzero(big):
             o, n = int(offsets[j]), int(sizes[j])
+            # the key as fill_uniform passes it (a read-only array): no new specialization
+            key = np.frombuffer(keys[j].tobytes(), dtype="<u4")
             _dynamic(
                 _cpu._fill_parallel, buffer[o : o + n], per, int(dists[j]), float(a[j]),
-                float(b[j]), keys[j],
+                float(b[j]), key,
             )  # fmt: skip
         small = ~big
         offsets, sizes, dists, a, b = offsets[small], sizes[small], dists[small], a[small], b[small]
         keys = np.ascontiguousarray(keys[small])
-    if len(offsets):
+    if not len(offsets):
+        return
+    total = int(sizes.sum())
+    if total < 4 * PARALLEL_THRESHOLD:
         _cpu_batch._fill_ranges(buffer, per, offsets, sizes, dists, a, b, keys)
+        return
+    # many small ranges with many values in all: work items of about equal numbers of values,
+    # handed out one at a time (values never depend on which thread fills a range)
+    items = min(len(offsets), max(1, total // PARALLEL_THRESHOLD), 256)
+    ends = np.cumsum(sizes)
+    cuts = np.searchsorted(ends, np.linspace(0, total, items + 1)[1:-1], side="left")
+    bounds = np.unique(np.concatenate(([0], cuts, [len(offsets)]))).astype(np.int64)
+    _dynamic(
+        _cpu_batch._fill_ranges_parallel, buffer, per, offsets, sizes, dists, a, b, keys, bounds
+    )
 
 
 def _dynamic(kernel: Any, *args: Any) -> None:
