@@ -22,6 +22,7 @@ checked) and parameters whose crc32c disagrees.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import secrets
 import threading
@@ -94,10 +95,19 @@ def _crc(data: np.ndarray) -> str:
     return f"{crc32c.crc32c(raw.data):08x}"
 
 
+_LOGICAL_NAMES: dict[tuple[Any, str], str] = {}
+
+
 def _logical_name(dtype: np.dtype[Any]) -> str:
-    return "bfloat16" if dtype.name == "bfloat16" else dtype.name
+    # cached: ``dtype.name`` is computed in Python on every access (microseconds per parameter)
+    key = (dtype.type, dtype.str)
+    name = _LOGICAL_NAMES.get(key)
+    if name is None:
+        name = _LOGICAL_NAMES[key] = "bfloat16" if dtype.name == "bfloat16" else dtype.name
+    return name
 
 
+@functools.lru_cache(maxsize=64)
 def _storage_dtype(logical: str) -> np.dtype[Any]:
     if logical == "bfloat16":
         return np.dtype(np.uint16)
@@ -106,6 +116,7 @@ def _storage_dtype(logical: str) -> np.dtype[Any]:
     return np.dtype(logical)
 
 
+@functools.lru_cache(maxsize=64)
 def _logical_dtype(logical: str) -> np.dtype[Any]:
     if logical == "bfloat16":
         import ml_dtypes
