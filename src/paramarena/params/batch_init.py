@@ -34,11 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["initialize_batched"]
 
-#: Gradients at least this large are checked for non-zero values before zeroing in place, so
-#: that buffers never written (still the operating system's zero pages) are not faulted in.
-_CHECK_BEFORE_ZEROING = 1 << 18
-
-
 def _is_cpu(ctx: Context) -> bool:
     from paramarena.devices.cpu import CPUBackend
 
@@ -270,7 +265,7 @@ def _commit(pdict: ParameterDict, jobs: Sequence[_Job], ctx: Context, seed: int)
         old_grads = p._grad_arrays
         if job.in_place and old_grads is not None and p._grad_req != "null":
             for g in old_grads:
-                if g.size < _CHECK_BEFORE_ZEROING or g.any():
+                if g.any():  # a never-written buffer stays the system's zero pages
                     g.fill(0)
         else:
             if old_grads is not None:
