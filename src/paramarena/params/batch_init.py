@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["initialize_batched"]
 
+
 def _is_cpu(ctx: Context) -> bool:
     from paramarena.devices.cpu import CPUBackend
 

@@ -347,6 +347,24 @@ def _is_cpu(ctx: Context) -> bool:
     return isinstance(get_device_spec(ctx.device_type).backend, CPUBackend)
 
 
+def _reads_in_place(filename: str | os.PathLike[str], options: Mapping[str, Any]) -> bool:
+    """Whether the backend may read straight into ``out=`` arrays (local directories only).
+
+    Other sources (files, remote stores) are read into new arrays that ``storage.load`` copies
+    into ``out=`` only after everything was read and checked: no verification pass is needed.
+    """
+    import os as _os
+
+    from paramarena import storage
+    from paramarena.storage.fileio import local_path
+
+    spec = storage.resolve(filename, "r", options.get("format"))
+    if not getattr(spec.backend, "accepts_out", False):
+        return False
+    path = local_path(_os.fspath(filename))
+    return path is not None and _os.path.isdir(path)
+
+
 #: Bytes read at once by the verification pass of a load that overwrites parameters in place.
 VERIFY_BATCH_BYTES = 64 << 20
 
@@ -420,8 +438,7 @@ def load_file(
     targets = {name: stored[s] for name, s in plan.targets.items()}
     infos = {a.name: a for a in info.arrays}
     check_targets(pdict, targets, infos, ctx, cast_dtype, dtype_source)
-    spec = storage.resolve(filename, "r", options.get("format"))
-    reads_in_place = bool(getattr(spec.backend, "accepts_out", False))
+    reads_in_place = _reads_in_place(filename, options)
     in_place = in_place_destinations(pdict, targets, infos, ctx) if reads_in_place else {}
     views = load_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
     try:
