@@ -95,6 +95,19 @@ def initialize_batched(
     seed: int,
 ) -> None:
     """Initialize every parameter of ``pdict`` (see the module docstring)."""
+    with paused_gc():
+        _initialize(pdict, init, ctx, verbose=verbose, force_reinit=force_reinit, seed=seed)
+
+
+def _initialize(
+    pdict: ParameterDict,
+    init: Any,
+    ctx: CtxArg,
+    *,
+    verbose: bool,
+    force_reinit: bool,
+    seed: int,
+) -> None:
     params = list(pdict.values())
     if not params:
         return
@@ -209,13 +222,6 @@ def _fill_one_by_one(jobs: Sequence[_Job], default: Any, seed: int) -> None:
 
 
 def _run(
-    pdict: ParameterDict, jobs: list[_Job], default: Any, init: Any, ctx: Context, seed: int
-) -> None:
-    with paused_gc():
-        _run_batch(pdict, jobs, default, init, ctx, seed)
-
-
-def _run_batch(
     pdict: ParameterDict, jobs: list[_Job], default: Any, init: Any, ctx: Context, seed: int
 ) -> None:
     _resolve(jobs, init, seed)
