@@ -1,11 +1,23 @@
-"""Local checkpoint save/load of a ResNet-50-shaped dict: paramarena zarr vs safetensors vs npz.
+"""Local checkpoint save/load, like for like: paramarena zarr / npz vs safetensors / np.savez.
 
-Prints a markdown table of medians (seconds) and speed ratios against safetensors'
-``save_file``/``load_file``, all measured in this process on a warm page cache.
+Training writes a new checkpoint file each time; rewriting one path is a different workload
+(on ext4 truncating the old file makes the next close flush it). Every save is therefore timed
+two ways, labelled: to a **new path** each round (the old one is deleted outside the timing)
+and to the **same path**. paramarena's saves are durable (fsync of the data and directories
+before the commit), so safetensors is timed with ``save_file`` + fsync of the file and its
+directory (equal durability, the target) and without fsync (the gap is stated). The disk's own
+ceiling is measured first: ``os.write`` of the same number of bytes in 8 MiB blocks + fsync.
+
+All cases run interleaved in one process (one round runs each once), ``--repeat`` rounds; the
+table gives medians and the range of the per-round speed ratios (> 1: paramarena is faster).
+
+Run: ``python benchmarks/bench_storage.py [--repeat N] [--mb SIZE] [--write-docs]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -16,88 +28,185 @@ from pathlib import Path
 import numpy as np
 
 from paramarena import storage
-from paramarena.resnet50 import resnet50_shapes
 
-REPEATS = 9
-
-
-def median_time(repeats: int, fn: Callable[[], object]) -> float:
-    """Median wall time of ``repeats`` calls of ``fn`` after two warm-up calls (seconds)."""
-    fn()  # imports, page cache
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks-storage.md"
+BEGIN, END = "<!-- like-for-like:begin -->", "<!-- like-for-like:end -->"
 
 
-def peak_traced_mb(fn: Callable[[], object]) -> float:
-    """Peak memory allocated (Python and numpy, as tracemalloc sees it) while ``fn`` runs, MB."""
-    import tracemalloc
-
-    tracemalloc.start()
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 1e6
+        os.fsync(fd)
     finally:
-        tracemalloc.stop()
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def model(mb: float) -> dict[str, np.ndarray]:
+    """ResNet-50-shaped float32 arrays (102 MB), repeated to about ``mb`` megabytes."""
+    from paramarena.resnet50 import resnet50_shapes
+
+    rng = np.random.default_rng(0)
+    shapes = resnet50_shapes()
+    arrays: dict[str, np.ndarray] = {}
+    copies = max(1, round(mb / 102.2))
+    for c in range(copies):
+        for name, shape in shapes:
+            arrays[f"c{c}_{name}"] = rng.standard_normal(shape, dtype=np.float32)
+    return arrays
+
+
+def disk_ceiling(directory: Path, nbytes: int) -> float:
+    """Seconds to write ``nbytes`` with os.write in 8 MiB blocks and fsync (then delete)."""
+    block = np.random.default_rng(1).bytes(8 << 20)
+    path = directory / "ceiling.bin"
+    start = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        left = nbytes
+        while left > 0:
+            left -= os.write(fd, block[: min(left, len(block))])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    elapsed = time.perf_counter() - start
+    path.unlink()
+    return elapsed
 
 
 def main() -> None:
-    rng = np.random.default_rng(0)
-    arrays = {n: rng.standard_normal(s, dtype=np.float32) for n, s in resnet50_shapes()}
-    total = sum(a.nbytes for a in arrays.values())
-    tmp = Path(tempfile.mkdtemp(prefix="paramarena-bench-"))
-    rows: list[tuple[str, float, float]] = []
-    try:
-        try:
-            from safetensors.numpy import load_file, save_file
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--mb", type=float, default=102.0, help="model size (ResNet-50 copies)")
+    parser.add_argument("--dir", default=None, help="directory on the disk to measure")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    from safetensors.numpy import load_file, save_file
 
-            st = tmp / "m.safetensors"
-            st_save = median_time(REPEATS, lambda: save_file(arrays, str(st)))
-            st_load = median_time(REPEATS, lambda: load_file(str(st)))
-            rows.append(("safetensors save_file / load_file", st_save, st_load))
-        except ImportError:
-            st_save = st_load = float("nan")
-        npz = tmp / "m.npz"
-        rows.append(
-            (
-                "np.savez / np.load",
-                median_time(REPEATS, lambda: np.savez(npz, **arrays)),
-                median_time(REPEATS, lambda: dict(np.load(npz, allow_pickle=False))),
-            )
-        )
-        zp = tmp / "m.zarr"
-        rows.append(
-            (
-                "paramarena zarr save / load",
-                median_time(REPEATS, lambda: storage.save(zp, arrays)),
-                median_time(REPEATS, lambda: storage.load(zp)),
-            )
-        )
-        rows.append(
-            (
-                "paramarena zarr, load 10 names",
-                float("nan"),
-                median_time(REPEATS, lambda: storage.load(zp, names=list(arrays)[:10])),
-            )
-        )
-        peak = peak_traced_mb(lambda: storage.save(zp, arrays))
+    arrays = model(args.mb)
+    total = sum(a.nbytes for a in arrays.values())
+    tmp = Path(tempfile.mkdtemp(prefix="paramarena-bench-", dir=args.dir))
+    counter = iter(range(1 << 30))
+
+    def fresh(suffix: str) -> Path:
+        return tmp / f"n{next(counter)}{suffix}"
+
+    def st_fsync(path: Path) -> None:
+        save_file(arrays, str(path))
+        _fsync(path)
+        _fsync(path.parent)
+
+    def np_fsync(path: Path) -> None:
+        np.savez(path, **arrays)
+        _fsync(path)
+        _fsync(path.parent)
+
+    same = {s: tmp / f"same{s}" for s in (".safetensors", ".zarr", ".npz", "_st_fsync.st")}
+    saves: dict[str, tuple[str, Callable[[Path], object]]] = {
+        "safetensors save_file + fsync": (".safetensors", st_fsync),
+        "safetensors save_file (no fsync)": (".safetensors", lambda p: save_file(arrays, str(p))),
+        "paramarena zarr save (durable)": (".zarr", lambda p: storage.save(p, arrays)),
+        "np.savez (no fsync)": (".npz", lambda p: np.savez(p, **arrays)),
+        "np.savez + fsync": (".npz", np_fsync),
+        "paramarena npz save (durable)": (".npz", lambda p: storage.save(p, arrays)),
+    }
+    times: dict[str, list[float]] = {}
+    try:
+        ceiling = statistics.median(disk_ceiling(tmp, total) for _ in range(3))
+        for suffix, fn in saves.values():  # warm-up: imports, allocator, page cache
+            path = fresh(suffix)
+            fn(path)
+            _remove(path)
+        zpath, stpath, npzpath = fresh(".zarr"), fresh(".safetensors"), fresh(".npz")
+        storage.save(zpath, arrays)
+        save_file(arrays, str(stpath))
+        np.savez(npzpath, **arrays)
+        loads: dict[str, Callable[[], object]] = {
+            "safetensors load_file": lambda: load_file(str(stpath)),
+            "paramarena zarr load": lambda: storage.load(zpath),
+            "np.load (all arrays)": lambda: dict(np.load(npzpath, allow_pickle=False)),
+            "paramarena npz load": lambda: storage.load(npzpath),
+        }
+        for _ in range(args.repeat):
+            for name, (suffix, fn) in saves.items():
+                path = fresh(suffix)
+                start = time.perf_counter()
+                fn(path)
+                times.setdefault(f"new path: {name}", []).append(time.perf_counter() - start)
+                _remove(path)
+            for label, target, fn2 in (
+                ("safetensors save_file + fsync", same["_st_fsync.st"], st_fsync),
+                ("safetensors save_file (no fsync)", same[".safetensors"], None),
+                ("paramarena zarr save (durable)", same[".zarr"], None),
+            ):
+                start = time.perf_counter()
+                if fn2 is not None:
+                    fn2(target)
+                elif label.startswith("safetensors"):
+                    save_file(arrays, str(target))
+                else:
+                    storage.save(target, arrays)
+                times.setdefault(f"same path: {label}", []).append(time.perf_counter() - start)
+            for name, load in loads.items():
+                start = time.perf_counter()
+                load()
+                times.setdefault(f"load: {name}", []).append(time.perf_counter() - start)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(
-        f"ResNet-50 shapes: {len(arrays)} arrays, {total / 1e6:.1f} MB float32, "
-        f"median of {REPEATS}\n"
-    )
-    print("| case | save s | load s | save speed vs safetensors | load speed vs safetensors |")
-    print("|---|---|---|---|---|")
-    for name, save, load in rows:
-        print(
-            f"| {name} | {save:.3f} | {load:.3f} | {st_save / save:.2f}x | {st_load / load:.2f}x |"
-        )
-    print(f"\nPeak extra memory of a local zarr save (tracemalloc): {peak:.1f} MB")
+    text = report(times, total, ceiling, args.repeat)
+    print(text)
+    if args.write_docs:
+        doc = DOC.read_text()
+        start, stop = doc.index(BEGIN) + len(BEGIN), doc.index(END)
+        DOC.write_text(doc[:start] + "\n" + text + doc[stop:])
+
+
+def _ratio(times: dict[str, list[float]], base: str, case: str) -> str:
+    ratios = [b / c for b, c in zip(times[base], times[case], strict=True)]
+    lo, hi = min(ratios), max(ratios)
+    med = statistics.median(times[base]) / statistics.median(times[case])
+    return f"{med:.2f}x ({lo:.2f}-{hi:.2f})"
+
+
+def report(times: dict[str, list[float]], total: int, ceiling: float, repeat: int) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [
+        f"Measured {stamp}, {os.cpu_count()} CPUs, {total / 1e6:.0f} MB of float32 "
+        f"(ResNet-50 shapes), median of {repeat} interleaved rounds. Disk ceiling: "
+        f"{total / ceiling / 1e9:.2f} GB/s (`os.write` of 8 MiB blocks + fsync).",
+        "",
+        "| case | median s | GB/s | speed ratio (range over rounds) |",
+        "|---|---|---|---|",
+    ]
+    for case, values in times.items():
+        med = statistics.median(values)
+        if case.startswith("load:"):
+            base = "load: safetensors load_file"
+            vs = "vs safetensors load_file"
+        elif "np" in case and "npz save" in case:
+            base = case.split(":")[0] + ": np.savez (no fsync)"
+            vs = "vs np.savez"
+        elif "np.savez" in case:
+            base, vs = case, ""
+        else:
+            base = case.split(":")[0] + ": safetensors save_file + fsync"
+            vs = "vs safetensors + fsync"
+        ratio = "1.00x" if base == case or not vs else f"{_ratio(times, base, case)} {vs}"
+        extra = ""
+        if "paramarena zarr save" in case and "no fsync" not in case:
+            nofsync = case.split(":")[0] + ": safetensors save_file (no fsync)"
+            extra = f"; {_ratio(times, nofsync, case)} vs no fsync"
+        if "paramarena npz save" in case:
+            extra = f"; {_ratio(times, case.split(':')[0] + ': np.savez + fsync', case)} vs +fsync"
+        lines.append(f"| {case} | {med:.3f} | {total / med / 1e9:.2f} | {ratio}{extra} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ class _Segment:
     capacity: int
     used: int = 0
     live: dict[int, tuple[int, Any]] = field(default_factory=dict)  # offset -> (size, view)
+    by_id: dict[int, int] = field(default_factory=dict)  # id(view handed out) -> offset
     ranges: tuple[np.ndarray, np.ndarray] | None = None  # cached zero table
 
 
@@ -108,6 +109,9 @@ class Arena:
         self._align = max(1, _ALIGN_BYTES // self.dtype.itemsize)
         self._segments: list[_Segment] = []
         self._by_address: dict[int, tuple[_Segment, int]] = {}
+        # id of each view object handed out -> its segment: finding the very object handed out
+        # needs no address lookup (``__array_interface__`` builds a dict per call)
+        self._by_id: dict[int, _Segment] = {}
 
     # --- allocation -------------------------------------------------------------------------
 
@@ -190,8 +194,88 @@ class Arena:
         view = seg.buffer[off : off + n].reshape(shape)
         seg.used = off + self._round(n)
         seg.live[off] = (n, view)
+        seg.by_id[id(view)] = off
         self._by_address[seg.base + off * self.dtype.itemsize] = (seg, off)
+        self._by_id[id(view)] = seg
         return view
+
+    def allocate_packed(self, shapes: Sequence[Any]) -> tuple[list[Any], Any, np.ndarray]:
+        """Allocate views for ``shapes`` in one segment and say where they are.
+
+        Parameters
+        ----------
+        shapes : sequence of (int or tuple of int)
+            One shape per view.
+
+        Returns
+        -------
+        views : list of array
+            As :meth:`allocate_many` returns them (zeroed in a ``zeroed`` arena).
+        buffer : array
+            The segment's flat buffer holding every non-empty view.
+        offsets : numpy.ndarray
+            ``int64`` element offset of each view in ``buffer`` (``-1`` for zero-size views).
+        """
+        checked: dict[Any, tuple[int, ...]] = {}
+        parsed = []
+        for shp in shapes:
+            got = checked.get(shp) if type(shp) is tuple else None
+            if got is None:
+                got = _shape_tuple(shp)
+                if type(shp) is tuple:
+                    checked[shp] = got
+            parsed.append(got)
+        sizes = np.fromiter(map(math.prod, parsed), np.int64, len(parsed))
+        a = self._align
+        rounded = (sizes + (a - 1)) // a * a
+        total = int(rounded.sum())
+        seg = self._segments[-1] if self._segments else None
+        if seg is None or seg.capacity - seg.used < total:
+            seg = self._new_segment(total, exact=True)
+        starts = seg.used + np.cumsum(rounded) - rounded
+        offsets = np.where(sizes > 0, starts, -1)
+        buf, isz = seg.buffer, self.dtype.itemsize
+        size_list, start_list = sizes.tolist(), starts.tolist()
+        if all(size_list):
+            views = [
+                buf[off : off + n].reshape(shp)
+                for shp, n, off in zip(parsed, size_list, start_list, strict=True)
+            ]
+            placed = views
+            placed_at = start_list
+            placed_sizes = size_list
+        else:
+            empty = self.backend.empty
+            views = [
+                buf[off : off + n].reshape(shp) if n else empty(shp, self.dtype, self.device_id)
+                for shp, n, off in zip(parsed, size_list, start_list, strict=True)
+            ]
+            keep = [i for i, n in enumerate(size_list) if n]
+            placed = [views[i] for i in keep]
+            placed_at = [start_list[i] for i in keep]
+            placed_sizes = [size_list[i] for i in keep]
+        seg.live.update(zip(placed_at, zip(placed_sizes, placed, strict=True), strict=True))
+        seg.by_id.update(zip(map(id, placed), placed_at, strict=True))
+        self._by_id.update(dict.fromkeys(map(id, placed), seg))
+        base = seg.base
+        self._by_address.update(
+            zip(
+                [base + off * isz for off in placed_at],
+                [(seg, off) for off in placed_at],
+                strict=True,
+            )
+        )
+        seg.used += total
+        seg.ranges = None
+        return views, buf, offsets
+
+    def locate(self, view: Any) -> tuple[Any, int] | None:
+        """Return ``(segment buffer, element offset)`` of a live view, or None if not one."""
+        try:
+            seg, off = self._find(view)
+        except (ParameterValueError, AttributeError, KeyError, TypeError):
+            return None
+        return seg.buffer, off
 
     def allocate_many(self, shapes: Iterable[Any]) -> list[Any]:
         """Allocate several views at once, contiguously in one segment where possible.
@@ -219,6 +303,11 @@ class Arena:
         return views
 
     def _find(self, view: Any) -> tuple[_Segment, int]:
+        seg = self._by_id.get(id(view))
+        if seg is not None:
+            off = seg.by_id[id(view)]
+            if seg.live[off][1] is view:
+                return seg, off
         size = math.prod(view.shape)
         hit = self._by_address.get(_address(view)) if size else None
         if hit is None or hit[0].live.get(hit[1], (-1,))[0] != size:
@@ -253,7 +342,9 @@ class Arena:
         if math.prod(view.shape) == 0:
             return
         seg, off = self._find(view)
-        del seg.live[off]
+        handed = seg.live.pop(off)[1]
+        seg.by_id.pop(id(handed), None)
+        self._by_id.pop(id(handed), None)
         del self._by_address[seg.base + off * self.dtype.itemsize]
         seg.ranges = None
         if not seg.live:  # nothing live is left in it: let its memory go with the old views
@@ -272,6 +363,7 @@ class Arena:
         live = [v for seg in self._segments for _, (_, v) in sorted(seg.live.items())]
         self._segments = []
         self._by_address = {}
+        self._by_id = {}
         if not live:
             return []
         new = self.allocate_many([v.shape for v in live])
@@ -347,6 +439,8 @@ class ArenaSet:
         self._min_segment = min_segment_elements
         self.zeroed = zeroed
         self._arenas: dict[tuple[Any, np.dtype[Any]], Arena] = {}
+        # (ctx, dtype.type, dtype.str) -> arena: hashing a numpy dtype costs microseconds
+        self._fast: dict[tuple[Any, Any, str], Arena] = {}
 
     def arena(self, ctx: Any, dtype: Any) -> Arena:
         """Return (creating on first use) the arena for ``ctx`` and ``dtype``.
@@ -358,6 +452,10 @@ class ArenaSet:
         dtype : dtype_like
             Element type.
         """
+        if isinstance(dtype, np.dtype):
+            hit = self._fast.get((ctx, dtype.type, dtype.str))
+            if hit is not None:
+                return hit
         if isinstance(dtype, str) and dtype == "bfloat16":
             import ml_dtypes
 
@@ -378,6 +476,7 @@ class ArenaSet:
                 zeroed=self.zeroed,
             )
             self._arenas[key] = found
+        self._fast[(ctx, key[1].type, key[1].str)] = found
         return found
 
     def reserve(self, ctx: Any, dtype: Any, shapes: Sequence[Any]) -> None:
@@ -386,7 +485,10 @@ class ArenaSet:
 
     def owns(self, ctx: Any, view: Any) -> bool:
         """Return whether ``view`` is a live view of this set's arena for ``ctx``."""
-        found = self._arenas.get((ctx, np.dtype(view.dtype)))
+        dtype = view.dtype
+        found = self._fast.get((ctx, dtype.type, dtype.str))
+        if found is None:
+            found = self._arenas.get((ctx, np.dtype(dtype)))
         return found is not None and found.owns(view)
 
     def allocate(self, ctx: Any, dtype: Any, shape: Any) -> Any:

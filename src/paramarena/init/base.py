@@ -260,6 +260,17 @@ class Initializer:
         """Fill ``arr`` with N(mean, std) values keyed by ``(seed, name)``."""
         _random_fill(desc, arr, type(self).__name__, "normal", mean, std)
 
+    # --- batched initialization -----------------------------------------------------------------
+
+    def _fill_plan(
+        self, desc: str, shape: tuple[int, ...], dtype: np.dtype[Any]
+    ) -> tuple[int, float, float] | None:
+        """Return ``(dist, a, b)`` of the one random fill ``_init_weight`` does, or None.
+
+        See :mod:`paramarena.init.plans`; ``None`` means: call ``_init_weight``.
+        """
+        return None
+
     # --- the per-suffix rules ---------------------------------------------------------------------
 
     def _init_weight(self, desc: str, arr: np.ndarray) -> None:

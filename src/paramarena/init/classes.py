@@ -15,6 +15,7 @@ import numpy as np
 
 from paramarena.errors import InitializerError, ParameterValueError
 from paramarena.init.base import Initializer, draw_float64, is_float_dtype
+from paramarena.init.plans import normal_plan, plannable, uniform_plan
 
 __all__ = [
     "Bilinear",
@@ -169,6 +170,13 @@ class Uniform(Initializer):
     def _init_weight(self, desc: str, arr: np.ndarray) -> None:
         self._fill_uniform(desc, arr, -self.scale, self.scale)
 
+    def _fill_plan(
+        self, desc: str, shape: tuple[int, ...], dtype: np.dtype[Any]
+    ) -> tuple[int, float, float] | None:
+        if not plannable(self, Uniform, dtype):
+            return None
+        return uniform_plan(-self.scale, self.scale)
+
 
 class Normal(Initializer):
     """Draw from N(0, sigma) (name ``normal``).
@@ -190,6 +198,13 @@ class Normal(Initializer):
 
     def _init_weight(self, desc: str, arr: np.ndarray) -> None:
         self._fill_normal(desc, arr, 0.0, self.sigma)
+
+    def _fill_plan(
+        self, desc: str, shape: tuple[int, ...], dtype: np.dtype[Any]
+    ) -> tuple[int, float, float] | None:
+        if not plannable(self, Normal, dtype):
+            return None
+        return normal_plan(0.0, self.sigma)
 
 
 _RAND_TYPES = ("uniform", "normal")
@@ -337,6 +352,18 @@ class Xavier(Initializer):
             self._fill_normal(desc, arr, 0.0, scale)
         else:
             raise InitializerError(f"Unknown random type {self.rnd_type!r}.")
+
+    def _fill_plan(
+        self, desc: str, shape: tuple[int, ...], dtype: np.dtype[Any]
+    ) -> tuple[int, float, float] | None:
+        if len(shape) < 2 or not plannable(self, Xavier, dtype):
+            return None
+        scale = self.scale_for(shape)
+        if self.rnd_type == "uniform":
+            return uniform_plan(-scale, scale)
+        if self.rnd_type == "gaussian":
+            return normal_plan(0.0, scale)
+        return None
 
 
 class MSRAPrelu(Xavier):

@@ -23,10 +23,12 @@ __all__ = [
     "cast",
     "cast_into",
     "fill_normal",
+    "fill_random_ranges",
     "fill_uniform",
     "fill_value",
     "has_cast_kernel",
     "stream_key",
+    "stream_keys",
     "zero",
     "zero_ranges",
 ]
@@ -91,6 +93,129 @@ def stream_key(seed: int, key: str) -> np.ndarray:
         If ``seed`` is not an integer in ``[0, 2**64)``.
     """
     return _stream_words(seed, key).astype(np.uint64)
+
+
+def stream_keys(seed: int, keys: Sequence[str]) -> np.ndarray:
+    """Return the stream words of many streams of one seed at once (batched initialization).
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative integer below ``2**64``.
+    keys : sequence of str
+        Stream names (full parameter names).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint32`` array of shape ``(len(keys), 4)``; row ``j`` equals the words
+        :func:`stream_key` gives for ``(seed, keys[j])``.
+
+    Raises
+    ------
+    paramarena.errors.ParameterValueError
+        If ``seed`` is not an integer in ``[0, 2**64)``.
+    """
+    _stream_words(seed, "")  # validates the seed
+    start = hashlib.blake2b(
+        int(seed).to_bytes(8, "little"), digest_size=16, person=b"paramdict-phx4"
+    )
+    digests = []
+    for key in keys:
+        h = start.copy()
+        h.update(str(key).encode("utf-8"))
+        digests.append(h.digest())
+    return np.frombuffer(b"".join(digests), dtype="<u4").reshape(len(digests), 4).astype(np.uint32)
+
+
+def fill_random_ranges(
+    buffer: np.ndarray,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    dists: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    keys: np.ndarray,
+) -> None:
+    """Fill many ranges of one flat buffer with random streams in as few kernel calls as possible.
+
+    Range ``j`` (``buffer[offsets[j]:offsets[j] + sizes[j]]``) receives exactly the values that
+    :func:`fill_uniform` (``dists[j] == 0``: ``low = a[j]``, ``high - low = b[j]``) or
+    :func:`fill_normal` (``dists[j] == 1``: ``mean = a[j]``, ``std = b[j]``) would write into an
+    array of that size with stream words ``keys[j]`` (from :func:`stream_keys`). Small ranges go
+    through one kernel call together (parallel over groups of ranges when they hold at least
+    ``4 * PARALLEL_THRESHOLD`` values in all); ranges of at least :data:`PARALLEL_THRESHOLD`
+    elements use the parallel kernel one at a time.
+
+    Parameters
+    ----------
+    buffer : numpy.ndarray
+        1-D, C-contiguous, writable float32 or float64 buffer.
+    offsets, sizes : numpy.ndarray
+        ``int64`` element offsets and counts, one per range (ranges must not overlap).
+    dists : numpy.ndarray
+        ``int64``: 0 uniform, 1 normal.
+    a, b : numpy.ndarray
+        ``float64`` parameters of each range, as above.
+    keys : numpy.ndarray
+        ``uint32`` array of shape ``(n, 4)``.
+
+    Raises
+    ------
+    paramarena.errors.ParameterTypeError
+        If ``buffer`` is not a 1-D C-contiguous writable float32/float64 array.
+    """
+    if (
+        not isinstance(buffer, np.ndarray)
+        or buffer.dtype not in (_F32, _F64)
+        or buffer.ndim != 1
+        or not buffer.flags.c_contiguous
+        or not buffer.flags.writeable
+    ):
+        from paramarena.errors import ParameterTypeError
+
+        raise ParameterTypeError(
+            "fill_random_ranges needs a 1-D C-contiguous writable float32/float64 buffer."
+        )
+    if not len(offsets):
+        return
+    from paramarena.kernels import _cpu, _cpu_batch
+
+    per = 2 if buffer.dtype == _F64 else 4
+    offsets = np.ascontiguousarray(offsets, np.int64)
+    sizes = np.ascontiguousarray(sizes, np.int64)
+    dists = np.ascontiguousarray(dists, np.int64)
+    a = np.ascontiguousarray(a, np.float64)
+    b = np.ascontiguousarray(b, np.float64)
+    keys = np.ascontiguousarray(keys, np.uint32)
+    big = sizes >= PARALLEL_THRESHOLD
+    if big.any():
+        for j in np.flatnonzero(big):
+            o, n = int(offsets[j]), int(sizes[j])
+            # the key as fill_uniform passes it (a read-only array): no new specialization
+            key = np.frombuffer(keys[j].tobytes(), dtype="<u4")
+            _dynamic(
+                _cpu._fill_parallel, buffer[o : o + n], per, int(dists[j]), float(a[j]),
+                float(b[j]), key,
+            )  # fmt: skip
+        small = ~big
+        offsets, sizes, dists, a, b = offsets[small], sizes[small], dists[small], a[small], b[small]
+        keys = np.ascontiguousarray(keys[small])
+    if not len(offsets):
+        return
+    total = int(sizes.sum())
+    if total < 4 * PARALLEL_THRESHOLD:
+        _cpu_batch._fill_ranges(buffer, per, offsets, sizes, dists, a, b, keys)
+        return
+    # many small ranges with many values in all: work items of about equal numbers of values,
+    # handed out one at a time (values never depend on which thread fills a range)
+    items = min(len(offsets), max(1, total // PARALLEL_THRESHOLD), 256)
+    ends = np.cumsum(sizes)
+    cuts = np.searchsorted(ends, np.linspace(0, total, items + 1)[1:-1], side="left")
+    bounds = np.unique(np.concatenate(([0], cuts, [len(offsets)]))).astype(np.int64)
+    _dynamic(
+        _cpu_batch._fill_ranges_parallel, buffer, per, offsets, sizes, dists, a, b, keys, bounds
+    )
 
 
 def _dynamic(kernel: Any, *args: Any) -> None:

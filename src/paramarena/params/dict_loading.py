@@ -9,12 +9,18 @@ those views without a copy, and hand back every view no parameter took over.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from paramarena.devices.context import Context
+from paramarena.errors import (
+    DTypeMismatchError,
+    ParameterValueError,
+    ShapeMismatchError,
+    WrongContextError,
+)
 from paramarena.hooks.manager import get_device_spec
 from paramarena.params import checks as chk
 from paramarena.params import loading as pio
@@ -27,6 +33,8 @@ if TYPE_CHECKING:
     from paramarena.params.parameter_dict import ParameterDict
 
 __all__ = [
+    "check_targets",
+    "in_place_destinations",
     "load_contexts",
     "load_destinations",
     "load_file",
@@ -34,6 +42,7 @@ __all__ = [
     "own_specs",
     "release_unadopted",
     "reserve",
+    "verify_before_overwrite",
 ]
 
 logger = logging.getLogger("paramarena")
@@ -68,33 +77,182 @@ def load_targets(
     cast_dtype: bool,
     dtype_source: str,
     adopted: Mapping[str, Any] | None = None,
+    in_place: Mapping[str, Any] | None = None,
+    checked: bool = False,
 ) -> None:
     """Load ``arrays[targets[name]]`` into each parameter ``name`` (arena room reserved).
 
-    ``adopted`` maps stored names to the arena views they were read into (see
-    :func:`load_destinations`); those parameters take them over without a copy, and on a
-    failure every view not taken over yet is handed back.
+    Every parameter is checked first (:func:`check_targets`): a mismatch raises before any
+    parameter changes. ``adopted`` maps stored names to the fresh arena views they were read
+    into (see :func:`load_destinations`); those parameters take them over without a copy, and
+    on a failure every view not taken over yet is handed back. ``in_place`` maps stored names
+    to parameters' current arrays that the loader already filled (see
+    :func:`in_place_destinations`): nothing is left to copy for them. ``checked`` says that
+    :func:`check_targets` already passed for the stored shapes and dtypes.
     """
     adopted = dict(adopted or {})
-    jobs = []
-    for name, key in targets.items():
-        p, a = pdict._params[name], arrays[key]
-        if key not in adopted and p._data is None and hasattr(a, "shape"):
-            keep = not (cast_dtype and dtype_source == "saved")
-            dtype = chk.as_np_dtype(p.dtype) if keep else np.dtype(a.dtype)
-            jobs.append((p, tuple(a.shape), dtype, load_contexts(p, ctx)))
-    reserve(pdict, jobs)
+    in_place = in_place or {}
     try:
+        if not checked:
+            check_targets(
+                pdict,
+                targets,
+                {k: a for k, a in arrays.items() if hasattr(a, "shape") and hasattr(a, "dtype")},
+                ctx,
+                cast_dtype,
+                dtype_source,
+            )
+        jobs = []
+        for name, key in targets.items():
+            p, a = pdict._params[name], arrays[key]
+            if key not in adopted and p._data is None and hasattr(a, "shape"):
+                keep = not (cast_dtype and dtype_source == "saved")
+                dtype = chk.as_np_dtype(p.dtype) if keep else np.dtype(a.dtype)
+                jobs.append((p, tuple(a.shape), dtype, load_contexts(p, ctx)))
+        reserve(pdict, jobs)
+        batch = []
         for name, key in targets.items():
             view = adopted.get(key)
             p = pdict._params[name]
             if view is not None and arrays[key] is view:
-                p._load_init(view, ctx, cast_dtype, dtype_source, adopt=True)
+                batch.append((p, view))
                 del adopted[key]
+            elif key in in_place and arrays[key] is in_place[key]:
+                _filled_in_place(p, in_place[key])
             else:
                 p._load_init(arrays[key], ctx, cast_dtype, dtype_source)
+        _adopt_all(pdict, batch, ctx)
     finally:
         release_unadopted(pdict, targets, adopted, ctx)
+
+
+def check_targets(
+    pdict: ParameterDict,
+    targets: Mapping[str, str],
+    stored: Mapping[str, Any],
+    ctx: CtxArg,
+    cast_dtype: bool,
+    dtype_source: str,
+) -> None:
+    """Check every target before anything is written: what ``_load_init`` would refuse.
+
+    ``stored`` maps stored names to anything with ``shape`` and ``dtype`` (arrays, or the
+    checkpoint's :class:`~paramarena.hooks.records.ArrayInfo`); names not in it are checked
+    when they are loaded.
+
+    Raises
+    ------
+    paramarena.errors.ShapeMismatchError, paramarena.errors.DTypeMismatchError
+        Shape or dtype disagree (dtype only without ``cast_dtype``).
+    paramarena.errors.WrongContextError
+        ``ctx`` differs from the contexts an initialized (or deferred) parameter lives on.
+    paramarena.errors.ParameterValueError
+        ``dtype_source`` is invalid, or a parameter is sparse.
+    """
+    if cast_dtype and dtype_source not in ("current", "saved"):
+        first = next(iter(targets), "?")
+        raise ParameterValueError(
+            f"dtype_source must be 'current' or 'saved', got {dtype_source!r} "
+            f"(loading Parameter '{first}')."
+        )
+    ctx_list = None if ctx is None else chk.normalize_ctx(ctx, "load")
+    dtype_of = _dtype_cache()
+    for name, key in targets.items():
+        p = pdict._params[name]
+        if p._stype != "default" or p._grad_stype != "default":
+            p._check_dense("load data into")
+        if ctx_list is not None:
+            current = (
+                p._ctx_list
+                if p._data is not None
+                else (p._deferred_init[1] if p._deferred_init else None)
+            )
+            if current is not None and set(ctx_list) != set(current):
+                raise WrongContextError(
+                    f"Failed to load Parameter '{name}' on {ctx_list} because it was previous "
+                    f"initialized on {list(current)}."
+                )
+        info = stored.get(key)
+        if info is None:
+            continue
+        shape = tuple(info.shape)
+        if p._shape is not None and p._shape != shape and not chk.shape_fits(p._shape, shape):
+            raise ShapeMismatchError(
+                f"Failed loading Parameter '{name}' from saved params: shape "
+                f"incompatible expected {p._shape} vs saved {shape}"
+            )
+        saved = dtype_of(info.dtype)
+        if not cast_dtype and saved != dtype_of(p._dtype):
+            raise DTypeMismatchError(
+                f"Failed loading Parameter '{name}' from saved params: dtype "
+                f"incompatible expected {p.dtype} vs saved {saved.type}. "
+                "Set cast_dtype=True to cast the dtype of saved params."
+            )
+
+
+def _dtype_cache() -> Callable[[Any], np.dtype[Any]]:
+    """Return ``chk.as_np_dtype`` remembering its answers for the duration of one call."""
+    found: dict[Any, np.dtype[Any]] = {}
+
+    def dtype_of(spec: Any) -> np.dtype[Any]:
+        key = spec if isinstance(spec, str) else id(spec)
+        got = found.get(key)
+        if got is None:
+            got = found[key] = chk.as_np_dtype(spec)
+        return got
+
+    return dtype_of
+
+
+def _filled_in_place(p: Parameter, view: Any) -> None:
+    """Finish loading a parameter whose current array the loader filled in place."""
+    if p._shape != tuple(view.shape):
+        p.shape = tuple(view.shape)
+    p._deferred_init = ()
+
+
+def _adopt_all(pdict: ParameterDict, batch: list[tuple[Parameter, Any]], ctx: CtxArg) -> None:
+    """Make each fresh arena view its (uninitialized) parameter's only copy, in one pass.
+
+    What ``_load_init(view, adopt=True)`` does per parameter, with the gradients allocated
+    together and the hook called only when a plugin listens.
+    """
+    if not batch:
+        return
+    from paramarena.hooks.manager import get_plugin_manager
+    from paramarena.params.parameter import Parameter
+
+    hook = get_plugin_manager().hook.paramarena_parameter_initialized
+    listeners = bool(hook.get_hookimpls())
+    # adopted views live on one CPU context: the given one, or cpu(0)
+    c = _CPU0[0] if ctx is None else chk.normalize_ctx(ctx, "load")[0]
+    ctx_map = chk.build_ctx_map([c])
+    grads: dict[int, tuple[np.dtype[Any], list[tuple[Parameter, Any]]]] = {}
+    for p, view in batch:
+        if p._shape != view.shape:
+            if p._shape is None:
+                p._shape = tuple(view.shape)
+            else:
+                p.shape = tuple(view.shape)
+        p._ctx_list = [c]
+        p._ctx_map = ctx_map
+        p._data = [view]
+        p._deferred_init = ()
+        if p._grad_req != "null":
+            dtype = view.dtype
+            grads.setdefault(id(dtype), (dtype, []))[1].append((p, view))
+        else:
+            p._grad_arrays = None
+    for dtype, group in grads.values():
+        arena = pdict._storage.grad.arena(c, dtype)
+        views, _, _ = arena.allocate_packed([v.shape for _, v in group])
+        for (p, _), g in zip(group, views, strict=True):
+            p._grad_arrays = [g]
+    if grads:
+        Parameter._grad_epoch += 1
+    if listeners:
+        for p, _ in batch:
+            hook(parameter=p, ctx=list(p._ctx_list or []))
 
 
 def load_contexts(p: Parameter, ctx: CtxArg) -> list[Context]:
@@ -104,6 +262,9 @@ def load_contexts(p: Parameter, ctx: CtxArg) -> list[Context]:
     if p._deferred_init:
         return list(p._deferred_init[1])
     return [Context("cpu", 0)]
+
+
+_CPU0 = [Context("cpu", 0)]
 
 
 def load_destinations(
@@ -119,30 +280,120 @@ def load_destinations(
     Only for parameters of this dict that are not initialized or deferred, that will live
     on one CPU context, and whose stored shape and dtype they take as they are.
     """
-    from paramarena.devices.cpu import CPUBackend
+    picked: dict[tuple[Context, np.dtype[Any]], list[tuple[str, tuple[int, ...]]]] = {}
+    given = None if ctx is None else chk.normalize_ctx(ctx, "load")
+    cpu_ok: dict[Context, bool] = {}
+    dtype_of = _dtype_cache()
 
-    picked: list[tuple[str, Parameter, tuple[int, ...], np.dtype[Any], Context]] = []
+    adopt_saved = cast_dtype and dtype_source == "saved"
     for name, key in targets.items():
         p, info = pdict._params[name], stored[key]
         if p._storage is not pdict._storage or p._data is not None or p._deferred_init:
             continue
         if p._stype != "default" or p._grad_stype != "default":
             continue
-        contexts = load_contexts(p, ctx)
-        backend = get_device_spec(contexts[0].device_type).backend
-        if len(contexts) != 1 or not isinstance(backend, CPUBackend):
+        contexts = given if given is not None else _CPU0
+        if len(contexts) != 1:
             continue
-        saved = chk.as_np_dtype(info.dtype)
-        if saved != chk.as_np_dtype(p.dtype) and not (cast_dtype and dtype_source == "saved"):
+        c = contexts[0]
+        ok = cpu_ok.get(c)
+        if ok is None:
+            ok = cpu_ok[c] = _is_cpu(c)
+        if not ok:
+            continue
+        saved = dtype_of(info.dtype)
+        if saved != dtype_of(p._dtype) and not adopt_saved:
             continue
         shape = tuple(info.shape)
-        if not chk.shape_fits(p.shape, shape):
+        if p._shape is not None and p._shape != shape and not chk.shape_fits(p._shape, shape):
             continue
-        picked.append((key, p, shape, saved, contexts[0]))
-    reserve(pdict, [(p, shape, dtype, [c]) for _, p, shape, dtype, c in picked])
-    return {
-        key: pdict._storage.allocate("data", c, dtype, shape) for key, _, shape, dtype, c in picked
-    }
+        picked.setdefault((c, saved), []).append((key, shape))
+    views: dict[str, Any] = {}
+    for (c, dtype), group in picked.items():
+        arena = pdict._storage.data.arena(c, dtype)
+        allocated, _, _ = arena.allocate_packed([shape for _, shape in group])
+        views.update(zip((k for k, _ in group), allocated, strict=True))
+    return views
+
+
+def in_place_destinations(
+    pdict: ParameterDict, targets: Mapping[str, str], stored: Mapping[str, Any], ctx: CtxArg
+) -> dict[str, Any]:
+    """Return the current arrays of initialized parameters that can be loaded in place.
+
+    By stored name: parameters of one CPU context whose array is a C-contiguous writable
+    numpy array of the stored shape and dtype (no cast).
+    """
+    picked: dict[str, Any] = {}
+    for name, key in targets.items():
+        p = pdict._params[name]
+        data = p._data
+        if data is None or len(data) != 1 or p._ctx_list is None:
+            continue
+        if ctx is not None and set(chk.normalize_ctx(ctx, name)) != set(p._ctx_list):
+            continue
+        view, info = data[0], stored[key]
+        if not isinstance(view, np.ndarray) or not _is_cpu(p._ctx_list[0]):
+            continue
+        if view.shape != tuple(info.shape) or view.dtype != chk.as_np_dtype(info.dtype):
+            continue
+        if view.flags.c_contiguous and view.flags.writeable:
+            picked[key] = view
+    return picked
+
+
+def _is_cpu(ctx: Context) -> bool:
+    from paramarena.devices.cpu import CPUBackend
+
+    return isinstance(get_device_spec(ctx.device_type).backend, CPUBackend)
+
+
+def _reads_in_place(filename: str | os.PathLike[str], options: Mapping[str, Any]) -> bool:
+    """Whether the backend may read straight into ``out=`` arrays (local directories only).
+
+    Other sources (files, remote stores) are read into new arrays that ``storage.load`` copies
+    into ``out=`` only after everything was read and checked: no verification pass is needed.
+    """
+    import os as _os
+
+    from paramarena import storage
+    from paramarena.storage.fileio import local_path
+
+    spec = storage.resolve(filename, "r", options.get("format"))
+    if not getattr(spec.backend, "accepts_out", False):
+        return False
+    path = local_path(_os.fspath(filename))
+    return path is not None and _os.path.isdir(path)
+
+
+#: Bytes read at once by the verification pass of a load that overwrites parameters in place.
+VERIFY_BATCH_BYTES = 64 << 20
+
+
+def verify_before_overwrite(
+    filename: str | os.PathLike[str],
+    names: Sequence[str],
+    nbytes: Mapping[str, int],
+    options: Mapping[str, Any],
+) -> None:
+    """Read and check ``names`` in batches of at most :data:`VERIFY_BATCH_BYTES`, keep nothing.
+
+    A load that reads straight into parameters' current arrays runs this first, so that a
+    corrupt, missing or unreadable array raises before any parameter is overwritten. Memory:
+    one batch (or the largest array, if larger).
+    """
+    from paramarena import storage
+
+    batch: list[str] = []
+    size = 0
+    for name in names:
+        if batch and size + nbytes[name] > VERIFY_BATCH_BYTES:
+            storage.load(filename, names=batch, **options)
+            batch, size = [], 0
+        batch.append(name)
+        size += nbytes[name]
+    if batch:
+        storage.load(filename, names=batch, **options)
 
 
 def release_unadopted(
@@ -199,10 +450,23 @@ def load_file(
     )
     targets = {name: stored[s] for name, s in plan.targets.items()}
     infos = {a.name: a for a in info.arrays}
+    check_targets(pdict, targets, infos, ctx, cast_dtype, dtype_source)
+    reads_in_place = _reads_in_place(filename, options)
+    in_place = in_place_destinations(pdict, targets, infos, ctx) if reads_in_place else {}
     views = load_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
     try:
+        if in_place:
+            # parameters are about to be overwritten where they are: check everything first
+            verify_before_overwrite(
+                filename,
+                list(targets.values()),
+                {a.name: int(a.nbytes) for a in info.arrays},
+                {k: v for k, v in options.items() if k != "progress"},
+            )
         arrays = (
-            storage.load(filename, names=list(targets.values()), out=views, **options)
+            storage.load(
+                filename, names=list(targets.values()), out={**views, **in_place}, **options
+            )
             if targets
             else {}
         )
@@ -210,7 +474,17 @@ def load_file(
         release_unadopted(pdict, targets, views, ctx)
         raise
     assert isinstance(arrays, dict)
-    load_targets(pdict, targets, arrays, ctx, cast_dtype, dtype_source, adopted=views)
+    load_targets(
+        pdict,
+        targets,
+        arrays,
+        ctx,
+        cast_dtype,
+        dtype_source,
+        adopted=views,
+        in_place=in_place,
+        checked=True,
+    )
     recorded = info.metadata.get("init_keys") or {}  # zarr manifests record the draw keys
     for name, stored_name in targets.items():
         if stored_name in recorded and not (cast_dtype and dtype_source == "current"):

@@ -55,10 +55,11 @@ from paramarena.errors import (
     ShapeMismatchError,
 )
 from paramarena.hooks.manager import get_device_spec
+from paramarena.params import batch_init, dict_loading
 from paramarena.params import checks as chk
-from paramarena.params import dict_loading
 from paramarena.params import loading as pio
 from paramarena.params.arenas import ParameterStorage
+from paramarena.params.bulk import paused_gc
 from paramarena.params.loading import LoadReport
 from paramarena.params.parameter import Constant, CtxArg, Parameter
 
@@ -356,16 +357,9 @@ class ParameterDict:
             from paramarena.kernels.seeds import next_key
 
             seed = next_key()
-        dict_loading.reserve(
-            self,
-            [
-                (p, p.shape, chk.as_np_dtype(p.dtype), chk.normalize_ctx(ctx, p.name))
-                for p in self.values()
-                if (p._data is None or force_reinit) and chk.shape_is_known(p.shape, p.name)
-            ],
+        batch_init.initialize_batched(
+            self, init, ctx, verbose=verbose, force_reinit=force_reinit, seed=seed
         )
-        for v in self.values():
-            v.initialize(None, ctx, init, force_reinit=force_reinit, seed=seed, verbose=verbose)
 
     def zero_grad(self) -> None:
         """Zero every gradient buffer.
@@ -436,13 +430,16 @@ class ParameterDict:
         """
         from paramarena import storage
 
-        arrays = pio.collect_for_save(self.values(), strip_prefix)
-        keys = {
-            p.name[len(strip_prefix) :]: p.init_key for p in self.values() if p.init_key is not None
-        }
-        if keys and storage.resolve(filename, "w", options.get("format")).name == "zarr":
-            options = {**options, "init_keys": keys}  # recorded in the zarr manifest
-        storage.save(filename, arrays, **options)
+        with paused_gc():
+            arrays = pio.collect_for_save(self.values(), strip_prefix)
+            keys = {
+                p.name[len(strip_prefix) :]: p.init_key
+                for p in self.values()
+                if p.init_key is not None
+            }
+            if keys and storage.resolve(filename, "w", options.get("format")).name == "zarr":
+                options = {**options, "init_keys": keys}  # recorded in the zarr manifest
+            storage.save(filename, arrays, **options)
 
     def load(
         self,
@@ -494,19 +491,20 @@ class ParameterDict:
         LoadReport
             Loaded, missing and skipped names.
         """
-        return dict_loading.load_file(
-            self,
-            filename,
-            ctx,
-            allow_missing=allow_missing,
-            ignore_extra=ignore_extra,
-            restore_prefix=restore_prefix,
-            cast_dtype=cast_dtype,
-            dtype_source=dtype_source,
-            rename=rename,
-            match=match,
-            **options,
-        )
+        with paused_gc():
+            return dict_loading.load_file(
+                self,
+                filename,
+                ctx,
+                allow_missing=allow_missing,
+                ignore_extra=ignore_extra,
+                restore_prefix=restore_prefix,
+                cast_dtype=cast_dtype,
+                dtype_source=dtype_source,
+                rename=rename,
+                match=match,
+                **options,
+            )
 
     def load_dict(
         self,

@@ -149,7 +149,7 @@ def test_tampered_manifest_is_detected(tmp_path: Path) -> None:
     path = tmp_path / "t.zarr"
     storage.save(path, {"w": np.arange(10, dtype=np.float32)})
     manifest = _version_dir(path) / MANIFEST
-    manifest.write_text(manifest.read_text().replace('"size": 10', '"size": 9'))
+    manifest.write_text(manifest.read_text().replace('"size":10', '"size":9'))
     with pytest.raises(CorruptCheckpointError, match="manifest checksum"):
         storage.load(path)
 

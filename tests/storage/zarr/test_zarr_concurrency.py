@@ -281,12 +281,12 @@ def test_a_load_that_loses_its_version_to_a_commit_reads_the_new_one(
 def test_a_checkpoint_re_committed_during_every_attempt_is_a_concurrent_write_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import paramarena.storage.zarr.checkpoint as checkpoint
+    import paramarena.storage.zarr.racing as racing
 
     path = tmp_path / "e.zarr"
     storage.save(path, SET_LIST[0])
     (path / str(_current(path)) / "packed_float32" / "zarr.json").unlink()
-    monkeypatch.setattr(checkpoint, "_moved", lambda loc: True)
+    monkeypatch.setattr(racing, "moved", lambda loc: True)
     with pytest.raises(ConcurrentWriteError, match="re-committed"):
         storage.load(path)
     monkeypatch.undo()

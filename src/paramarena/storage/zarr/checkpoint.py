@@ -27,15 +27,15 @@ checked) and parameters whose crc32c disagrees.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from paramarena.errors import (
-    ConcurrentWriteError,
     ConfigurationError,
     CorruptCheckpointError,
     MissingParameterError,
@@ -62,6 +62,7 @@ from paramarena.storage.zarr.local import (
 )
 from paramarena.storage.zarr.location import Location, remote_concurrency
 from paramarena.storage.zarr.obstore import CLIENTS
+from paramarena.storage.zarr.racing import retrying
 from paramarena.storage.zarr.writer import (
     FORMAT_VERSION,
     MANIFEST,
@@ -103,6 +104,7 @@ _OPTIONS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=64)
 def _logical_dtype(logical: str) -> np.dtype[Any]:
     if logical == "bfloat16":
         import ml_dtypes
@@ -159,59 +161,6 @@ def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
     return Location(uri, options.get("storage_options"), _client(uri, options))
 
 
-#: Reads of one load / verify / inspect while concurrent commits keep replacing the version.
-READ_ATTEMPTS = 10
-_T = TypeVar("_T")
-
-
-def _moved(loc: _Root) -> bool:
-    """Whether the checkpoint was re-committed since ``loc`` read ``COMMIT`` (or replaced)."""
-    try:
-        if isinstance(loc, ZipLocation):
-            return loc.replaced()
-        return loc.seen_commit is not None and loc.read_bytes(COMMIT_MARKER) != loc.seen_commit
-    except Exception:
-        return False
-
-
-def _retrying(
-    uri: str,
-    options: Mapping[str, Any],
-    read: Callable[[_Root], _T],
-    failed: Callable[[_T], bool] = lambda _result: False,
-) -> _T:
-    """Run ``read`` on a fresh root until it succeeds or fails on a version still committed.
-
-    A read that fails (any error, or a result ``failed`` rejects) while a concurrent save
-    re-committed the checkpoint (``COMMIT`` changed, or the ``.zarr.zip`` was replaced) lost its
-    version to that save, which may have deleted it: the read starts again from the new
-    ``COMMIT``, at most :data:`READ_ATTEMPTS` times. A failure with ``COMMIT`` unchanged is real.
-
-    Raises
-    ------
-    paramarena.errors.ConcurrentWriteError
-        The checkpoint was re-committed during every attempt.
-    """
-    last: BaseException | None = None
-    for _attempt in range(READ_ATTEMPTS):
-        loc = _open_root(uri, options)
-        try:
-            result = read(loc)
-        except Exception as exc:
-            if not _moved(loc):
-                raise
-            last = exc
-            continue
-        finally:
-            loc.close()
-        if not (failed(result) and _moved(loc)):
-            return result
-    raise ConcurrentWriteError(
-        f"zarr checkpoint {uri!r} was re-committed by concurrent saves during each of "
-        f"{READ_ATTEMPTS} attempts to read it; try again."
-    ) from last
-
-
 def _client(uri: str, options: Mapping[str, Any]) -> str:
     """Return the ``client`` option: ``"fsspec"`` (default) or ``"obstore"`` for remote URLs."""
     client = options.get("client", "fsspec")
@@ -239,7 +188,9 @@ class ZarrCheckpointBackend:
 
     def _committed(self, loc: _Root) -> tuple[str, dict[str, Any]]:
         raw = loc.read_bytes(COMMIT_MARKER)
-        loc.seen_commit = raw  # a read that fails re-reads COMMIT to see if it moved (_retrying)
+        loc.seen_commit = (
+            raw  # a read that fails re-reads COMMIT to see if it moved (racing.retrying)
+        )
         if raw is None:
             names = loc.list_dir()
             if not names and isinstance(loc, Location) and loc.local and os.path.lexists(loc.path):
@@ -481,6 +432,9 @@ class ZarrCheckpointBackend:
                 problems.append((e["name"], f"{reasons[r]} in {arr_name!r}"))
                 continue
             _accept(e, flat, out, problems, update)
+            mine = given[r]
+            if mine is not None and e["name"] in out:
+                out[e["name"]] = mine  # the caller's very array, filled in place
 
     def _from_chunks(
         self,
@@ -534,7 +488,9 @@ class ZarrCheckpointBackend:
         Arrays in ``out`` that fit are filled in place (local uncompressed checkpoints).
         """
         self._check_options(uri, options)
-        return _retrying(uri, options, lambda loc: self._load_once(loc, uri, names, out, options))
+        return retrying(
+            _open_root, uri, options, lambda loc: self._load_once(loc, uri, names, out, options)
+        )
 
     def _load_once(
         self,
@@ -559,7 +515,7 @@ class ZarrCheckpointBackend:
     def inspect(self, uri: str, **options: Any) -> CheckpointInfo:
         """Describe the checkpoint from its manifest (uncommitted: ``committed=False``)."""
         self._check_options(uri, options)
-        return _retrying(uri, options, lambda loc: self._inspect_once(loc, uri))
+        return retrying(_open_root, uri, options, lambda loc: self._inspect_once(loc, uri))
 
     def _inspect_once(self, loc: _Root, uri: str) -> CheckpointInfo:
         try:
@@ -590,8 +546,12 @@ class ZarrCheckpointBackend:
     def verify(self, uri: str, **options: Any) -> VerifyReport:
         """Re-read every parameter and check its chunks and crc32c."""
         self._check_options(uri, options)
-        return _retrying(
-            uri, options, lambda loc: self._verify_once(loc, uri, options), lambda r: not r.ok
+        return retrying(
+            _open_root,
+            uri,
+            options,
+            lambda loc: self._verify_once(loc, uri, options),
+            lambda r: not r.ok,
         )
 
     def _verify_once(self, loc: _Root, uri: str, options: Mapping[str, Any]) -> VerifyReport:

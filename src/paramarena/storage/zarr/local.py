@@ -15,11 +15,9 @@ using zarr.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,33 +45,6 @@ def _crc32c(data: Any, value: int = 0) -> int:
 
     result: int = crc32c.crc32c(data, value=value)
     return result
-
-
-def _sync_file_range() -> Callable[[int], None] | None:
-    """Return a function starting asynchronous writeback of a file (Linux), or None."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    write_flag = 2  # SYNC_FILE_RANGE_WRITE: start writeback, do not wait
-
-    def start(fd: int) -> None:
-        fn(fd, 0, 0, write_flag)
-
-    return start
-
-
-_START_WRITEBACK: list[Callable[[int], None] | None] = []
-
-
-def _start_writeback(fd: int) -> None:
-    if not _START_WRITEBACK:
-        _START_WRITEBACK.append(_sync_file_range())
-    start = _START_WRITEBACK[0]
-    if start is not None:
-        start(fd)
 
 
 def _write_all(fd: int, buffers: Sequence[memoryview]) -> None:
@@ -188,24 +159,50 @@ def raw_layout(directory: str, dtype: np.dtype[Any]) -> RawLayout | None:
     return RawLayout(directory, int(chunk), int(count), dtype.itemsize)
 
 
-class LocalChunkFiles:
-    """Chunk sink writing each chunk as a file with one ``writev`` (local disk)."""
+#: Threads writing and flushing chunk files while the caller cuts (and checksums) the next.
+CHUNK_WRITERS = 2
 
-    def __init__(self, layout: RawLayout) -> None:
+
+class LocalChunkFiles:
+    """Chunk sink writing each chunk as a file with one ``writev`` (local disk).
+
+    Chunks are written by :data:`CHUNK_WRITERS` threads, each file flushed to disk
+    (``fsync``) by the thread that wrote it: writing, checksumming the next chunk (the caller)
+    and waiting for the disk overlap. The pieces are views of the caller's arrays, which stay
+    untouched until :meth:`finish` returns; at most ``2 * CHUNK_WRITERS`` chunks are in flight.
+    """
+
+    def __init__(self, layout: RawLayout, writers: int = CHUNK_WRITERS) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.layout = layout
         os.makedirs(os.path.join(layout.directory, "c"), exist_ok=True)
+        self._limit = 2 * max(1, writers)
+        self._pool = ThreadPoolExecutor(max(1, writers), thread_name_prefix="paramarena-chunks")
+        self._pending: list[Any] = []
 
-    def put(self, index: int, pieces: Sequence[memoryview]) -> None:
-        """Write chunk ``index`` and start its writeback to disk at once."""
+    def _write(self, index: int, pieces: Sequence[memoryview]) -> None:
         fd = os.open(self.layout.path(index), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             _write_all(fd, pieces)
-            _start_writeback(fd)
+            os.fsync(fd)
         finally:
             os.close(fd)
 
+    def put(self, index: int, pieces: Sequence[memoryview]) -> None:
+        """Queue chunk ``index`` for writing (waits while too many chunks are in flight)."""
+        while len(self._pending) >= self._limit:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self._write, index, list(pieces)))
+
     def finish(self) -> None:
-        """Nothing is pending: every chunk was written by :meth:`put`."""
+        """Wait until every chunk is written and flushed; raise the first error."""
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pending = []
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class ChunkSink(Protocol):

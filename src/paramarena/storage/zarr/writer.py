@@ -11,6 +11,7 @@ version, one writer writes the manifest and commits.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -71,11 +72,20 @@ def crc_hex(data: np.ndarray) -> str:
     return f"{crc32c.crc32c(raw.data):08x}"
 
 
+_LOGICAL_NAMES: dict[tuple[Any, str], str] = {}
+
+
 def logical_name(dtype: np.dtype[Any]) -> str:
     """Return the manifest's dtype name (numpy's, or ``bfloat16``)."""
-    return "bfloat16" if dtype.name == "bfloat16" else dtype.name
+    # cached: ``dtype.name`` is computed in Python on every access (microseconds per parameter)
+    key = (dtype.type, dtype.str)
+    name = _LOGICAL_NAMES.get(key)
+    if name is None:
+        name = _LOGICAL_NAMES[key] = "bfloat16" if dtype.name == "bfloat16" else dtype.name
+    return name
 
 
+@functools.lru_cache(maxsize=64)
 def storage_dtype(logical: str) -> np.dtype[Any]:
     """Return the dtype a logical dtype is stored as (bfloat16: uint16, bool: uint8)."""
     if logical == "bfloat16":
@@ -225,7 +235,9 @@ def write_manifest(
         "chunk_bytes": settings["chunk_bytes"],
         "parameters": list(entries),
     }
-    manifest_raw = json.dumps(manifest, indent=1).encode()
+    # compact: an indented manifest costs json's pure-Python encoder (half of the save of
+    # 10k small parameters); the C encoder writes this form
+    manifest_raw = json.dumps(manifest, separators=(",", ":")).encode()
     loc.write_bytes(manifest_raw, version, MANIFEST)
     if loc.local:
         fsync_tree(loc.join(version))

@@ -1,0 +1,141 @@
+"""Batched ``ParameterDict.initialize`` gives the values of per-parameter initialization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from paramarena import init
+from paramarena.kernels import PARALLEL_THRESHOLD
+from paramarena.params.parameter import Parameter
+from paramarena.params.parameter_dict import ParameterDict
+
+SHAPES = [(3, 5), (1, 1), (7, 2, 3, 3), (2, PARALLEL_THRESHOLD // 2 + 3), (4, 33)]
+INITIALIZERS = [
+    init.Uniform(0.3),
+    init.Normal(0.5),
+    init.Xavier(),
+    init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2.0),
+    init.MSRAPrelu(),
+    init.Orthogonal(),
+    init.Constant(0.25),
+]
+DTYPES = ["float32", "float64", "float16", "bfloat16"]
+
+
+def _bits(a: Any) -> np.ndarray:
+    arr = np.asarray(a)
+    return arr.view(np.uint8 if arr.dtype.itemsize == 1 else f"u{arr.dtype.itemsize}")
+
+
+def _one_by_one(name: str, shape: tuple[int, ...], dtype: str, initializer: Any) -> np.ndarray:
+    p = Parameter(name, shape=shape, dtype=dtype)  # standalone: the per-parameter path
+    p.initialize(initializer, seed=11)
+    return np.asarray(p.data())
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("initializer", INITIALIZERS, ids=repr)
+def test_batched_values_equal_per_parameter_values(initializer: Any, dtype: str) -> None:
+    d = ParameterDict("net_")
+    for i, shape in enumerate(SHAPES):
+        d.get(f"w{i}_weight", shape=shape, dtype=dtype)
+    d.initialize(initializer, seed=11)
+    for name, p in d.items():
+        expected = _one_by_one(name, p.shape, dtype, initializer)
+        got = p.data()
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(_bits(got), _bits(expected), err_msg=name)
+
+
+@pytest.mark.timeout(120)
+def test_per_parameter_initializers_win_and_mix_in_one_call() -> None:
+    d = ParameterDict()
+    d.get("a_weight", shape=(5, 6), init=init.Normal(2.0))
+    d.get("b_weight", shape=(5, 6), init="xavier")
+    d.get("c_weight", shape=(5, 6))
+    d.get("d_weight", shape=(8,), dtype="float64", init="ones")
+    d.initialize(init.Uniform(0.5), seed=3)
+    for name, spec in [
+        ("a_weight", init.Normal(2.0)),
+        ("b_weight", "xavier"),
+        ("c_weight", init.Uniform(0.5)),
+    ]:
+        np.testing.assert_array_equal(d[name].data(), _seeded(name, (5, 6), spec))
+    np.testing.assert_array_equal(d["d_weight"].data(), np.ones(8))
+
+
+def _seeded(name: str, shape: tuple[int, ...], spec: Any) -> np.ndarray:
+    p = Parameter(name, shape=shape)
+    p.initialize(spec, seed=3)
+    return np.asarray(p.data())
+
+
+@pytest.mark.timeout(120)
+def test_force_reinit_in_place_equals_a_fresh_initialization() -> None:
+    def build() -> ParameterDict:
+        d = ParameterDict()
+        for i, shape in enumerate(SHAPES):
+            d.get(f"p{i}_weight", shape=shape)
+        return d
+
+    d = build()
+    d.initialize(init.Normal(1.0), seed=1)
+    before = {n: p.data() for n, p in d.items()}
+    for p in d.values():
+        if p.grad().size:
+            p.grad()[...] = 3.0
+    d.initialize(init.Xavier(), seed=2, force_reinit=True)
+    fresh = build()
+    fresh.initialize(init.Xavier(), seed=2)
+    for name, p in d.items():
+        if p.data().size:
+            assert p.data() is before[name]  # filled in place
+        np.testing.assert_array_equal(p.data(), fresh[name].data())
+        assert not p.grad().any()
+
+
+@pytest.mark.timeout(60)
+def test_hook_fires_once_per_parameter() -> None:
+    from paramarena.hooks.manager import get_plugin_manager
+    from paramarena.hooks.specs import hookimpl
+
+    seen: list[str] = []
+
+    class Listener:
+        @hookimpl
+        def paramarena_parameter_initialized(self, parameter: Any, ctx: Any) -> None:
+            seen.append(parameter.name)
+
+    pm = get_plugin_manager()
+    plugin = Listener()
+    pm.register(plugin)
+    try:
+        d = ParameterDict()
+        for i in range(5):
+            d.get(f"p{i}_weight", shape=(2, 2))
+        d.initialize(seed=1)
+        d.initialize(seed=1, force_reinit=True)
+    finally:
+        pm.unregister(plugin)
+    assert sorted(seen) == sorted([f"p{i}_weight" for i in range(5)] * 2)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("initializer", [init.Uniform(0.2), init.Normal(0.3)], ids=repr)
+def test_many_small_parameters_filled_in_parallel_equal_per_parameter_values(
+    initializer: Any, dtype: str
+) -> None:
+    shapes = [(30, 31), (7,), (1, 993)] * 150  # 4 * PARALLEL_THRESHOLD values and more
+    assert sum(int(np.prod(s)) for s in shapes) >= 4 * PARALLEL_THRESHOLD
+    d = ParameterDict()
+    for i, shape in enumerate(shapes):
+        d.get(f"q{i}_weight", shape=shape, dtype=dtype)
+    d.initialize(initializer, seed=11)
+    for name, p in list(d.items())[::7]:
+        expected = _one_by_one(name, p.shape, dtype, initializer)
+        np.testing.assert_array_equal(_bits(p.data()), _bits(expected), err_msg=name)
