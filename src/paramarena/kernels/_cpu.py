@@ -74,10 +74,10 @@ def _f32_blocks(
             z0, z1 = _box_muller_f32(x0, x1)
             z2, z3 = _box_muller_f32(x2, x3)
             i = (c - ub) * _U4
-            out[i] = a + b * z0
-            out[i + _U1] = a + b * z1
-            out[i + _U2] = a + b * z2
-            out[i + _U3] = a + b * z3
+            out[i] = a + b * float(z0)
+            out[i + _U1] = a + b * float(z1)
+            out[i + _U2] = a + b * float(z2)
+            out[i + _U3] = a + b * float(z3)
 
 
 @_jit
