@@ -118,20 +118,32 @@ def test_float32_normal_matches_numpy_reference_bitwise(n):
     np.testing.assert_array_equal(out.view(np.uint32), ref.view(np.uint32))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_float32_normal_does_not_depend_on_thread_count(threads):
-    import numba
-
-    ref = np.empty(300_001, np.float32)
-    kernels.fill_normal(ref, 0.0, 1.0, seed=4, key="t")
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+@pytest.mark.parametrize("fill", [kernels.fill_normal, kernels.fill_uniform])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fills_do_not_depend_on_thread_count(fill, dtype):
+    previous = kernels.get_num_threads()
+    results = []
     try:
-        out = np.empty(300_001, np.float32)
-        kernels.fill_normal(out, 0.0, 1.0, seed=4, key="t")
+        for threads in (1, 2, 3):
+            kernels.set_num_threads(threads)
+            out = np.empty(1_300_001, dtype)  # several chunks and a partial last block
+            fill(out, 0.5, 2.0, seed=4, key="t")
+            results.append(out)
     finally:
-        numba.set_num_threads(previous)
-    np.testing.assert_array_equal(out.view(np.uint32), ref.view(np.uint32))
+        kernels.set_num_threads(previous)
+    assert kernels.get_num_threads() == previous
+    bits = f"u{np.dtype(dtype).itemsize}"
+    for out in results[1:]:
+        np.testing.assert_array_equal(out.view(bits), results[0].view(bits))
+    ref = _reference(1_300_001, np.dtype(dtype).name, 0, 0.5, 1.5, 4, "t")
+    if fill is kernels.fill_uniform:
+        np.testing.assert_array_equal(results[0].view(bits), ref.view(bits))
+
+
+def test_set_num_threads_rejects_nonsense():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ParameterValueError, match="threads"):
+            kernels.set_num_threads(bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("n", [2, 7, 70_001])

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from paramarena.kernels._threads import get_num_threads, run_chunks, set_num_threads
+
 __all__ = [
     "PARALLEL_THRESHOLD",
     "cast",
@@ -25,15 +27,24 @@ __all__ = [
     "fill_normal",
     "fill_uniform",
     "fill_value",
+    "get_num_threads",
     "has_cast_kernel",
+    "set_num_threads",
     "stream_key",
     "zero",
     "zero_ranges",
 ]
 
-#: Arrays with at least this many elements use the ``parallel=True`` kernels; smaller ones the
-#: serial kernels (no thread start-up).
+#: Arrays with at least this many elements are split into chunks for the kernel threads
+#: (:func:`set_num_threads`); smaller ones run on the calling thread (no thread wake-up).
 PARALLEL_THRESHOLD = 1 << 16
+
+# Work items handed to the kernel threads one at a time (see ``_threads``): small enough that a
+# thread slowed down by a busy core holds up the end of a call by well under a millisecond, big
+# enough that the Python dispatch per chunk (a few microseconds) stays below 2% of the work.
+_FILL_CHUNK_BLOCKS = 1 << 16  # Philox blocks: 256K float32 / 128K float64 values
+_CAST_CHUNK = 1 << 18  # elements
+_ZERO_CHUNK = 1 << 23  # bytes: above glibc's non-temporal threshold, so memset streams
 
 _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
@@ -128,12 +139,17 @@ def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -
     direct = out.dtype in (_F32, _F64) and out.flags.c_contiguous and out.flags.writeable
     target = out if direct else np.empty(out.shape, _F64 if out.dtype == _F64 else _F32)
     flat = target.reshape(-1)
-    big = flat.size >= PARALLEL_THRESHOLD
     per = 2 if flat.dtype == _F64 else 4
-    if big:
-        _dynamic(_cpu._fill_parallel, flat, per, dist, a, b, k)
-    else:
-        _cpu._fill_serial(flat, per, dist, a, b, k)
+    blocks = _cpu._f64_blocks if per == 2 else _cpu._f32_blocks
+    nfull = flat.size // per
+    step = _FILL_CHUNK_BLOCKS if flat.size >= PARALLEL_THRESHOLD else max(nfull, 1)
+
+    def chunk(i: int) -> None:
+        blocks(flat, i * step, min(nfull, (i + 1) * step), 0, dist, a, b, k)
+
+    run_chunks(chunk, -(-nfull // step))
+    if nfull * per != flat.size:
+        _cpu._tail(flat, per, dist, a, b, k)
     if not direct:
         if out.dtype in (_F16, _bf16()) and out.flags.c_contiguous and out.flags.writeable:
             _cast_into(target, out)
@@ -237,7 +253,7 @@ def _hardware_f16_ok() -> bool:
                               0xFFC12345, 0x00000001, 0x3F801000, 0x3F803000, 0x7F7FFFFF],
                              np.uint32)  # fmt: skip
             got = np.empty(probe.size, np.uint16)
-            _cpu._f16_hw_serial(probe.view(np.float32), probe, got)
+            _cpu._f16_hw_range(probe.view(np.float32), probe, got, 0, probe.size)
             with np.errstate(all="ignore"):
                 ok = bool(np.array_equal(got, probe.view(np.float32).astype(_F16).view(np.uint16)))
         except Exception:  # no half-precision lowering on this CPU: integer kernel instead
@@ -251,24 +267,28 @@ def _cast_into(src: np.ndarray, dst: np.ndarray) -> None:
     from paramarena.kernels import _cpu
 
     pair = (src.dtype.name, dst.dtype.name)
-    big = src.size >= PARALLEL_THRESHOLD
     s = src.reshape(-1)
     d = dst.reshape(-1)
+    n = s.size
+    step = _CAST_CHUNK if n >= PARALLEL_THRESHOLD else max(n, 1)
     if pair == ("float32", "float16") and _hardware_f16_ok():
-        if big:
-            _dynamic(_cpu._f16_hw_parallel, s, s.view(np.uint32), d.view(np.uint16))
-        else:
-            _cpu._f16_hw_serial(s, s.view(np.uint32), d.view(np.uint16))
+        bits, half = s.view(np.uint32), d.view(np.uint16)
+
+        def hw_chunk(i: int) -> None:
+            _cpu._f16_hw_range(s, bits, half, i * step, min(n, (i + 1) * step))
+
+        run_chunks(hw_chunk, -(-n // step))
         return
     if pair in _BIT_KERNELS:
         kind, su, du = _BIT_KERNELS[pair]
         s, d = s.view(su), d.view(du)
     else:
         kind = 4
-    if big:
-        _dynamic(_cpu._cast_parallel, s, d, kind)
-    else:
-        _cpu._cast_serial(s, d, kind)
+
+    def chunk(i: int) -> None:
+        _cpu._cast_range(s, d, i * step, min(n, (i + 1) * step), kind)
+
+    run_chunks(chunk, -(-n // step))
 
 
 def cast(src: np.ndarray, dtype: Any) -> np.ndarray:
@@ -366,12 +386,18 @@ def zero_ranges(buffer: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> No
         return
     if starts.size == 1:
         s, e = int(starts[0]), int(stops[0])
-        if e - s >= 4 * PARALLEL_THRESHOLD:
+        isz = buffer.itemsize
+        if (e - s) * isz >= 2 * _ZERO_CHUNK:
             from paramarena.kernels import _cpu
 
             b = buffer.view(np.uint8)
-            isz = buffer.itemsize
-            _dynamic(_cpu._zero_flat_parallel, b, s * isz, e * isz)
+            start, stop = s * isz, e * isz
+
+            def chunk(i: int) -> None:
+                lo = start + i * _ZERO_CHUNK
+                _cpu._zero_range(b, lo, min(stop, lo + _ZERO_CHUNK))
+
+            run_chunks(chunk, -(-(stop - start) // _ZERO_CHUNK))
         else:
             buffer[s:e].fill(0)
         return

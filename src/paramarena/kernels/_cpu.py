@@ -259,6 +259,11 @@ def _zero_ranges_serial(buf: Any, starts: Any, stops: Any) -> None:
         buf[starts[r] : stops[r]] = 0
 
 
+@_jit
+def _zero_range(buf: Any, start: int, stop: int) -> None:
+    buf[start:stop] = 0
+
+
 @_pjit
 def _zero_flat_parallel(buf: Any, start: int, stop: int) -> None:
     n = stop - start
