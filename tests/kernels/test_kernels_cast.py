@@ -127,3 +127,33 @@ def test_both_float16_paths_match_astype(monkeypatch, hardware):
     src = _f32_edge_cases()
     _assert_bits_equal(kernels.cast(src, np.float16), _astype(src, np.float16))
     _assert_bits_equal(kernels.cast(src[:999], np.float16), _astype(src[:999], np.float16))
+
+
+def test_large_allocations_are_zeroed_writable_mappings():
+    from paramarena.kernels import _memory
+
+    big = _memory.HUGE_PAGE_THRESHOLD // 4 + 3
+    z = kernels.zeros((big,), np.float32)
+    assert z.shape == (big,)
+    assert z.dtype == np.float32
+    assert z.flags.c_contiguous
+    assert z.flags.writeable
+    assert not z.any()
+    e = kernels.empty((3, big), np.float16)
+    e[...] = 1.5
+    assert e.shape == (3, big)
+    assert (e == 1.5).all()
+    small = kernels.empty(5, np.float64)
+    assert small.shape == (5,)
+    assert small.dtype == np.float64
+
+
+def test_allocating_cast_of_a_large_array_matches_astype():
+    src = np.empty(3_000_001, np.float32)  # 12 MB source, 6 MB output: huge-page mapped
+    kernels.fill_normal(src, 0.0, 100.0, seed=1, key="big")
+    out = kernels.cast(src, np.float16)
+    with np.errstate(over="ignore"):
+        want = src.astype(np.float16)
+    np.testing.assert_array_equal(out.view(np.uint16), want.view(np.uint16))
+    assert out.flags.writeable
+    assert out.flags.c_contiguous

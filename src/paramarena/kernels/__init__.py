@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from paramarena.kernels._memory import empty, zeros
 from paramarena.kernels._threads import get_num_threads, run_chunks, set_num_threads
 
 __all__ = [
     "PARALLEL_THRESHOLD",
     "cast",
     "cast_into",
+    "empty",
     "fill_normal",
     "fill_uniform",
     "fill_value",
@@ -33,6 +35,7 @@ __all__ = [
     "stream_key",
     "zero",
     "zero_ranges",
+    "zeros",
 ]
 
 #: Arrays with at least this many elements are split into chunks for the kernel threads
@@ -316,7 +319,7 @@ def cast(src: np.ndarray, dtype: Any) -> np.ndarray:
     if arr.size == 0 or not has_cast_kernel(arr.dtype, target):
         return arr.astype(target)
     arr = np.ascontiguousarray(arr)
-    out = np.empty(arr.shape, dtype=target)
+    out = empty(arr.shape, target)  # huge pages when large: the kernel threads fault them in
     _cast_into(arr, out)
     return out
 
