@@ -47,7 +47,9 @@ PARALLEL_THRESHOLD = 1 << 16
 # enough that the Python dispatch per chunk (a few microseconds) stays below 2% of the work.
 _FILL_CHUNK_BLOCKS = 1 << 16  # Philox blocks: 256K float32 / 128K float64 values
 _CAST_CHUNK = 1 << 18  # elements
-_ZERO_CHUNK = 1 << 23  # bytes: above glibc's non-temporal threshold, so memset streams
+# zeroing: memset is fastest in long calls (rep stosb / streaming stores), so a range is cut
+# into 2 chunks per thread (a busy core still only delays one of them), at least 8 MiB each
+_ZERO_CHUNK = 1 << 23  # bytes
 
 _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
@@ -390,17 +392,18 @@ def zero_ranges(buffer: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> No
     if starts.size == 1:
         s, e = int(starts[0]), int(stops[0])
         isz = buffer.itemsize
-        if (e - s) * isz >= 2 * _ZERO_CHUNK:
+        if (e - s) * isz >= 2 * _ZERO_CHUNK and get_num_threads() > 1:
             from paramarena.kernels import _cpu
 
             b = buffer.view(np.uint8)
             start, stop = s * isz, e * isz
+            step = max(_ZERO_CHUNK, -(-(stop - start) // (2 * get_num_threads())))
 
             def chunk(i: int) -> None:
-                lo = start + i * _ZERO_CHUNK
-                _cpu._zero_range(b, lo, min(stop, lo + _ZERO_CHUNK))
+                lo = start + i * step
+                _cpu._zero_range(b, lo, min(stop, lo + step))
 
-            run_chunks(chunk, -(-(stop - start) // _ZERO_CHUNK))
+            run_chunks(chunk, -(-(stop - start) // step))
         else:
             buffer[s:e].fill(0)
         return
