@@ -12,7 +12,6 @@ thread count, initialization order or device.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +72,8 @@ def _stream_words(seed: int, key: str) -> np.ndarray:
         from paramarena.errors import ParameterValueError
 
         raise ParameterValueError(f"seed must be an int in [0, 2**64), got {seed!r}.")
+    import hashlib  # not at module level: ``import paramarena`` stays light
+
     digest = hashlib.blake2b(
         int(seed).to_bytes(8, "little") + str(key).encode("utf-8"),
         digest_size=16,
