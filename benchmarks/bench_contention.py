@@ -71,7 +71,10 @@ def cases(layer: str | None) -> dict[str, tuple[Callable[[int], None], Callable[
             kernels.set_num_threads,
             lambda: kernels.fill_normal(out, 0.0, 1.0, seed=0, key="w"),
         ),
-        "cast_into f32->f16, 25.6M": (kernels.set_num_threads, lambda: kernels.cast_into(half, out)),
+        "cast_into f32->f16, 25.6M": (
+            kernels.set_num_threads,
+            lambda: kernels.cast_into(half, out),
+        ),
         "zero 102 MB (zero_ranges)": (
             kernels.set_num_threads,
             lambda: kernels.zero_ranges(grads, starts, stops),
@@ -84,9 +87,7 @@ def child(layer: str | None, busy: bool) -> None:
     results: dict[str, list[float]] = {}
     for name, (set_threads, run) in cases(layer).items():
         run()  # compile / load from the cache, touch the pages
-        competitor = (
-            subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-        )
+        competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
         try:
             time.sleep(0.2)
             t1s, t2s = [], []

@@ -190,7 +190,10 @@ def fill_uniform(out: np.ndarray, low: float, high: float, *, seed: int, key: st
 def fill_normal(out: np.ndarray, mean: float, std: float, *, seed: int, key: str) -> None:
     """Fill ``out`` in place with normal values ``N(mean, std)``, keyed by ``(seed, key)``.
 
-    Box-Muller on pairs of uniforms, computed in float64 and rounded once to ``out.dtype``.
+    Box-Muller on pairs of uniforms. float64 outputs: computed in float64 (libm). float32 and
+    half outputs: ``z`` computed in float32 arithmetic only (polynomial log/sin/cos, within
+    ``2.5 * 2**-23 * max(1, |z|)`` of the float64 Box-Muller; bit-identical on every thread
+    count and in the CUDA kernel), then ``mean + std * z`` in float64, rounded once.
 
     Parameters
     ----------
