@@ -146,16 +146,19 @@ def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -
     target = out if direct else np.empty(out.shape, _F64 if out.dtype == _F64 else _F32)
     flat = target.reshape(-1)
     per = 2 if flat.dtype == _F64 else 4
-    blocks = _cpu._f64_blocks if per == 2 else _cpu._f32_blocks
+    blocks = _cpu.BLOCK_FUNCTIONS[per, dist]
     nfull = flat.size // per
     step = _FILL_CHUNK_BLOCKS if flat.size >= PARALLEL_THRESHOLD else max(nfull, 1)
 
     def chunk(i: int) -> None:
-        blocks(flat, i * step, min(nfull, (i + 1) * step), 0, dist, a, b, k)
+        blocks(flat, i * step, min(nfull, (i + 1) * step), 0, a, b, k)
 
     run_chunks(chunk, -(-nfull // step))
-    if nfull * per != flat.size:
-        _cpu._tail(flat, per, dist, a, b, k)
+    rest = flat.size - nfull * per
+    if rest:  # the last, partial Philox block, through a scratch block (same function)
+        scratch = np.empty(per, flat.dtype)
+        blocks(scratch, nfull, nfull + 1, nfull, a, b, k)
+        flat[nfull * per :] = scratch[:rest]
     if not direct:
         if out.dtype in (_F16, _bf16()) and out.flags.c_contiguous and out.flags.writeable:
             _cast_into(target, out)
@@ -396,18 +399,17 @@ def zero_ranges(buffer: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> No
     if starts.size == 1:
         s, e = int(starts[0]), int(stops[0])
         isz = buffer.itemsize
-        if (e - s) * isz >= 2 * _ZERO_CHUNK and get_num_threads() > 1:
-            from paramarena.kernels import _cpu
+        if (e - s) * isz >= 2 * _ZERO_CHUNK and get_num_threads() > 1 and buffer.flags.c_contiguous:
+            import ctypes  # libc memset through ctypes releases the GIL; no Numba kernel to load
 
-            b = buffer.view(np.uint8)
-            start, stop = s * isz, e * isz
-            step = max(_ZERO_CHUNK, -(-(stop - start) // (2 * get_num_threads())))
+            base = buffer.ctypes.data + s * isz
+            nbytes = (e - s) * isz
+            step = max(_ZERO_CHUNK, -(-nbytes // (2 * get_num_threads())))
 
             def chunk(i: int) -> None:
-                lo = start + i * step
-                _cpu._zero_range(b, lo, min(stop, lo + step))
+                ctypes.memset(base + i * step, 0, min(step, nbytes - i * step))
 
-            run_chunks(chunk, -(-(stop - start) // step))
+            run_chunks(chunk, -(-nbytes // step))
         else:
             buffer[s:e].fill(0)
         return

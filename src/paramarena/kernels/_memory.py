@@ -5,8 +5,8 @@ allocation above its mmap threshold afresh): that, not the conversion, was most 
 cast. Arrays of at least :data:`HUGE_PAGE_THRESHOLD` bytes are therefore mapped here with
 ``mmap`` and ``madvise(MADV_HUGEPAGE)`` on their 2 MiB-aligned span: the kernel threads that
 write them first take 50x fewer faults, in parallel. Anonymous mappings are zero-filled, so
-:func:`zeros` costs nothing until written. Where ``MADV_HUGEPAGE`` does not exist (not Linux)
-these are ``np.empty`` / ``np.zeros``. The memory returns to the system when the array (the
+:func:`zeros` costs nothing until written. Where ``MADV_HUGEPAGE`` does not exist (not Linux), or
+with ``PARAMARENA_HUGE_PAGES=0`` in the environment, these are ``np.empty`` / ``np.zeros``. The memory returns to the system when the array (the
 last view of it) is freed.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import mmap
+import os
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ __all__ = ["HUGE_PAGE_THRESHOLD", "empty", "zeros"]
 HUGE_PAGE_THRESHOLD = 4 << 20
 _HUGE = 2 << 20
 _MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
+if os.environ.get("PARAMARENA_HUGE_PAGES", "").strip().lower() in ("0", "no", "false", "off"):
+    _MADV_HUGEPAGE = None  # opt out: plain numpy allocations
 
 
 def _mapped(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | None:
