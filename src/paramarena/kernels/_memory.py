@@ -6,8 +6,8 @@ cast. Arrays of at least :data:`HUGE_PAGE_THRESHOLD` bytes are therefore mapped 
 ``mmap`` and ``madvise(MADV_HUGEPAGE)`` on their 2 MiB-aligned span: the kernel threads that
 write them first take 50x fewer faults, in parallel. Anonymous mappings are zero-filled, so
 :func:`zeros` costs nothing until written. Where ``MADV_HUGEPAGE`` does not exist (not Linux), or
-with ``PARAMARENA_HUGE_PAGES=0`` in the environment, these are ``np.empty`` / ``np.zeros``. The memory returns to the system when the array (the
-last view of it) is freed.
+with ``PARAMARENA_HUGE_PAGES=0`` in the environment, these are ``np.empty`` / ``np.zeros``.
+The memory returns to the system when the array (the last view of it) is freed.
 """
 
 from __future__ import annotations
