@@ -157,3 +157,31 @@ def test_allocating_cast_of_a_large_array_matches_astype():
     np.testing.assert_array_equal(out.view(np.uint16), want.view(np.uint16))
     assert out.flags.writeable
     assert out.flags.c_contiguous
+
+
+def test_freed_large_empty_arrays_are_reused_never_while_alive(monkeypatch):
+    import gc
+
+    from paramarena.kernels import _memory
+
+    monkeypatch.setattr(_memory, "_free", [])  # no mappings kept by earlier tests
+
+    n = _memory.HUGE_PAGE_THRESHOLD // 2 + 7  # float32: 8 MB
+    a = kernels.empty((n,), np.float32)
+    view = a[10:]
+    addr = a.ctypes.data
+    del a
+    gc.collect()
+    b = kernels.empty((n,), np.float32)  # `view` keeps the first mapping alive
+    assert b.ctypes.data != addr
+    view[:] = 1.0
+    b[:] = 2.0
+    assert (view == 1.0).all()
+    del view
+    gc.collect()
+    c = kernels.empty((n,), np.float32)  # the first mapping is free now: reused
+    assert c.ctypes.data == addr
+    c[:] = 3.0
+    assert (b == 2.0).all()
+    zeros = kernels.zeros((n,), np.float32)  # never a recycled (dirty) mapping
+    assert not zeros.any()

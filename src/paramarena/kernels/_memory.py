@@ -7,7 +7,10 @@ cast. Arrays of at least :data:`HUGE_PAGE_THRESHOLD` bytes are therefore mapped 
 write them first take 50x fewer faults, in parallel. Anonymous mappings are zero-filled, so
 :func:`zeros` costs nothing until written. Where ``MADV_HUGEPAGE`` does not exist (not Linux), or
 with ``PARAMARENA_HUGE_PAGES=0`` in the environment, these are ``np.empty`` / ``np.zeros``.
-The memory returns to the system when the array (the last view of it) is freed.
+When the last view of an :func:`empty` array is freed, its mapping is kept for reuse by a
+later one (up to :data:`KEEP_BYTES` in 4 mappings, like glibc keeps freed blocks below its mmap
+threshold), so repeated allocating casts take no page faults at all; :func:`zeros` mappings
+return to the system when freed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import math
 import mmap
 import os
+import weakref
 from typing import Any
 
 import numpy as np
@@ -30,20 +34,62 @@ if os.environ.get("PARAMARENA_HUGE_PAGES", "").strip().lower() in ("0", "no", "f
     _MADV_HUGEPAGE = None  # opt out: plain numpy allocations
 
 
-def _mapped(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | None:
+#: Mappings of freed :func:`empty` arrays kept for reuse (already faulted in: a reused output
+#: takes no page faults at all), at most this many bytes and :data:`_KEEP_COUNT` mappings.
+KEEP_BYTES = 512 << 20
+_KEEP_COUNT = 4
+# list.append / list.pop are atomic under the GIL; the finalizer below may run on any thread at
+# any allocation, so no lock is taken around this list (a lock could deadlock there)
+_free: list[mmap.mmap] = []
+
+
+def _keep(m: mmap.mmap) -> None:
+    """Keep the mapping of a freed :func:`empty` array for the next one (bounded)."""
+    if len(m) > KEEP_BYTES:
+        return
+    _free.append(m)
+    while len(_free) > _KEEP_COUNT or sum(len(x) for x in _free) > KEEP_BYTES:
+        try:
+            _free.pop(0)  # the oldest: unmapped when the last reference goes
+        except IndexError:
+            break
+
+
+def _reuse(size: int) -> mmap.mmap | None:
+    """Take a kept mapping of at least ``size`` bytes and at most twice that, if there is one."""
+    for m in list(_free):
+        if size <= len(m) <= 2 * size + _HUGE:
+            try:
+                _free.remove(m)
+            except ValueError:  # taken by another thread meanwhile
+                continue
+            return m
+    return None
+
+
+def _mapped(shape: tuple[int, ...], dtype: np.dtype[Any], *, reuse: bool) -> np.ndarray | None:
     nbytes = math.prod(shape) * dtype.itemsize
     if _MADV_HUGEPAGE is None or nbytes < HUGE_PAGE_THRESHOLD:
         return None
-    try:
-        m = mmap.mmap(-1, nbytes + _HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    except (OSError, ValueError):  # address space limits: let numpy try (and raise)
-        return None
+    m = _reuse(nbytes + _HUGE) if reuse else None
+    if m is None:
+        try:
+            m = mmap.mmap(-1, nbytes + _HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except (OSError, ValueError):  # address space limits: let numpy try (and raise)
+            return None
+        fresh = True
+    else:
+        fresh = False
     raw = np.frombuffer(m, np.uint8)
     offset = -raw.ctypes.data % _HUGE
     del raw
-    with contextlib.suppress(OSError):  # THP disabled ("never"): still a valid, zeroed mapping
-        m.madvise(_MADV_HUGEPAGE, offset, nbytes // _HUGE * _HUGE)
-    return np.frombuffer(m, dtype, count=math.prod(shape), offset=offset).reshape(shape)
+    if fresh:
+        with contextlib.suppress(OSError):  # THP disabled ("never"): a valid, zeroed mapping
+            m.madvise(_MADV_HUGEPAGE, offset, nbytes // _HUGE * _HUGE)
+    owner = np.frombuffer(m, dtype, count=math.prod(shape), offset=offset)
+    if reuse:  # once every view of ``owner`` is gone, its mapping may serve the next one
+        weakref.finalize(owner, _keep, m).atexit = False
+    return owner.reshape(shape)
 
 
 def empty(shape: Any, dtype: Any) -> np.ndarray:
@@ -63,7 +109,7 @@ def empty(shape: Any, dtype: Any) -> np.ndarray:
     """
     dt = np.dtype(dtype)
     shp = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
-    arr = _mapped(shp, dt)
+    arr = _mapped(shp, dt, reuse=True)
     return np.empty(shp, dt) if arr is None else arr
 
 
@@ -84,5 +130,5 @@ def zeros(shape: Any, dtype: Any) -> np.ndarray:
     """
     dt = np.dtype(dtype)
     shp = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
-    arr = _mapped(shp, dt)
+    arr = _mapped(shp, dt, reuse=False)
     return np.zeros(shp, dt) if arr is None else arr
