@@ -46,9 +46,11 @@ PARALLEL_THRESHOLD = 1 << 16
 # enough that the Python dispatch per chunk (a few microseconds) stays below 2% of the work.
 _FILL_CHUNK_BLOCKS = 1 << 16  # Philox blocks: 256K float32 / 128K float64 values
 _CAST_CHUNK = 1 << 18  # elements
-# zeroing: memset is fastest in long calls (rep stosb / streaming stores), so a range is cut
-# into 2 chunks per thread (a busy core still only delays one of them), at least 8 MiB each
+# zeroing: memset is fastest in long calls (rep stosb / streaming stores): a range is cut into
+# one chunk per thread, at least 8 MiB each (2 per thread measured 30-40% slower; zeroing is
+# bound by memory bandwidth, so a busy core delays it little: bench_contention.py)
 _ZERO_CHUNK = 1 << 23  # bytes
+_ZERO_CHUNKS_PER_THREAD = 1
 
 _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
@@ -404,7 +406,7 @@ def zero_ranges(buffer: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> No
 
             base = buffer.ctypes.data + s * isz
             nbytes = (e - s) * isz
-            step = max(_ZERO_CHUNK, -(-nbytes // (2 * get_num_threads())))
+            step = max(_ZERO_CHUNK, -(-nbytes // (_ZERO_CHUNKS_PER_THREAD * get_num_threads())))
 
             def chunk(i: int) -> None:
                 ctypes.memset(base + i * step, 0, min(step, nbytes - i * step))
