@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import ml_dtypes
 import numpy as np
@@ -258,30 +259,54 @@ ERROR_F32_NORMAL_ULP = 2.5
 MAX_ABS_ERROR_F32_NORMAL = 7e-7
 
 
-def test_float32_box_muller_error_against_float64_reference():
+_EDGE_WORDS = np.array([0, 1, 0xFF, 0x100, 0x1FF, 0x1FFFFFFF, 0x20000000, 0x3FFFFFFF, 0x40000000,
+                        0x7FFFFFFF, 0x80000000, 0xBFFFFFFF, 0xC0000000, 0xDFFFFFFF, 0xE0000000,
+                        0xFFFFFEFF, 0xFFFFFF00, 0xFFFFFFFF], np.uint64)  # fmt: skip
+
+
+def _assert_error_contract(w0: np.ndarray, w1: np.ndarray) -> None:
+    for lo in range(0, w0.size, 1 << 20):  # slices: bounded memory
+        a, b = w0[lo : lo + (1 << 20)], w1[lo : lo + (1 << 20)]
+        z0, z1 = _box_muller_f32_reference(a, b)
+        u1 = ((a >> np.uint64(8)) + np.uint64(1)).astype(np.float64) * 2.0**-24
+        u2 = (b >> np.uint64(8)).astype(np.float64) * 2.0**-24
+        r = np.sqrt(-2.0 * np.log(u1))
+        for got, want in ((z0, r * np.cos(2 * math.pi * u2)), (z1, r * np.sin(2 * math.pi * u2))):
+            err = np.abs(got - want)
+            assert err.max() <= MAX_ABS_ERROR_F32_NORMAL
+            assert (err / np.maximum(1.0, np.abs(want))).max() <= ERROR_F32_NORMAL_ULP * 2.0**-23
+
+
+def _words_covering(stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``stride``-th u1 with random angles, every ``stride``-th angle with random u1."""
     rng = np.random.default_rng(2)
-    edges = np.array([0, 1, 0xFF, 0x100, 0x1FF, 0x1FFFFFFF, 0x20000000, 0x3FFFFFFF, 0x40000000,
-                      0x7FFFFFFF, 0x80000000, 0xBFFFFFFF, 0xC0000000, 0xDFFFFFFF, 0xE0000000,
-                      0xFFFFFEFF, 0xFFFFFF00, 0xFFFFFFFF], np.uint64)  # fmt: skip
-    # every u1 (2**24 values of w0 >> 8) with random angles, and every angle with random u1
-    every = np.arange(1 << 24, dtype=np.uint64) << np.uint64(8)
+    every = np.arange(0, 1 << 24, stride, dtype=np.uint64) << np.uint64(8)
     noise = rng.integers(0, 2**32, every.size, dtype=np.uint64)
-    w0 = np.concatenate([every, noise, np.repeat(edges, edges.size)])
-    w1 = np.concatenate([noise, every, np.tile(edges, edges.size)])
-    z0, z1 = _box_muller_f32_reference(w0, w1)
-    u1 = ((w0 >> np.uint64(8)) + np.uint64(1)).astype(np.float64) * 2.0**-24
-    u2 = (w1 >> np.uint64(8)).astype(np.float64) * 2.0**-24
-    r = np.sqrt(-2.0 * np.log(u1))
-    for got, want in ((z0, r * np.cos(2 * math.pi * u2)), (z1, r * np.sin(2 * math.pi * u2))):
-        err = np.abs(got - want)
-        assert err.max() <= MAX_ABS_ERROR_F32_NORMAL
-        assert (err / np.maximum(1.0, np.abs(want))).max() <= ERROR_F32_NORMAL_ULP * 2.0**-23
+    w0 = np.concatenate([every, noise, np.repeat(_EDGE_WORDS, _EDGE_WORDS.size)])
+    w1 = np.concatenate([noise, every, np.tile(_EDGE_WORDS, _EDGE_WORDS.size)])
+    return w0, w1
+
+
+def test_float32_box_muller_error_against_float64_reference():
+    w0, w1 = _words_covering(61)  # odd stride: every exponent range and quadrant, ~0.5M words
+    _assert_error_contract(w0, w1)
     # the scalar body (what Numba and the CUDA simulator compile) agrees bit for bit
-    for a, b in zip(w0[-(edges.size**2) :: 7], w1[-(edges.size**2) :: 7], strict=True):
+    n = _EDGE_WORDS.size**2
+    for a, b in zip(w0[-n::7], w1[-n::7], strict=True):
         got = _bodies.box_muller_f32(np.uint64(a), np.uint64(b))
         want = _box_muller_f32_reference(np.array([a]), np.array([b]))
         assert np.float32(got[0]) == want[0][0]
         assert np.float32(got[1]) == want[1][0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(
+    os.environ.get("PARAMARENA_EXHAUSTIVE_TESTS") != "1",
+    reason="every u1 and every angle (2**25 values, ~30 s): PARAMARENA_EXHAUSTIVE_TESTS=1",
+)
+def test_float32_box_muller_error_exhaustive():
+    _assert_error_contract(*_words_covering(1))
 
 
 def _normal_cdf(x: np.ndarray) -> np.ndarray:
