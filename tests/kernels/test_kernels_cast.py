@@ -127,3 +127,61 @@ def test_both_float16_paths_match_astype(monkeypatch, hardware):
     src = _f32_edge_cases()
     _assert_bits_equal(kernels.cast(src, np.float16), _astype(src, np.float16))
     _assert_bits_equal(kernels.cast(src[:999], np.float16), _astype(src[:999], np.float16))
+
+
+def test_large_allocations_are_zeroed_writable_mappings():
+    from paramarena.kernels import _memory
+
+    big = _memory.HUGE_PAGE_THRESHOLD // 4 + 3
+    z = kernels.zeros((big,), np.float32)
+    assert z.shape == (big,)
+    assert z.dtype == np.float32
+    assert z.flags.c_contiguous
+    assert z.flags.writeable
+    assert not z.any()
+    e = kernels.empty((3, big), np.float16)
+    e[...] = 1.5
+    assert e.shape == (3, big)
+    assert (e == 1.5).all()
+    small = kernels.empty(5, np.float64)
+    assert small.shape == (5,)
+    assert small.dtype == np.float64
+
+
+def test_allocating_cast_of_a_large_array_matches_astype():
+    src = np.empty(3_000_001, np.float32)  # 12 MB source, 6 MB output: huge-page mapped
+    kernels.fill_normal(src, 0.0, 100.0, seed=1, key="big")
+    out = kernels.cast(src, np.float16)
+    with np.errstate(over="ignore"):
+        want = src.astype(np.float16)
+    np.testing.assert_array_equal(out.view(np.uint16), want.view(np.uint16))
+    assert out.flags.writeable
+    assert out.flags.c_contiguous
+
+
+def test_freed_large_empty_arrays_are_reused_never_while_alive(monkeypatch):
+    import gc
+
+    from paramarena.kernels import _memory
+
+    monkeypatch.setattr(_memory, "_free", [])  # no mappings kept by earlier tests
+
+    n = _memory.HUGE_PAGE_THRESHOLD // 2 + 7  # float32: 8 MB
+    a = kernels.empty((n,), np.float32)
+    view = a[10:]
+    addr = a.ctypes.data
+    del a
+    gc.collect()
+    b = kernels.empty((n,), np.float32)  # `view` keeps the first mapping alive
+    assert b.ctypes.data != addr
+    view[:] = 1.0
+    b[:] = 2.0
+    assert (view == 1.0).all()
+    del view
+    gc.collect()
+    c = kernels.empty((n,), np.float32)  # the first mapping is free now: reused
+    assert c.ctypes.data == addr
+    c[:] = 3.0
+    assert (b == 2.0).all()
+    zeros = kernels.zeros((n,), np.float32)  # never a recycled (dirty) mapping
+    assert not zeros.any()

@@ -28,7 +28,7 @@ def test_zero_ranges_matches_numpy(n):
     np.testing.assert_array_equal(buf, ref)
 
 
-@pytest.mark.parametrize("n", [100, 1_000_000])
+@pytest.mark.parametrize("n", [100, 1_000_000, 5_000_001])  # the last: chunks on threads
 def test_zero_single_range_large_and_small(n):
     buf = np.ones(n, np.float64)
     kernels.zero_ranges(buf, np.array([1], np.int64), np.array([n - 1], np.int64))

@@ -80,8 +80,9 @@ class Arena:
         Smallest segment allocated; later segments at least double the previous one.
     zeroed : bool, optional
         Create segments zero-filled, so that every view is all zeros when handed out (memory is
-        never handed out twice). On the CPU this is ``np.zeros``: the operating system maps
-        zero pages lazily, so nothing is written until the views are used.
+        never handed out twice). On the CPU this is :func:`paramarena.kernels.zeros`: the
+        operating system maps zero pages lazily (huge pages for large segments, so the first
+        write faults 2 MiB at a time), and nothing is written until the views are used.
     """
 
     def __init__(
@@ -139,7 +140,9 @@ class Arena:
         from paramarena.devices.cpu import CPUBackend
 
         if isinstance(self.backend, CPUBackend):
-            return np.zeros(elements, dtype=self.dtype)
+            from paramarena import kernels
+
+            return kernels.zeros(elements, self.dtype)  # huge pages when large, mapped lazily
         raw = self.backend.empty((elements,), self.dtype, self.device_id)
         self.backend.zero([raw])
         return raw

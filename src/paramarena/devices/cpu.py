@@ -21,8 +21,8 @@ class CPUBackend:
         """Accept every CPU id (MXNet treats ``cpu(i)`` ids as labels)."""
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype[Any], device_id: int) -> np.ndarray:
-        """Allocate an uninitialized numpy array."""
-        return np.empty(shape, dtype=dtype)
+        """Allocate an uninitialized numpy array (on huge pages when large: cheap first touch)."""
+        return kernels.empty(shape, dtype)
 
     def from_host(self, host: np.ndarray, device_id: int) -> np.ndarray:
         """Return a new C-contiguous copy of ``host``."""

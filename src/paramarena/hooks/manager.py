@@ -18,14 +18,14 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable
-from importlib.metadata import entry_points
-from typing import Any, TypeVar
-
-import pluggy
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from paramarena.errors import PluginConflictError, PluginError, PluginLoadWarning, UnknownNameError
 from paramarena.hooks import specs as hookspecs
 from paramarena.hooks.records import DeviceSpec, InitializerSpec, StorageSpec
+
+if TYPE_CHECKING:  # imported when the manager is first built, not by ``import paramarena``
+    import pluggy
 
 __all__ = [
     "BUILTIN_NAMESPACE",
@@ -73,6 +73,8 @@ T = TypeVar("T")
 
 
 def _make_manager() -> pluggy.PluginManager:
+    import pluggy
+
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     for plugin_name, modname in BUILTIN_PLUGINS.items():
@@ -80,6 +82,13 @@ def _make_manager() -> pluggy.PluginManager:
     if os.environ.get(AUTOLOAD_ENV, "").strip() not in ("1", "true", "yes"):
         _load_entry_points(pm)
     return pm
+
+
+def entry_points(**selection: Any) -> Any:
+    """``importlib.metadata.entry_points``, imported on first use (slow to import)."""
+    from importlib.metadata import entry_points as find
+
+    return find(**selection)
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:

@@ -13,10 +13,8 @@ are found as ``"myplugin:name"``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-import pluggy
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 if TYPE_CHECKING:
     from paramarena.devices.context import Context
@@ -29,9 +27,93 @@ __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 #: The pluggy project name (and entry-point group) of paramarena.
 PROJECT_NAME = "paramarena"
 
-hookspec = pluggy.HookspecMarker(PROJECT_NAME)
-#: Decorator marking a function as a paramarena hook implementation.
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+# The two markers below record the same options, under the same attribute names
+# (``paramarena_spec`` / ``paramarena_impl``), as ``pluggy.HookspecMarker(PROJECT_NAME)`` and
+# ``pluggy.HookimplMarker(PROJECT_NAME)`` (pluggy >= 1.2), which is all pluggy reads when it
+# registers hooks. Written out so that ``import paramarena`` does not import pluggy (and with
+# it importlib.metadata): the plugin manager is built on first use.
+
+
+@overload
+def hookspec(function: _F) -> _F: ...
+@overload
+def hookspec(
+    function: None = None,
+    *,
+    firstresult: bool = ...,
+    historic: bool = ...,
+    warn_on_impl: Warning | None = ...,
+    warn_on_impl_args: Mapping[str, Warning] | None = ...,
+) -> Callable[[_F], _F]: ...
+def hookspec(
+    function: _F | None = None,
+    *,
+    firstresult: bool = False,
+    historic: bool = False,
+    warn_on_impl: Warning | None = None,
+    warn_on_impl_args: Mapping[str, Warning] | None = None,
+) -> Any:
+    """Mark ``function`` as a hook specification (``pluggy.HookspecMarker`` semantics)."""
+
+    def mark(func: _F) -> _F:
+        if historic and firstresult:
+            raise ValueError("cannot have a historic firstresult hook")
+        opts = {
+            "firstresult": firstresult,
+            "historic": historic,
+            "warn_on_impl": warn_on_impl,
+            "warn_on_impl_args": warn_on_impl_args,
+        }
+        setattr(func, PROJECT_NAME + "_spec", opts)
+        return func
+
+    return mark if function is None else mark(function)
+
+
+@overload
+def hookimpl(function: _F) -> _F: ...
+@overload
+def hookimpl(
+    function: None = None,
+    *,
+    hookwrapper: bool = ...,
+    optionalhook: bool = ...,
+    tryfirst: bool = ...,
+    trylast: bool = ...,
+    specname: str | None = ...,
+    wrapper: bool = ...,
+) -> Callable[[_F], _F]: ...
+def hookimpl(
+    function: _F | None = None,
+    *,
+    hookwrapper: bool = False,
+    optionalhook: bool = False,
+    tryfirst: bool = False,
+    trylast: bool = False,
+    specname: str | None = None,
+    wrapper: bool = False,
+) -> Any:
+    """Mark ``function`` as a paramarena hook implementation (``pluggy.HookimplMarker``).
+
+    Use as ``@hookimpl`` or ``@hookimpl(tryfirst=True, ...)`` with pluggy's options.
+    """
+
+    def mark(func: _F) -> _F:
+        opts = {
+            "wrapper": wrapper,
+            "hookwrapper": hookwrapper,
+            "optionalhook": optionalhook,
+            "tryfirst": tryfirst,
+            "trylast": trylast,
+            "specname": specname,
+        }
+        setattr(func, PROJECT_NAME + "_impl", opts)
+        return func
+
+    return mark if function is None else mark(function)
 
 
 @hookspec

@@ -12,30 +12,47 @@ thread count, initialization order or device.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from paramarena.kernels._memory import empty, zeros
+from paramarena.kernels._threads import get_num_threads, run_chunks, set_num_threads
+
 __all__ = [
     "PARALLEL_THRESHOLD",
     "cast",
     "cast_into",
+    "empty",
     "fill_normal",
     "fill_random_ranges",
     "fill_uniform",
     "fill_value",
+    "get_num_threads",
     "has_cast_kernel",
+    "set_num_threads",
     "stream_key",
     "stream_keys",
     "zero",
     "zero_ranges",
+    "zeros",
 ]
 
-#: Arrays with at least this many elements use the ``parallel=True`` kernels; smaller ones the
-#: serial kernels (no thread start-up).
+#: Arrays with at least this many elements are split into chunks for the kernel threads
+#: (:func:`set_num_threads`); smaller ones run on the calling thread (no thread wake-up).
 PARALLEL_THRESHOLD = 1 << 16
+
+# Work items handed to the kernel threads one at a time (see ``_threads``): small enough that a
+# thread slowed down by a busy core holds up the end of a call by well under a millisecond, big
+# enough that the Python dispatch per chunk (a few microseconds) stays below 2% of the work.
+_FILL_CHUNK_BLOCKS = 1 << 16  # Philox blocks: 256K float32 / 128K float64 values
+_CAST_CHUNK = 1 << 18  # elements
+# zeroing: memset is fastest in long calls (rep stosb / streaming stores): a range is cut into
+# one chunk per thread, at least 8 MiB each (2 per thread measured 30-40% slower; zeroing is
+# bound by memory bandwidth, so a busy core delays it little: bench_contention.py)
+_ZERO_CHUNK = 1 << 23  # bytes
+_ZERO_CHUNKS_PER_THREAD = 1
 
 _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
@@ -53,19 +70,24 @@ def _bf16() -> np.dtype[Any]:
     return _BF16[0]
 
 
+#: BLAKE2b personalisation of the stream keys. The old package name stays in it on purpose: it is
+#: part of the stream-key derivation, so changing it would change every initialized value and
+#: break ``initialize(seed=s)`` reproducibility across the rename to paramarena.
+_STREAM_PERSON = b"paramdict-phx4"
+
+
 def _stream_words(seed: int, key: str) -> np.ndarray:
     """Return the four 32-bit stream words as a ``uint32`` array (what the kernels take)."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
         from paramarena.errors import ParameterValueError
 
         raise ParameterValueError(f"seed must be an int in [0, 2**64), got {seed!r}.")
+    import hashlib  # not at module level: ``import paramarena`` stays light
+
     digest = hashlib.blake2b(
         int(seed).to_bytes(8, "little") + str(key).encode("utf-8"),
         digest_size=16,
-        # The old package name stays in this personalisation string on purpose: it is part
-        # of the stream-key derivation, so changing it would change every initialized value
-        # and break ``initialize(seed=s)`` reproducibility across the rename.
-        person=b"paramdict-phx4",
+        person=_STREAM_PERSON,
     ).digest()
     return np.frombuffer(digest, dtype="<u4")
 
@@ -117,9 +139,9 @@ def stream_keys(seed: int, keys: Sequence[str]) -> np.ndarray:
         If ``seed`` is not an integer in ``[0, 2**64)``.
     """
     _stream_words(seed, "")  # validates the seed
-    start = hashlib.blake2b(
-        int(seed).to_bytes(8, "little"), digest_size=16, person=b"paramdict-phx4"
-    )
+    import hashlib  # not at module level: ``import paramarena`` stays light
+
+    start = hashlib.blake2b(int(seed).to_bytes(8, "little"), digest_size=16, person=_STREAM_PERSON)
     digests = []
     for key in keys:
         h = start.copy()
@@ -253,12 +275,20 @@ def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -
     direct = out.dtype in (_F32, _F64) and out.flags.c_contiguous and out.flags.writeable
     target = out if direct else np.empty(out.shape, _F64 if out.dtype == _F64 else _F32)
     flat = target.reshape(-1)
-    big = flat.size >= PARALLEL_THRESHOLD
     per = 2 if flat.dtype == _F64 else 4
-    if big:
-        _dynamic(_cpu._fill_parallel, flat, per, dist, a, b, k)
-    else:
-        _cpu._fill_serial(flat, per, dist, a, b, k)
+    blocks = _cpu.BLOCK_FUNCTIONS[per, dist]
+    nfull = flat.size // per
+    step = _FILL_CHUNK_BLOCKS if flat.size >= PARALLEL_THRESHOLD else max(nfull, 1)
+
+    def chunk(i: int) -> None:
+        blocks(flat, i * step, min(nfull, (i + 1) * step), 0, a, b, k)
+
+    run_chunks(chunk, -(-nfull // step))
+    rest = flat.size - nfull * per
+    if rest:  # the last, partial Philox block, through a scratch block (same function)
+        scratch = np.empty(per, flat.dtype)
+        blocks(scratch, nfull, nfull + 1, nfull, a, b, k)
+        flat[nfull * per :] = scratch[:rest]
     if not direct:
         if out.dtype in (_F16, _bf16()) and out.flags.c_contiguous and out.flags.writeable:
             _cast_into(target, out)
@@ -293,7 +323,10 @@ def fill_uniform(out: np.ndarray, low: float, high: float, *, seed: int, key: st
 def fill_normal(out: np.ndarray, mean: float, std: float, *, seed: int, key: str) -> None:
     """Fill ``out`` in place with normal values ``N(mean, std)``, keyed by ``(seed, key)``.
 
-    Box-Muller on pairs of uniforms, computed in float64 and rounded once to ``out.dtype``.
+    Box-Muller on pairs of uniforms. float64 outputs: computed in float64 (libm). float32 and
+    half outputs: ``z`` computed in float32 arithmetic only (polynomial log/sin/cos, within
+    ``2.5 * 2**-23 * max(1, |z|)`` of the float64 Box-Muller; bit-identical on every thread
+    count and in the CUDA kernel), then ``mean + std * z`` in float64, rounded once.
 
     Parameters
     ----------
@@ -362,7 +395,7 @@ def _hardware_f16_ok() -> bool:
                               0xFFC12345, 0x00000001, 0x3F801000, 0x3F803000, 0x7F7FFFFF],
                              np.uint32)  # fmt: skip
             got = np.empty(probe.size, np.uint16)
-            _cpu._f16_hw_serial(probe.view(np.float32), probe, got)
+            _cpu._f16_hw_range(probe.view(np.float32), probe, got, 0, probe.size)
             with np.errstate(all="ignore"):
                 ok = bool(np.array_equal(got, probe.view(np.float32).astype(_F16).view(np.uint16)))
         except Exception:  # no half-precision lowering on this CPU: integer kernel instead
@@ -376,24 +409,28 @@ def _cast_into(src: np.ndarray, dst: np.ndarray) -> None:
     from paramarena.kernels import _cpu
 
     pair = (src.dtype.name, dst.dtype.name)
-    big = src.size >= PARALLEL_THRESHOLD
     s = src.reshape(-1)
     d = dst.reshape(-1)
+    n = s.size
+    step = _CAST_CHUNK if n >= PARALLEL_THRESHOLD else max(n, 1)
     if pair == ("float32", "float16") and _hardware_f16_ok():
-        if big:
-            _dynamic(_cpu._f16_hw_parallel, s, s.view(np.uint32), d.view(np.uint16))
-        else:
-            _cpu._f16_hw_serial(s, s.view(np.uint32), d.view(np.uint16))
+        bits, half = s.view(np.uint32), d.view(np.uint16)
+
+        def hw_chunk(i: int) -> None:
+            _cpu._f16_hw_range(s, bits, half, i * step, min(n, (i + 1) * step))
+
+        run_chunks(hw_chunk, -(-n // step))
         return
     if pair in _BIT_KERNELS:
         kind, su, du = _BIT_KERNELS[pair]
         s, d = s.view(su), d.view(du)
     else:
         kind = 4
-    if big:
-        _dynamic(_cpu._cast_parallel, s, d, kind)
-    else:
-        _cpu._cast_serial(s, d, kind)
+
+    def chunk(i: int) -> None:
+        _cpu._cast_range(s, d, i * step, min(n, (i + 1) * step), kind)
+
+    run_chunks(chunk, -(-n // step))
 
 
 def cast(src: np.ndarray, dtype: Any) -> np.ndarray:
@@ -421,7 +458,7 @@ def cast(src: np.ndarray, dtype: Any) -> np.ndarray:
     if arr.size == 0 or not has_cast_kernel(arr.dtype, target):
         return arr.astype(target)
     arr = np.ascontiguousarray(arr)
-    out = np.empty(arr.shape, dtype=target)
+    out = empty(arr.shape, target)  # huge pages when large: the kernel threads fault them in
     _cast_into(arr, out)
     return out
 
@@ -491,12 +528,18 @@ def zero_ranges(buffer: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> No
         return
     if starts.size == 1:
         s, e = int(starts[0]), int(stops[0])
-        if e - s >= 4 * PARALLEL_THRESHOLD:
-            from paramarena.kernels import _cpu
+        isz = buffer.itemsize
+        if (e - s) * isz >= 2 * _ZERO_CHUNK and get_num_threads() > 1 and buffer.flags.c_contiguous:
+            import ctypes  # libc memset through ctypes releases the GIL; no Numba kernel to load
 
-            b = buffer.view(np.uint8)
-            isz = buffer.itemsize
-            _dynamic(_cpu._zero_flat_parallel, b, s * isz, e * isz)
+            base = buffer.ctypes.data + s * isz
+            nbytes = (e - s) * isz
+            step = max(_ZERO_CHUNK, -(-nbytes // (_ZERO_CHUNKS_PER_THREAD * get_num_threads())))
+
+            def chunk(i: int) -> None:
+                ctypes.memset(base + i * step, 0, min(step, nbytes - i * step))
+
+            run_chunks(chunk, -(-nbytes // step))
         else:
             buffer[s:e].fill(0)
         return

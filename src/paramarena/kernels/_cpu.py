@@ -53,54 +53,89 @@ _CHUNK = 1 << 14  # Philox blocks (or cast elements / 4) per parallel work item
 
 
 @_jit
+def _f32_uniform_blocks(out: Any, b0: int, b1: int, base: int, a: float, b: float, k: Any) -> None:
+    k0, k1, n0, n1 = np.uint64(k[0]), np.uint64(k[1]), np.uint64(k[2]), np.uint64(k[3])
+    ub = np.uint64(base)
+    for blk in range(b0, b1):
+        c = np.uint64(blk)
+        x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
+        i = (c - ub) * _U4
+        out[i] = a + b * _u01_f32(x0)
+        out[i + _U1] = a + b * _u01_f32(x1)
+        out[i + _U2] = a + b * _u01_f32(x2)
+        out[i + _U3] = a + b * _u01_f32(x3)
+
+
+@_jit
+def _f32_normal_blocks(out: Any, b0: int, b1: int, base: int, a: float, b: float, k: Any) -> None:
+    k0, k1, n0, n1 = np.uint64(k[0]), np.uint64(k[1]), np.uint64(k[2]), np.uint64(k[3])
+    ub = np.uint64(base)
+    for blk in range(b0, b1):
+        c = np.uint64(blk)
+        x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
+        z0, z1 = _box_muller_f32(x0, x1)
+        z2, z3 = _box_muller_f32(x2, x3)
+        i = (c - ub) * _U4
+        out[i] = a + b * float(z0)
+        out[i + _U1] = a + b * float(z1)
+        out[i + _U2] = a + b * float(z2)
+        out[i + _U3] = a + b * float(z3)
+
+
+@_jit
+def _f64_uniform_blocks(out: Any, b0: int, b1: int, base: int, a: float, b: float, k: Any) -> None:
+    k0, k1, n0, n1 = np.uint64(k[0]), np.uint64(k[1]), np.uint64(k[2]), np.uint64(k[3])
+    ub = np.uint64(base)
+    for blk in range(b0, b1):
+        c = np.uint64(blk)
+        x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
+        i = (c - ub) * _U2
+        out[i] = a + b * _u01_f64(x0, x1)
+        out[i + _U1] = a + b * _u01_f64(x2, x3)
+
+
+@_jit
+def _f64_normal_blocks(out: Any, b0: int, b1: int, base: int, a: float, b: float, k: Any) -> None:
+    k0, k1, n0, n1 = np.uint64(k[0]), np.uint64(k[1]), np.uint64(k[2]), np.uint64(k[3])
+    ub = np.uint64(base)
+    for blk in range(b0, b1):
+        c = np.uint64(blk)
+        x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
+        z0, z1 = _box_muller(1.0 - _u01_f64(x0, x1), _u01_f64(x2, x3))
+        i = (c - ub) * _U2
+        out[i] = a + b * z0
+        out[i + _U1] = a + b * z1
+
+
+# One function per (dtype, distribution), so that a process compiles / loads only the ones it
+# uses (a Xavier initialize of float32 parameters: the float32 uniform one only). The
+# ``dist``-switching ``_f32_blocks`` / ``_f64_blocks`` call them (kept for other kernels).
+BLOCK_FUNCTIONS = {
+    (4, 0): _f32_uniform_blocks,
+    (4, 1): _f32_normal_blocks,
+    (2, 0): _f64_uniform_blocks,
+    (2, 1): _f64_normal_blocks,
+}
+
+
+@_jit
 def _f32_blocks(
     out: Any, b0: int, b1: int, base: int, dist: int, a: float, b: float, k: Any
 ) -> None:
-    k0, k1, n0, n1 = np.uint64(k[0]), np.uint64(k[1]), np.uint64(k[2]), np.uint64(k[3])
-    ub = np.uint64(base)
     if dist == 0:
-        for blk in range(b0, b1):
-            c = np.uint64(blk)
-            x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
-            i = (c - ub) * _U4
-            out[i] = a + b * _u01_f32(x0)
-            out[i + _U1] = a + b * _u01_f32(x1)
-            out[i + _U2] = a + b * _u01_f32(x2)
-            out[i + _U3] = a + b * _u01_f32(x3)
+        _f32_uniform_blocks(out, b0, b1, base, a, b, k)
     else:
-        for blk in range(b0, b1):
-            c = np.uint64(blk)
-            x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
-            z0, z1 = _box_muller_f32(x0, x1)
-            z2, z3 = _box_muller_f32(x2, x3)
-            i = (c - ub) * _U4
-            out[i] = a + b * z0
-            out[i + _U1] = a + b * z1
-            out[i + _U2] = a + b * z2
-            out[i + _U3] = a + b * z3
+        _f32_normal_blocks(out, b0, b1, base, a, b, k)
 
 
 @_jit
 def _f64_blocks(
     out: Any, b0: int, b1: int, base: int, dist: int, a: float, b: float, k: Any
 ) -> None:
-    k0, k1, n0, n1 = np.uint64(k[0]), np.uint64(k[1]), np.uint64(k[2]), np.uint64(k[3])
-    ub = np.uint64(base)
     if dist == 0:
-        for blk in range(b0, b1):
-            c = np.uint64(blk)
-            x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
-            i = (c - ub) * _U2
-            out[i] = a + b * _u01_f64(x0, x1)
-            out[i + _U1] = a + b * _u01_f64(x2, x3)
+        _f64_uniform_blocks(out, b0, b1, base, a, b, k)
     else:
-        for blk in range(b0, b1):
-            c = np.uint64(blk)
-            x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
-            z0, z1 = _box_muller(1.0 - _u01_f64(x0, x1), _u01_f64(x2, x3))
-            i = (c - ub) * _U2
-            out[i] = a + b * z0
-            out[i + _U1] = a + b * z1
+        _f64_normal_blocks(out, b0, b1, base, a, b, k)
 
 
 def _blocks(
@@ -257,6 +292,11 @@ def _f16_hw_parallel(src: Any, bits: Any, dst: Any) -> None:
 def _zero_ranges_serial(buf: Any, starts: Any, stops: Any) -> None:
     for r in range(starts.size):
         buf[starts[r] : stops[r]] = 0
+
+
+@_jit
+def _zero_range(buf: Any, start: int, stop: int) -> None:
+    buf[start:stop] = 0
 
 
 @_pjit

@@ -49,10 +49,10 @@ def _fill_f32(out: Any, dist: int, a: float, b: float, k0: Any, k1: Any, n0: Any
     else:
         z0, z1 = _box_muller_f32(x0, x1)
         z2, z3 = _box_muller_f32(x2, x3)
-        v0 = a + b * z0
-        v1 = a + b * z1
-        v2 = a + b * z2
-        v3 = a + b * z3
+        v0 = a + b * float(z0)
+        v1 = a + b * float(z1)
+        v2 = a + b * float(z2)
+        v3 = a + b * float(z3)
     out[i] = v0
     if i + 1 < n:
         out[i + 1] = v1
