@@ -407,6 +407,50 @@ class ParameterDict:
         for p in self.values():
             setattr(p, name, value)
 
+    # --- across processes (docs/distributed.md) ----------------------------------------------
+
+    def broadcast(self, root: int = 0, comm: Any = None) -> None:
+        """Overwrite every parameter on every rank with rank ``root``'s values, in place.
+
+        One broadcast per ``(context, dtype)`` data arena; the ranks first check (one digest
+        allgather) that they hold the same parameters.
+
+        Parameters
+        ----------
+        root : int, optional
+            The rank whose values win.
+        comm : Communicator or str, optional
+            Default: ``"mpi"`` under ``mpirun``, else the one-rank ``"single"``.
+
+        Raises
+        ------
+        paramarena.errors.RankMismatchError
+            The ranks' dicts differ (names, shapes, dtypes): on every rank.
+        paramarena.errors.NotInitializedError
+            A parameter is not initialized.
+        """
+        from paramarena.params import collectives
+
+        collectives.broadcast(self, root=root, comm=comm)
+
+    def allreduce_grads(self, op: str = "mean", comm: Any = None) -> None:
+        """Sum (``"sum"``) or average (``"mean"``) every gradient over the ranks, in place.
+
+        One ``Allreduce`` per gradient arena (the arena is one flat buffer), no per-parameter
+        call and no copy of the dict; parameters living outside the dict's arenas take one
+        call each.
+
+        Raises
+        ------
+        paramarena.errors.RankMismatchError
+            The ranks' dicts differ (names, shapes, dtypes): on every rank.
+        paramarena.errors.ConfigurationError
+            ``op`` is not ``"mean"`` or ``"sum"``.
+        """
+        from paramarena.params import collectives
+
+        collectives.allreduce_grads(self, op=op, comm=comm)
+
     # --- files -------------------------------------------------------------------------------
 
     def save(
