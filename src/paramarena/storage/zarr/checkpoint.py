@@ -70,6 +70,8 @@ __all__ = [
     "MANIFEST_FORMAT",
     "MANIFEST_FORMATS",
     "ZarrCheckpointBackend",
+    "commit_version",
+    "new_version",
 ]
 
 COMMIT_MARKER = "COMMIT"
@@ -183,6 +185,53 @@ def _concurrency(uri: str, options: Mapping[str, Any]) -> int:
     return value
 
 
+def new_version() -> str:
+    """Return a fresh version directory name (time-ordered, with random bits)."""
+    return f"v{time.time_ns():x}-{secrets.token_hex(3)}"
+
+
+def commit_version(
+    loc: Location,
+    version: str,
+    entries: Sequence[Mapping[str, Any]],
+    *,
+    named: bool,
+    chunk_bytes: int,
+) -> None:
+    """Write the manifest of ``version`` (whose data is written), commit it, drop older ones.
+
+    The last steps of every save, also called by the sharded save of
+    :mod:`paramarena.distributed` on rank 0 once every rank has written its chunks: manifest,
+    (local: fsync of the version tree), ``COMMIT`` last, then removal of superseded versions.
+    """
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "named": named,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "chunk_bytes": chunk_bytes,
+        "parameters": entries,
+    }
+    manifest_raw = json.dumps(manifest, indent=1).encode()
+    loc.write_bytes(manifest_raw, version, MANIFEST)
+    if loc.local:
+        fsync_tree(loc.join(version))
+        fsync_dir(loc.path)
+    import crc32c
+
+    commit = {"version": version, "manifest_crc32c": f"{crc32c.crc32c(manifest_raw):08x}"}
+    loc.write_bytes(json.dumps(commit).encode(), COMMIT_MARKER)
+    superseded = [v for v in loc.list_dir() if v.startswith("v") and v != version]
+    if loc.local and superseded:
+        # the new version is committed: deleting the old ones can overlap the caller's work
+        # (a non-daemon thread, so the interpreter finishes it before exiting)
+        threading.Thread(
+            target=remove_versions, args=(loc, superseded), name="paramarena-zarr-cleanup"
+        ).start()
+    else:
+        remove_versions(loc, superseded)
+
+
 class ZarrCheckpointBackend:
     """The ``zarr`` storage backend (see the module docstring for the layout)."""
 
@@ -266,7 +315,7 @@ class ZarrCheckpointBackend:
                     f"{type(value).__name__}."
                 )
         loc = Location(uri, options.get("storage_options"), _client(uri, options))
-        version = f"v{time.time_ns():x}-{secrets.token_hex(3)}"
+        version = new_version()
         groups: dict[str, list[int]] = {}
         for i, (_name, a) in enumerate(items):
             groups.setdefault(_logical_name(a.dtype), []).append(i)
@@ -308,32 +357,7 @@ class ZarrCheckpointBackend:
                     writer.add(flat)
                     update(int(a.nbytes))
                 writer.close()
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "named": named,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "chunk_bytes": chunk_bytes,
-            "parameters": entries,
-        }
-        manifest_raw = json.dumps(manifest, indent=1).encode()
-        loc.write_bytes(manifest_raw, version, MANIFEST)
-        if loc.local:
-            fsync_tree(loc.join(version))
-            fsync_dir(loc.path)
-        import crc32c
-
-        commit = {"version": version, "manifest_crc32c": f"{crc32c.crc32c(manifest_raw):08x}"}
-        loc.write_bytes(json.dumps(commit).encode(), COMMIT_MARKER)
-        superseded = [v for v in loc.list_dir() if v.startswith("v") and v != version]
-        if loc.local and superseded:
-            # the new version is committed: deleting the old ones can overlap the caller's work
-            # (a non-daemon thread, so the interpreter finishes it before exiting)
-            threading.Thread(
-                target=remove_versions, args=(loc, superseded), name="paramarena-zarr-cleanup"
-            ).start()
-        else:
-            remove_versions(loc, superseded)
+        commit_version(loc, version, entries, named=named, chunk_bytes=chunk_bytes)
 
     # -- load ----------------------------------------------------------------------------------
 
