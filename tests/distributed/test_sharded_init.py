@@ -36,6 +36,7 @@ def test_gathered_initialize_equals_single_process(size: int) -> None:
             assert same(gathered[name], ref[name]), name
 
 
+@pytest.mark.mpi
 @pytest.mark.timeout(120)
 def test_initialize_in_the_job(comm: object) -> None:
     """The same check with this job's communicator (single, or MPI under mpirun)."""

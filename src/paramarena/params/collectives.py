@@ -158,16 +158,18 @@ def _agreed_plan(params: ParameterDict, kind: str, comm: Communicator) -> list[t
     return _per_parameter(params, kind)
 
 
-#: dict -> ((gradient epoch, number of parameters), communicator id) and its allreduce plan
-_PLANS: weakref.WeakKeyDictionary[ParameterDict, tuple[Any, list[tuple[Any, Any]]]] = (
+#: dict -> (its parameters' gradient lists, communicator, allreduce plan). The gradient lists
+#: are compared by identity: any re-allocated gradient (or a new parameter) rebuilds the plan,
+#: which re-runs the digest check; ``Parameter._grad_epoch`` is global to the process, so it
+#: cannot tell whether this dict changed (and ranks would disagree about re-checking).
+_PLANS: weakref.WeakKeyDictionary[ParameterDict, tuple[list[Any], Any, list[tuple[Any, Any]]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _plan_key(params: ParameterDict) -> tuple[int, int]:
-    from paramarena.params.parameter import Parameter
-
-    return (Parameter._grad_epoch, len(params))
+def _same_grads(params: ParameterDict, known: list[Any]) -> bool:
+    current = [p._grad for p in params.values()]
+    return len(current) == len(known) and all(a is b for a, b in zip(current, known, strict=True))
 
 
 def broadcast(params: ParameterDict, root: int = 0, comm: Communicator | str | None = None) -> None:
@@ -192,10 +194,10 @@ def allreduce_grads(
     if op not in _OPS:
         raise ConfigurationError(f"allreduce_grads op must be 'mean' or 'sum', got {op!r}.")
     communicator = get_communicator(comm)
-    key = (_plan_key(params), id(communicator))
     cached = _PLANS.get(params)
-    if cached is None or cached[0] != key:
-        cached = (key, _agreed_plan(params, "grad", communicator))
+    if cached is None or cached[1] is not communicator or not _same_grads(params, cached[0]):
+        grads = [p._grad for p in params.values()]
+        cached = (grads, communicator, _agreed_plan(params, "grad", communicator))
         _PLANS[params] = cached
     size = communicator.size
 
@@ -204,5 +206,5 @@ def allreduce_grads(
         if op == "mean" and size > 1:
             np.divide(a, size, out=a, casting="unsafe")
 
-    for array, ctx in cached[1]:
+    for array, ctx in cached[2]:
         _on_host(array, reduce, ctx)
