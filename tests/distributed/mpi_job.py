@@ -1,10 +1,10 @@
 """SPMD job run by tests/distributed/test_mpirun.py under ``mpirun -n N``.
 
-    python mpi_job.py run REF SAVE [PATH...] every rank loads each PATH, checks it equals the
-                                          single-process checkpoint REF, then saves its rows of
-                                          build() (seed 7) to SAVE
-    python mpi_job.py kill PATH           save seed 1, then a save during which the last rank
-                                          SIGKILLs itself while writing its chunks
+python mpi_job.py run REF SAVE [PATH...] every rank loads each PATH, checks it equals the
+                                      single-process checkpoint REF, then saves its rows of
+                                      build() (seed 7) to SAVE
+python mpi_job.py kill PATH           save seed 1, then a save during which the last rank
+                                      SIGKILLs itself while writing its chunks
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import paramarena as pa  # noqa: E402
-from paramarena.distributed import checkpoint as dckpt  # noqa: E402
-from paramarena.distributed import shard  # noqa: E402
-from tests.distributed.models import SHARD_OPTIONS, build, same  # noqa: E402
+from tests.distributed.models import SHARD_OPTIONS, build, same
+
+import paramarena as pa
+from paramarena.distributed import checkpoint as dckpt
+from paramarena.distributed import shard
 
 
 def main(argv: list[str]) -> int:

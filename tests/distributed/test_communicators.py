@@ -44,13 +44,15 @@ def test_unknown_name_lists_the_registered_ones() -> None:
 
 def test_single_process_communicator() -> None:
     c = manager.get_communicator("single")
-    assert isinstance(c, SingleProcessCommunicator) and isinstance(c, Communicator)
+    assert isinstance(c, SingleProcessCommunicator)
+    assert isinstance(c, Communicator)
     assert (c.rank, c.size) == (0, 1)
     buf = np.arange(4.0)
     c.allreduce_buffer(buf, "sum")
     c.broadcast_buffer(buf, 0)
     np.testing.assert_array_equal(buf, np.arange(4.0))
-    assert c.allgather_bytes(b"x") == [b"x"] and c.broadcast_bytes(b"y", 0) == b"y"
+    assert c.allgather_bytes(b"x") == [b"x"]
+    assert c.broadcast_bytes(b"y", 0) == b"y"
     with pytest.raises(ConfigurationError, match="root"):
         c.broadcast_buffer(buf, 1)
     assert manager.get_communicator(c) is c
@@ -81,7 +83,8 @@ def test_a_plugin_communicator_becomes_the_default(monkeypatch: pytest.MonkeyPat
     manager.invalidate_caches()
     assert manager.default_communicator_name() == "toy"
     toy = manager.get_communicator("toy")
-    assert isinstance(toy, _ToyCommunicator) and manager.get_communicator("toy") is toy
+    assert isinstance(toy, _ToyCommunicator)
+    assert manager.get_communicator("toy") is toy
     manager._communicators.pop("toy", None)
 
 
@@ -97,8 +100,10 @@ def test_thread_communicator_collectives() -> None:
         return got, root, buf.tolist(), other.tolist()
 
     for got, root, summed, bcast in values(run_ranks(3, rank)):
-        assert got == [b"", b"\x01", b"\x02\x02"] and root == b"hello"
-        assert summed == [3.0] * 3 and bcast == [2.0, 2.0]
+        assert got == [b"", b"\x01", b"\x02\x02"]
+        assert root == b"hello"
+        assert summed == [3.0] * 3
+        assert bcast == [2.0, 2.0]
 
 
 @pytest.mark.mpi

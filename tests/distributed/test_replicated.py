@@ -105,7 +105,8 @@ def test_different_dicts_raise_on_every_rank_naming_the_parameter() -> None:
 
     for r in run_ranks(3, rank):
         assert isinstance(r, RankMismatchError), r
-        assert "m_extra" in str(r) and "rank 2" in str(r)
+        assert "m_extra" in str(r)
+        assert "rank 2" in str(r)
 
     def shapes(comm: Any) -> None:
         d = pa.ParameterDict("m_")
@@ -115,7 +116,9 @@ def test_different_dicts_raise_on_every_rank_naming_the_parameter() -> None:
         d.broadcast(comm=comm)
 
     for r in run_ranks(2, shapes):
-        assert isinstance(r, RankMismatchError) and "'m_b'" in str(r) and "shape" in str(r)
+        assert isinstance(r, RankMismatchError)
+        assert "'m_b'" in str(r)
+        assert "shape" in str(r)
 
 
 @pytest.mark.mpi

@@ -78,7 +78,8 @@ def test_whole_array_initializer_over_the_limit_names_the_parameter() -> None:
 
     for r in run_ranks(2, rank):
         assert isinstance(r, ShardingError)
-        assert "net_orth_weight" in str(r) and "Orthogonal" in str(r)
+        assert "net_orth_weight" in str(r)
+        assert "Orthogonal" in str(r)
 
 
 @pytest.mark.timeout(60)
@@ -93,7 +94,8 @@ def test_ranks_with_different_dicts_raise_naming_the_parameter() -> None:
 
     for r in run_ranks(3, rank):
         assert isinstance(r, RankMismatchError), r
-        assert "net_half_weight" in str(r) and "rank 1" in str(r)
+        assert "net_half_weight" in str(r)
+        assert "rank 1" in str(r)
 
 
 def test_layout_rules() -> None:
@@ -106,9 +108,13 @@ def test_layout_rules() -> None:
     ]
     lay = plan_layout(rows, 4, 2, min_bytes=100, chunk_bytes=400_000)
     a = lay["a"]
-    assert a.bounds == (0, 3, 6, 9, 10) and a.block == 3  # uneven split, blocks of rows
-    assert a.local_shape(3) == (1, 4) and a.elements(1) == (12, 24)
-    assert lay["small"].replicated and lay["scalar"].replicated and lay["c"].replicated
+    assert a.bounds == (0, 3, 6, 9, 10)
+    assert a.block == 3
+    assert a.local_shape(3) == (1, 4)
+    assert a.elements(1) == (12, 24)
+    assert lay["small"].replicated
+    assert lay["scalar"].replicated
+    assert lay["c"].replicated
     big = lay["big"]
     assert big.block == 100  # 400 kB chunks of 4000-byte rows
     assert big.bounds == (0, 300, 600, 900, 1001)  # 11 blocks: the first ranks take one more

@@ -109,7 +109,9 @@ class ThreadCommunicator:
         raise SystemExit(code)
 
 
-def run_ranks(size: int, fn: Callable[[ThreadCommunicator], Any], timeout: float = 120) -> list[Any]:
+def run_ranks(
+    size: int, fn: Callable[[ThreadCommunicator], Any], timeout: float = 120
+) -> list[Any]:
     """Run ``fn(comm)`` on ``size`` thread ranks; return results or exceptions, in rank order."""
     group = _Group(size)
     results: list[Any] = [None] * size

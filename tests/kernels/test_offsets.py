@@ -19,7 +19,9 @@ DTYPES = [np.float32, np.float64, np.float16, ml_dtypes.bfloat16]
     ("total", "start", "stop"),
     [(37, 0, 37), (37, 1, 2), (37, 3, 9), (37, 5, 36), (37, 36, 37), (1000, 4, 996), (9, 2, 3)],
 )
-def test_slice_equals_slice_of_whole_fill(dtype: object, dist: str, total: int, start: int, stop: int) -> None:
+def test_slice_equals_slice_of_whole_fill(
+    dtype: object, dist: str, total: int, start: int, stop: int
+) -> None:
     whole = np.empty(total, dtype)
     part = np.empty(stop - start, dtype)
     if dist == "uniform":
@@ -40,7 +42,8 @@ def test_numpy_reference_of_block_layout() -> None:
     np.testing.assert_array_equal(rows, whole[2:5])
     # the values are multiples of 2**-24 in [0, 1), as the uniform kernel promises
     assert np.all((rows * 2**24) == np.floor(rows * 2**24))
-    assert rows.min() >= 0.0 and rows.max() < 1.0
+    assert rows.min() >= 0.0
+    assert rows.max() < 1.0
 
 
 def test_large_slice_uses_the_block_path() -> None:

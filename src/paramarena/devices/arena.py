@@ -319,12 +319,10 @@ class Arena:
         released views split runs, so nothing outside live views and their padding is covered.
         A collective over these views (one allreduce per span) touches every live view once.
         """
-        spans = []
+        spans: list[Any] = []
         for seg in self._segments:
             starts, stops = self._ranges(seg)
-            spans.extend(
-                seg.buffer[int(a) : int(b)] for a, b in zip(starts, stops, strict=True)
-            )
+            spans.extend(seg.buffer[int(a) : int(b)] for a, b in zip(starts, stops, strict=True))
         return spans
 
     def segments(self) -> list[Any]:

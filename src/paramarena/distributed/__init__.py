@@ -41,7 +41,7 @@ _LAZY = {
 
 
 def get_communicator(comm: Any = None) -> Any:
-    """Return the communicator ``comm`` names (see :func:`paramarena.hooks.manager.get_communicator`)."""
+    """Return the communicator ``comm`` names (``hooks.manager.get_communicator``)."""
     from paramarena.hooks.manager import get_communicator as resolve
 
     return resolve(comm)

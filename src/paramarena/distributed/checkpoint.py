@@ -52,7 +52,6 @@ from paramarena.storage.zarr.checkpoint import (
     ZarrCheckpointBackend,
     _crc,
     _logical_dtype,
-    _logical_name,
     _open_root,
     _storage_dtype,
     commit_version,
@@ -123,7 +122,7 @@ def _write_array_part(
 
 
 def _equal_chunk(count: int, chunk_bytes: int, itemsize: int) -> int:
-    """The single-process save's chunk: equal chunks of at most ``chunk_bytes``."""
+    """Return the single-process save's chunk: equal chunks of at most ``chunk_bytes``."""
     limit = max(1, min(chunk_bytes // itemsize, max(count, 1)))
     return max(1, -(-count // -(-count // limit))) if count else 1
 
@@ -381,7 +380,7 @@ def _zarr_slices(
 
 
 def _other_slices(sd: ShardedParameterDict, uri: str, restore_prefix: str, options: Any) -> Any:
-    """Formats without byte ranges (``.params``, ``.npz``): read whole, keep this rank's rows."""
+    """Read a format without byte ranges (``.params``, ``.npz``) whole; keep this rank's rows."""
     from paramarena import storage
 
     loaded = storage.load(uri, **options)
@@ -425,7 +424,11 @@ def load_sharded(
         spec = storage.resolve(uri, "r", options.get("format"))
         if spec.name == "zarr":
             arrays: Any = _zarr_slices(
-                sd, uri, restore_prefix, ignore_extra, {k: v for k, v in options.items() if k != "format"}
+                sd,
+                uri,
+                restore_prefix,
+                ignore_extra,
+                {k: v for k, v in options.items() if k != "format"},
             )
         else:
             arrays = _other_slices(sd, uri, restore_prefix, options)

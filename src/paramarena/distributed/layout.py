@@ -150,9 +150,7 @@ class ShardLayout:
     def local_bytes(self, rank: int | None = None) -> int:
         """Bytes of parameter data ``rank`` (default: this rank) holds."""
         r = self.rank if rank is None else rank
-        return sum(
-            math.prod(s.local_shape(r)) * _itemsize(s.dtype) for s in self.shards
-        )
+        return sum(math.prod(s.local_shape(r)) * _itemsize(s.dtype) for s in self.shards)
 
     def __str__(self) -> str:
         lines = [f"ShardLayout(size={self.size}, rank={self.rank})"]
@@ -160,9 +158,7 @@ class ShardLayout:
             if s.replicated:
                 lines.append(f"  {s.name} {s.shape} {s.dtype}: replicated")
             else:
-                parts = ", ".join(
-                    f"{s.bounds[r]}:{s.bounds[r + 1]}" for r in range(self.size)
-                )
+                parts = ", ".join(f"{s.bounds[r]}:{s.bounds[r + 1]}" for r in range(self.size))
                 lines.append(f"  {s.name} {s.shape} {s.dtype}: rows [{parts}] block {s.block}")
         return "\n".join(lines)
 
@@ -249,4 +245,6 @@ def layout_from_description(doc: Mapping[str, Any], rank: int) -> ShardLayout:
         )
         for p in doc["parameters"]
     )
-    return ShardLayout(rank, int(doc["size"]), shards, int(doc["min_bytes"]), int(doc["chunk_bytes"]))
+    return ShardLayout(
+        rank, int(doc["size"]), shards, int(doc["min_bytes"]), int(doc["chunk_bytes"])
+    )

@@ -29,7 +29,7 @@ def launched_by_mpirun() -> bool:
 
 
 def _reducible(dtype: np.dtype[Any]) -> bool:
-    return dtype.kind in _REDUCIBLE and dtype.itemsize >= 4 or dtype.kind in "iub"
+    return (dtype.kind in _REDUCIBLE and dtype.itemsize >= 4) or dtype.kind in "iub"
 
 
 class MPICommunicator:
@@ -97,14 +97,14 @@ class MPICommunicator:
 
     def allgather_bytes(self, data: bytes) -> list[bytes]:
         """Every rank's bytes, through one ``Allgather`` of sizes and one ``Allgatherv``."""
-        MPI = self._MPI
+        mpi = self._MPI
         send = np.frombuffer(bytes(data), dtype=np.uint8)
         sizes = np.zeros(self.size, dtype=np.int64)
         self.comm.Allgather(np.array([send.size], dtype=np.int64), sizes)
         displs = np.zeros(self.size, dtype=np.int64)
         np.cumsum(sizes[:-1], out=displs[1:])
         recv = np.empty(int(sizes.sum()), dtype=np.uint8)
-        self.comm.Allgatherv(send, [recv, sizes.tolist(), displs.tolist(), MPI.BYTE])
+        self.comm.Allgatherv(send, [recv, sizes.tolist(), displs.tolist(), mpi.BYTE])
         return [recv[d : d + s].tobytes() for d, s in zip(displs, sizes, strict=True)]
 
     def broadcast_bytes(self, data: bytes | None, root: int) -> bytes:

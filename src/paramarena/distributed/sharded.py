@@ -122,15 +122,15 @@ class ShardedParameterDict:
         return name in self.local
 
     def items(self) -> ItemsView[str, Parameter]:
-        """``(name, local Parameter)`` pairs."""
+        """Return ``(name, local Parameter)`` pairs."""
         return self.local.items()
 
     def keys(self) -> KeysView[str]:
-        """The parameter names."""
+        """Return the parameter names."""
         return self.local.keys()
 
     def values(self) -> ValuesView[Parameter]:
-        """The local parameters."""
+        """Return the local parameters."""
         return self.local.values()
 
     def __repr__(self) -> str:
@@ -179,7 +179,9 @@ class ShardedParameterDict:
         for s in self.layout:
             p = self.local[s.name]
             if s.replicated or isinstance(p, Constant):
-                p.initialize(None, ctx, init, force_reinit=force_reinit, seed=agreed, verbose=verbose)
+                p.initialize(
+                    None, ctx, init, force_reinit=force_reinit, seed=agreed, verbose=verbose
+                )
                 continue
             inner = init if p.init is None else p.init
             fill = ShardFill(

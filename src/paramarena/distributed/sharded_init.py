@@ -85,6 +85,7 @@ class ShardFill(Initializer):
         if kind in (classes.Zero, classes.One):
             inner._init_weight(desc, arr)
         elif kind is classes.Constant:
+            assert isinstance(inner, classes.Constant)
             value = inner.value
             if isinstance(value, bool | int | float | np.generic):
                 arr[...] = value
@@ -98,10 +99,13 @@ class ShardFill(Initializer):
                     ) from None
                 arr[...] = whole[self.row0 : self.row0 + arr.shape[0]]
         elif kind is classes.Uniform:
+            assert isinstance(inner, classes.Uniform)
             self._random(desc, arr, "uniform", -inner.scale, inner.scale, offset)
         elif kind is classes.Normal:
+            assert isinstance(inner, classes.Normal)
             self._random(desc, arr, "normal", 0.0, inner.sigma, offset)
         elif kind in (classes.Xavier, classes.MSRAPrelu):
+            assert isinstance(inner, classes.Xavier)
             if len(self.full_shape) < 2:
                 raise InitializerError(
                     f"Xavier initializer cannot be applied to vector {desc}. It requires at "

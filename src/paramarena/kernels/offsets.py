@@ -43,7 +43,9 @@ def _blocks(flat: np.ndarray, per: int, b0: int, b1: int, base: int, *args: Any)
         _cpu._f64_blocks(flat, b0, b1, base, *args)
 
 
-def _fill_at(out: np.ndarray, offset: int, dist: int, a: float, b: float, seed: int, key: str) -> None:
+def _fill_at(
+    out: np.ndarray, offset: int, dist: int, a: float, b: float, seed: int, key: str
+) -> None:
     from paramarena.kernels import _F64, _stream_words
 
     _check(out, offset)
