@@ -14,9 +14,9 @@ import signal
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.distributed.models import SHARD_OPTIONS, build, same
+from dist_models import SHARD_OPTIONS, build, same
 
 import paramarena as pa
 from paramarena.distributed import checkpoint as dckpt

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dist_threads import run_ranks, values
 
 from paramarena.distributed.mpi import MPICommunicator, launched_by_mpirun
 from paramarena.distributed.single import SingleProcessCommunicator
@@ -15,8 +16,6 @@ from paramarena.errors import ConfigurationError, UnknownNameError
 from paramarena.hooks import manager
 from paramarena.hooks.records import Communicator, CommunicatorSpec
 from paramarena.hooks.specs import hookimpl
-
-from .threadcomm import run_ranks, values
 
 
 def test_builtins_are_registered() -> None:

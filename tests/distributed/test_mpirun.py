@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from dist_models import build, reference, same
 
 import paramarena as pa
 from paramarena.distributed.mpi import launched_by_mpirun
-
-from .models import build, reference, same
 
 JOB = Path(__file__).with_name("mpi_job.py")
 SIZES = [1, 2, 3, 4]

@@ -6,11 +6,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dist_threads import run_ranks, values
 
 import paramarena as pa
 from paramarena.errors import ConfigurationError, NotInitializedError, RankMismatchError
-
-from .threadcomm import run_ranks, values
 
 
 def _dict(n: int = 40, dtype: str = "float32") -> pa.ParameterDict:

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dist_models import SHARD_OPTIONS, build, reference, same
+from dist_threads import run_ranks, values
 
 import paramarena as pa
 from paramarena.distributed import checkpoint as dckpt
@@ -21,9 +23,6 @@ from paramarena.errors import (
     ShapeMismatchError,
     ShardedCheckpointError,
 )
-
-from .models import SHARD_OPTIONS, build, reference, same
-from .threadcomm import run_ranks, values
 
 SIZES = [1, 2, 3, 4]
 

@@ -8,14 +8,13 @@ import json
 
 import numpy as np
 import pytest
+from dist_models import SHARD_OPTIONS, build, reference, same
+from dist_threads import run_ranks, values
 
 import paramarena as pa
 from paramarena.distributed import shard
 from paramarena.distributed.layout import layout_from_description, plan_layout
 from paramarena.errors import RankMismatchError, ShardingError
-
-from .models import SHARD_OPTIONS, build, reference, same
-from .threadcomm import run_ranks, values
 
 
 @pytest.mark.timeout(120)
