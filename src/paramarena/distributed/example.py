@@ -63,11 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     sharded.save(path)
     again = shard(_model(), min_bytes=64 * 1024)
     again.load(path)
-    ok = all(np.array_equal(again[n].data(), sharded[n].data()) for n in sharded.keys())
+    ok = all(np.array_equal(again[n].data(), sharded[n].data()) for n in sharded)
     if comm.rank == 0:
         reference = _model()
         reference.initialize(pa.init.Xavier(), seed=0)
         loaded = pa.storage.load(path)
+        assert isinstance(loaded, dict)
         ok = ok and all(np.array_equal(loaded[n], p.data()) for n, p in reference.items())
         say(f"sharded checkpoint {path}: equal to a single-process initialize(seed=0): {ok}")
     return 0 if ok else 1
