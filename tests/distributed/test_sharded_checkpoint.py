@@ -223,3 +223,27 @@ def test_job_rank_raising_makes_every_rank_raise(
     again = shard(build(), comm, **SHARD_OPTIONS)
     again.load(path)
     _equal_to_reference(again.gather(), reference(seed=1))
+
+
+@pytest.mark.timeout(60)
+def test_damage_inside_a_partly_read_chunk_is_caught_by_the_combined_crc(tmp_path: Path) -> None:
+    """Ranks read byte ranges, not whole chunks; their rows' crc32c, combined, must match."""
+    path = tmp_path / "single.zarr"
+    plain = build()
+    plain.initialize(pa.init.Xavier(), seed=7)
+    plain.save(str(path), chunk_bytes=1 << 20)  # one chunk holds many parameters
+    (version,) = [p for p in path.iterdir() if p.name.startswith("v")]
+    manifest = json.loads((version / "manifest.json").read_text())
+    entry = next(e for e in manifest["parameters"] if e["name"] == "net_fc_weight")
+    chunk_file = version / entry["array"] / "c" / "0"
+    raw = bytearray(chunk_file.read_bytes())
+    raw[(entry["offset"] + entry["size"] // 2) * 4] ^= 0x40  # the middle of net_fc_weight
+    chunk_file.write_bytes(bytes(raw))
+
+    def load(comm: Any) -> None:
+        shard(build(), comm, **SHARD_OPTIONS).load(str(path))
+
+    results = run_ranks(3, load)
+    for r in results:
+        assert isinstance(r, CorruptCheckpointError), r
+        assert "net_fc_weight" in str(r) and "combined" in str(r)

@@ -57,7 +57,14 @@ from paramarena.storage.zarr.checkpoint import (
     commit_version,
     new_version,
 )
-from paramarena.storage.zarr.local import ChunkWriter, LocalChunkFiles, RawLayout, raw_layout
+from paramarena.storage.zarr.local import (
+    ChunkWriter,
+    LocalChunkFiles,
+    RawLayout,
+    chunks_of,
+    raw_layout,
+    read_ranges,
+)
 from paramarena.storage.zarr.location import Location, RemoteChunkObjects
 from paramarena.storage.zarr.pack import DirectPacker
 
@@ -74,6 +81,8 @@ class _IndexedSink:
     """Chunk sink numbering chunks from ``first`` and recording each one's crc32c."""
 
     def __init__(self, inner: Any, first: int, local_paths: RawLayout | None) -> None:
+        # ``local_paths``: fsync the chunk files at the end (ranks other than 0 on local disk;
+        # rank 0's files are flushed by the commit step's fsync of the whole version)
         self.inner = inner
         self.first = first
         self.layout = local_paths
@@ -105,6 +114,7 @@ def _write_array_part(
     first_chunk: int,
     parts: Sequence[np.ndarray],
     concurrency: int,
+    fsync: bool = True,
 ) -> list[list[int]]:
     """Write ``parts`` (in order) as chunks ``first_chunk, ...`` of ``array``; return their crcs."""
     layout = RawLayout(loc.join(version, array), chunk, count, sdtype.itemsize)
@@ -113,7 +123,7 @@ def _write_array_part(
         if loc.local
         else RemoteChunkObjects(loc, version, array, concurrency)
     )
-    sink = _IndexedSink(inner, first_chunk, layout if loc.local else None)
+    sink = _IndexedSink(inner, first_chunk, layout if loc.local and fsync else None)
     writer = ChunkWriter(layout, sink)
     for part in parts:
         writer.add(part)
@@ -178,12 +188,21 @@ def _write_own(
         report["params"][s.name] = [int(_crc(flat), 16), int(flat.nbytes)]
         if flat.size:
             report["chunks"][array] = _write_array_part(
-                loc, version, array, count, chunk, sdtype, lo // chunk, [flat], concurrency
+                loc,
+                version,
+                array,
+                count,
+                chunk,
+                sdtype,
+                lo // chunk,
+                [flat],
+                concurrency,
+                fsync=rank != 0,
             )
     for array, parts in packed_parts.items():
         count, chunk, sdtype = arrays[array]
         report["chunks"][array] = _write_array_part(
-            loc, version, array, count, chunk, sdtype, 0, parts, concurrency
+            loc, version, array, count, chunk, sdtype, 0, parts, concurrency, fsync=False
         )
     return report
 
@@ -307,46 +326,62 @@ def _remove_quietly(loc: Location, version: str) -> None:
 # --- load -----------------------------------------------------------------------------------
 
 
-def _read_elements(
-    loc: Any, version: str, entry: Mapping[str, Any], lo: int, hi: int, group: list[Any]
-) -> np.ndarray:
-    """Elements ``[lo, hi)`` of a parameter, reading only the chunks that hold them.
+def _read_local(
+    loc: Any, version: str, array: str, wanted: Sequence[tuple[Mapping[str, Any], int, np.ndarray]]
+) -> bool:
+    """Read ``(entry, first element, destination)`` ranges of a local packed array directly.
 
-    Every chunk read is read whole and checked against its crc32c.
+    Returns False when the array cannot be read directly (compressed: zarr reads it).
+    Chunks the ranges cover completely are checked against their crc32c here.
     """
-    sdtype = _storage_dtype(entry["dtype"])
-    a, b = int(entry["offset"]) + lo, int(entry["offset"]) + hi
-    if b <= a:
-        return np.empty(0, sdtype)
-    name, array = entry["name"], entry["array"]
-    layout = raw_layout(loc.join(version, array), sdtype) if loc.local else None
-    if layout is not None:
-        c0 = a // layout.chunk * layout.chunk
-        c1 = min(layout.count, -(-b // layout.chunk) * layout.chunk)
-        buf = np.empty(c1 - c0, sdtype)
-        from paramarena.storage.zarr.local import read_ranges
-
-        bad = read_ranges(layout, [(c0, buf)])
-        if bad:
+    layout = raw_layout(loc.join(version, array), _storage_dtype(wanted[0][0]["dtype"]))
+    if layout is None:
+        return False
+    ranges = [(int(e["offset"]) + lo, dest) for e, lo, dest in wanted if dest.size]
+    bad = read_ranges(layout, ranges)
+    for e, lo, dest in wanted:
+        start = int(e["offset"]) + lo
+        failed = [bad[k] for k in chunks_of(layout, start, dest.size) if k in bad]
+        if failed:
             raise CorruptCheckpointError(
-                f"zarr checkpoint {loc.uri!r}: parameter {name!r}: {'; '.join(bad.values())} "
-                f"in {array!r}."
+                f"zarr checkpoint {loc.uri!r}: parameter {e['name']!r}: {'; '.join(failed)} in "
+                f"{array!r}."
             )
-        return buf[a - c0 : b - c0]
-    if not group:
-        group.append(loc.open_group(version))
+    return True
+
+
+def _read_zarr(
+    loc: Any, version: str, array: str, wanted: Sequence[tuple[Mapping[str, Any], int, np.ndarray]]
+) -> None:
+    """Read the ranges through zarr (object stores, compressed arrays): each chunk once."""
     try:
-        return np.asarray(group[0][array][a:b]).view(sdtype)
+        zarr_array = loc.open_group(version)[array]
+        chunk, count = int(zarr_array.chunks[0]), int(zarr_array.shape[0])
+        cache: dict[int, np.ndarray] = {}
+        for e, lo, dest in wanted:
+            a = int(e["offset"]) + lo
+            b = a + dest.size
+            flat = dest.reshape(-1)
+            for c in range(a // chunk, -(-b // chunk)) if dest.size else ():
+                if c not in cache:
+                    hi = min((c + 1) * chunk, count)
+                    cache[c] = np.asarray(zarr_array[c * chunk : hi]).view(dest.dtype)
+                s0, s1 = max(a, c * chunk), min(b, (c + 1) * chunk)
+                flat[s0 - a : s1 - a] = cache[c][s0 - c * chunk : s1 - c * chunk]
     except Exception as exc:  # zarr raises codec errors on a crc32c mismatch
         raise CorruptCheckpointError(
-            f"zarr checkpoint {loc.uri!r}: parameter {name!r} elements [{a}, {b}) of {array!r} "
-            f"cannot be read: {_describe(exc)}"
+            f"zarr checkpoint {loc.uri!r}: array {array!r} cannot be read: {_describe(exc)}"
         ) from exc
 
 
 def _zarr_slices(
     sd: ShardedParameterDict, uri: str, restore_prefix: str, ignore_extra: bool, options: Any
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], dict[str, list[Any]]]:
+    """Read this rank's rows of every parameter: only the byte ranges that hold them.
+
+    Returns the arrays and, for each parameter read in part, ``[crc32c, nbytes, expected]``:
+    the ranks combine these into the parameter's crc32c (:func:`load_sharded`).
+    """
     loc = _open_root(uri, options)
     version, manifest = ZarrCheckpointBackend()._committed(loc)
     by_name = {e["name"]: e for e in manifest["parameters"]}
@@ -358,7 +393,7 @@ def _zarr_slices(
             "ParameterDict; set ignore_extra=True to skip it."
         )
     rank = sd.comm.rank
-    group: list[Any] = []
+    by_array: dict[str, list[tuple[Mapping[str, Any], int, np.ndarray]]] = {}
     out: dict[str, np.ndarray] = {}
     for stored, s in own.items():
         entry = by_name.get(stored)
@@ -370,13 +405,47 @@ def _zarr_slices(
                 f"sharded dict expects the full shape {s.shape}."
             )
         lo, hi = s.elements(rank) if not s.replicated else (0, math.prod(s.shape))
-        flat = _read_elements(loc, version, entry, lo, hi, group)
-        if (lo, hi) == (0, int(entry["size"])) and _crc(flat) != entry["crc32c"]:
-            raise CorruptCheckpointError(
-                f"zarr checkpoint {uri!r}: parameter {stored!r}: crc32c checksum mismatch."
+        dest = np.empty(hi - lo, _storage_dtype(entry["dtype"]))
+        by_array.setdefault(entry["array"], []).append((entry, lo, dest))
+        out[stored] = dest
+    for array, wanted in by_array.items():
+        if not (loc.local and _read_local(loc, version, array, wanted)):
+            _read_zarr(loc, version, array, wanted)
+    parts: dict[str, list[Any]] = {}
+    for wanted in by_array.values():
+        for entry, lo, dest in wanted:
+            whole = lo == 0 and dest.size == int(entry["size"])
+            if whole and _crc(dest) != entry["crc32c"]:
+                raise CorruptCheckpointError(
+                    f"zarr checkpoint {uri!r}: parameter {entry['name']!r}: crc32c checksum "
+                    "mismatch."
+                )
+            if not whole:
+                parts[entry["name"]] = [int(_crc(dest), 16), int(dest.nbytes), entry["crc32c"]]
+            s = own[entry["name"]]
+            out[entry["name"]] = dest.view(_logical_dtype(entry["dtype"])).reshape(
+                s.local_shape(rank)
             )
-        out[stored] = flat.view(_logical_dtype(entry["dtype"])).reshape(s.local_shape(rank))
-    return out
+    return out, parts
+
+
+def _check_parts(uri: str, reports: Sequence[Mapping[str, Any]]) -> None:
+    """Combine every rank's crc32c of its rows into each parameter's; raise on a mismatch."""
+    names: dict[str, str] = {}
+    for rep in reports:
+        for name, (_crc32c, _n, expected) in rep["parts"].items():
+            names[name] = expected
+    for name, expected in names.items():
+        pieces = [
+            (int(rep["parts"][name][0]), int(rep["parts"][name][1]))
+            for rep in reports
+            if name in rep["parts"] and rep["parts"][name][1]
+        ]
+        if f"{crc32c_concat(pieces):08x}" != expected:
+            raise CorruptCheckpointError(
+                f"zarr checkpoint {uri!r}: parameter {name!r}: crc32c checksum mismatch "
+                "(the rows read by all ranks, combined)."
+            )
 
 
 def _other_slices(sd: ShardedParameterDict, uri: str, restore_prefix: str, options: Any) -> Any:
@@ -419,41 +488,34 @@ def load_sharded(
     uri = os.fspath(filename)
     comm = sd.comm
     failure: BaseException | None = None
-    report: LoadReport | None = None
+    parts: dict[str, list[Any]] = {}
+    arrays: Any = None
     try:
         spec = storage.resolve(uri, "r", options.get("format"))
         if spec.name == "zarr":
-            arrays: Any = _zarr_slices(
-                sd,
-                uri,
-                restore_prefix,
-                ignore_extra,
-                {k: v for k, v in options.items() if k != "format"},
-            )
+            rest = {k: v for k, v in options.items() if k != "format"}
+            arrays, parts = _zarr_slices(sd, uri, restore_prefix, ignore_extra, rest)
         else:
             arrays = _other_slices(sd, uri, restore_prefix, options)
-        report = sd.local.load_dict(
-            arrays,
-            ctx,
-            allow_missing=allow_missing,
-            ignore_extra=ignore_extra,
-            restore_prefix=restore_prefix,
-            filename=uri,
-        )
     except (ParamarenaError, OSError, ValueError, KeyError) as exc:
         failure = exc
-    status = [
-        json.loads(r)
-        for r in comm.allgather_bytes(
-            json.dumps(None if failure is None else _describe(failure)).encode()
-        )
-    ]
+    mine = {"error": None if failure is None else _describe(failure), "parts": parts}
+    reports = _gather_reports(comm, mine)
     if failure is not None:
         raise failure
-    bad = [(r, why) for r, why in enumerate(status) if why is not None]
+    bad = [(r, rep["error"]) for r, rep in enumerate(reports) if rep["error"] is not None]
     if bad:
         raise DistributedError(
             f"loading {uri!r} failed on rank {bad[0][0]}: {bad[0][1]} (every rank raises)."
         )
+    _check_parts(uri, reports)  # the same verdict on every rank
+    report = sd.local.load_dict(
+        arrays,
+        ctx,
+        allow_missing=allow_missing,
+        ignore_extra=ignore_extra,
+        restore_prefix=restore_prefix,
+        filename=uri,
+    )
     assert report is not None
     return report

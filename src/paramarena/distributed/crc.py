@@ -30,26 +30,31 @@ def _square(mat: list[int]) -> list[int]:
     return [_times(mat, mat[n]) for n in range(32)]
 
 
+#: _POWERS[k]: the operator appending 2**k zero bytes (built on first use, then reused)
+_POWERS: list[list[int]] = []
+
+
+def _power(k: int) -> list[int]:
+    if not _POWERS:
+        op = [_POLY] + [1 << n for n in range(31)]  # one zero bit
+        for _ in range(3):
+            op = _square(op)  # 2, 4, 8 zero bits: one zero byte
+        _POWERS.append(op)
+    while len(_POWERS) <= k:
+        _POWERS.append(_square(_POWERS[-1]))
+    return _POWERS[k]
+
+
 def crc32c_combine(crc1: int, crc2: int, len2: int) -> int:
     """Return the crc32c of ``A + B`` from ``crc32c(A)``, ``crc32c(B)`` and ``len(B)``."""
     if len2 <= 0:
         return crc1
-    odd = [_POLY] + [1 << n for n in range(31)]  # one zero bit
-    even = _square(odd)  # two zero bits
-    odd = _square(even)  # four zero bits
-    while True:
-        even = _square(odd)
+    k = 0
+    while len2 and crc1:  # the operator is linear: zero stays zero
         if len2 & 1:
-            crc1 = _times(even, crc1)
+            crc1 = _times(_power(k), crc1)
         len2 >>= 1
-        if not len2:
-            break
-        odd = _square(even)
-        if len2 & 1:
-            crc1 = _times(odd, crc1)
-        len2 >>= 1
-        if not len2:
-            break
+        k += 1
     return crc1 ^ crc2
 
 
