@@ -23,6 +23,10 @@ The commit protocol (``docs/distributed.md``):
 
 A rank killed during the save never reaches step 3: the launcher (``mpirun``) ends the job and
 nothing is committed.
+
+Load (:func:`load_sharded`) reads each rank's rows by byte range and verifies them: whole chunks
+by their crc32c, whole parameters by theirs, and rows of a parameter split over ranks by
+combining every rank's crc32c of its rows (one allgather, the same verdict on every rank).
 """
 
 from __future__ import annotations

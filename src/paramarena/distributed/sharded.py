@@ -245,8 +245,9 @@ class ShardedParameterDict:
         """Load this rank's rows from any checkpoint (call it on every rank).
 
         A zarr checkpoint (saved by any number of ranks, or by one process) is read by byte
-        range: only the chunks holding this rank's rows. Other formats are read whole and
-        sliced. Errors on any rank are raised on every rank.
+        range: only this rank's rows, verified by chunk, by parameter, or (rows split over
+        ranks) by combining every rank's crc32c. Other formats are read whole and sliced.
+        Errors on any rank are raised on every rank, before any parameter changes.
         """
         from paramarena.distributed.checkpoint import load_sharded
 
