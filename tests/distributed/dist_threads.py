@@ -133,8 +133,9 @@ def run_ranks(
 
 
 def values(results: list[Any]) -> list[Any]:
-    """Re-raise the first exception of ``run_ranks`` results, else return them."""
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
+    """Re-raise the first exception of ``run_ranks`` results (a cause before a broken barrier)."""
+    errors = [r for r in results if isinstance(r, BaseException)]
+    causes = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+    if causes or errors:
+        raise (causes or errors)[0]
     return results
