@@ -249,7 +249,7 @@ class ShardedParameterDict:
         ranks) by combining every rank's crc32c. Other formats are read whole and sliced.
         Errors on any rank are raised on every rank, before any parameter changes.
         """
-        from paramarena.distributed.checkpoint import load_sharded
+        from paramarena.distributed.sharded_load import load_sharded
 
         return load_sharded(
             self,

@@ -198,12 +198,8 @@ def commit_version(
     named: bool,
     chunk_bytes: int,
 ) -> None:
-    """Write the manifest of ``version`` (whose data is written), commit it, drop older ones.
-
-    The last steps of every save, also called by the sharded save of
-    :mod:`paramarena.distributed` on rank 0 once every rank has written its chunks: manifest,
-    (local: fsync of the version tree), ``COMMIT`` last, then removal of superseded versions.
-    """
+    """Write the manifest of written ``version``, commit it, drop older versions (any save;
+    rank 0 of a sharded save of :mod:`paramarena.distributed` once all ranks wrote)."""
     manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": FORMAT_VERSION,
