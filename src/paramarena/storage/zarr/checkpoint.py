@@ -198,8 +198,10 @@ def commit_version(
     named: bool,
     chunk_bytes: int,
 ) -> None:
-    """Write the manifest of written ``version``, commit it, drop older versions (any save;
-    rank 0 of a sharded save of :mod:`paramarena.distributed` once all ranks wrote)."""
+    """Write the manifest of ``version``, then ``COMMIT``; drop superseded versions.
+
+    Also run by rank 0 of a sharded save (:mod:`paramarena.distributed`) once all ranks wrote.
+    """
     manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": FORMAT_VERSION,
