@@ -105,34 +105,37 @@ def check_same_parameters(
             )
 
 
-def _on_host(array: Any, op: Callable[[np.ndarray], None], ctx: Any) -> None:
+def _backend_of(ctx: Any) -> Any:
+    return get_device_spec(ctx.device_type).backend
+
+
+def _on_host(array: Any, op: Callable[[np.ndarray], None], backend: Any) -> None:
     """Run ``op`` on ``array`` (numpy) or on a host copy of a device array, copied back."""
     if isinstance(array, np.ndarray):
         op(array)
         return
-    backend = get_device_spec(ctx.device_type).backend
     host = np.ascontiguousarray(backend.to_host(array))
     op(host)
     backend.copy_into(array, host)
 
 
 def _plan(params: ParameterDict, kind: str) -> list[tuple[Any, Any]]:
-    """Return ``(array, context)`` pairs covering every live array of ``kind`` once.
+    """Return ``(array, device backend)`` pairs covering every live array of ``kind`` once.
 
     Arrays in the dict's arenas are covered by the arenas' live spans; the others one by one.
     """
     storage = params._storage
     arenas = storage.arenas(kind)
     plan: list[tuple[Any, Any]] = []
-    for (ctx, _dtype), arena in arenas._arenas.items():
-        plan.extend((span, ctx) for span in arena.live_spans())
+    for arena in arenas.arenas():
+        plan.extend((span, arena.backend) for span in arena.live_spans())
     for p in params.values():
         arrays = p._data if kind == "data" else p._grad
         if arrays is None or p._ctx_list is None:
             continue
         for c, a in zip(p._ctx_list, arrays, strict=True):
             if not (p._storage is storage and arenas.owns(c, a)) and a.size:
-                plan.append((a, c))
+                plan.append((a, _backend_of(c)))
     return plan
 
 
@@ -141,7 +144,9 @@ def _per_parameter(params: ParameterDict, kind: str) -> list[tuple[Any, Any]]:
     for p in params.values():
         arrays = p._data if kind == "data" else p._grad
         if arrays is not None and p._ctx_list is not None:
-            plan.extend((a, c) for c, a in zip(p._ctx_list, arrays, strict=True) if a.size)
+            plan.extend(
+                (a, _backend_of(c)) for c, a in zip(p._ctx_list, arrays, strict=True) if a.size
+            )
     return plan
 
 
@@ -183,8 +188,8 @@ def broadcast(params: ParameterDict, root: int = 0, comm: Communicator | str | N
             f"broadcast needs initialized parameters; {uninitialized[0]!r} is not (call "
             "initialize() on every rank first; root's values then replace the others)."
         )
-    for array, ctx in _agreed_plan(params, "data", communicator):
-        _on_host(array, lambda a: communicator.broadcast_buffer(a, root), ctx)
+    for array, backend in _agreed_plan(params, "data", communicator):
+        _on_host(array, lambda a: communicator.broadcast_buffer(a, root), backend)
 
 
 def allreduce_grads(
@@ -206,5 +211,5 @@ def allreduce_grads(
         if op == "mean" and size > 1:
             np.divide(a, size, out=a, casting="unsafe")
 
-    for array, ctx in cached[2]:
-        _on_host(array, reduce, ctx)
+    for array, backend in cached[2]:
+        _on_host(array, reduce, backend)
