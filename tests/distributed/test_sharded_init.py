@@ -139,3 +139,14 @@ def test_shard_one_parameter_and_unknown_shapes() -> None:
     d.get("x", shape=(0, 3), allow_deferred_init=True)
     with pytest.raises(ShardingError, match="'x'"):
         shard(d)
+
+
+def test_local_parameters_share_one_arena_segment() -> None:
+    d = pa.ParameterDict()
+    for i in range(6):  # 180k values: more than an arena's first segment
+        d.get(f"w{i}_weight", shape=(100, 300))
+    sd = shard(d, min_bytes=0)
+    sd.initialize(pa.init.Xavier(), seed=1)
+    grads = sd.local._storage.grad.arenas()
+    assert grads
+    assert all(len(a.segments()) == 1 for a in grads)  # zero_grad: one kernel per arena

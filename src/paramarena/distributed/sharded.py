@@ -176,6 +176,16 @@ class ShardedParameterDict:
             from paramarena import init as initializer
 
             init = initializer.Uniform()
+        from paramarena.params import dict_loading
+
+        dict_loading.reserve(  # one segment per arena, as ParameterDict.initialize does
+            self.local,
+            [
+                (p, p.shape, chk.as_np_dtype(p.dtype), chk.normalize_ctx(ctx, p.name))
+                for p in self.local.values()
+                if p._data is None or force_reinit
+            ],
+        )
         for s in self.layout:
             p = self.local[s.name]
             if s.replicated or isinstance(p, Constant):
