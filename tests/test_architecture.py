@@ -18,16 +18,57 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "paramarena"
 
 #: wing -> the wings it must never import (imports under ``if TYPE_CHECKING:`` do not count).
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "errors": ("hooks", "kernels", "devices", "storage", "init", "params", "testing", "cli"),
-    "hooks": ("kernels", "devices", "storage", "init", "params", "testing", "cli", "demo"),
-    "kernels": ("hooks", "devices", "storage", "init", "params", "testing", "cli", "demo"),
-    "devices": ("storage", "init", "params", "testing", "cli", "demo"),
-    "storage": ("devices", "init", "params", "testing", "cli", "demo"),
-    "init": ("params", "testing", "cli", "demo"),
-    "params": ("testing", "cli", "demo"),
+    "errors": (
+        "hooks",
+        "kernels",
+        "devices",
+        "storage",
+        "init",
+        "params",
+        "distributed",
+        "testing",
+        "cli",
+    ),
+    "hooks": (
+        "kernels",
+        "devices",
+        "storage",
+        "init",
+        "params",
+        "distributed",
+        "testing",
+        "cli",
+        "demo",
+    ),
+    "kernels": (
+        "hooks",
+        "devices",
+        "storage",
+        "init",
+        "params",
+        "distributed",
+        "testing",
+        "cli",
+        "demo",
+    ),
+    "devices": ("storage", "init", "params", "distributed", "testing", "cli", "demo"),
+    "storage": ("devices", "init", "params", "distributed", "testing", "cli", "demo"),
+    "init": ("params", "distributed", "testing", "cli", "demo"),
+    "params": ("distributed", "testing", "cli", "demo"),
+    "distributed": ("testing", "cli", "demo"),
 }
 
-WINGS = ["errors", "hooks", "kernels", "devices", "storage", "init", "params", "testing"]
+WINGS = [
+    "errors",
+    "hooks",
+    "kernels",
+    "devices",
+    "storage",
+    "init",
+    "params",
+    "distributed",
+    "testing",
+]
 
 
 def _modules_of(wing: str) -> list[Path]:
@@ -73,7 +114,16 @@ def test_every_module_is_inside_a_wing_or_the_public_face() -> None:
     top_level = {p.stem for p in PACKAGE.glob("*.py")}
     assert top_level == {"__init__", "__main__", "errors", "cli", "demo", "resnet50"}
     wings = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
-    assert wings == {"hooks", "kernels", "devices", "init", "storage", "params", "testing"}
+    assert wings == {
+        "hooks",
+        "kernels",
+        "devices",
+        "init",
+        "storage",
+        "params",
+        "distributed",
+        "testing",
+    }
 
 
 def test_no_module_is_over_600_lines() -> None:

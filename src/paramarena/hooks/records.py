@@ -6,6 +6,7 @@ A plugin contributes things by yielding these records from its hooks (see
 - :class:`InitializerSpec` from ``paramarena_initializers()``
 - :class:`StorageSpec` from ``paramarena_storage_backends()``
 - :class:`DeviceSpec` from ``paramarena_devices()``
+- :class:`CommunicatorSpec` from ``paramarena_communicators()``
 
 The records are immutable and carry no behaviour of their own; the behaviour lives in the
 objects they point at (an ``Initializer`` subclass, a :class:`StorageBackend`, a
@@ -27,6 +28,8 @@ __all__ = [
     "ArrayInfo",
     "ArraysLike",
     "CheckpointInfo",
+    "Communicator",
+    "CommunicatorSpec",
     "DeviceBackend",
     "DeviceSpec",
     "InitializerSpec",
@@ -247,4 +250,81 @@ class DeviceSpec:
 
     device_type: str
     backend: DeviceBackend
+    description: str = ""
+
+
+@runtime_checkable
+class Communicator(Protocol):
+    """What a communicator plugin implements: collectives among the ``size`` ranks of a job.
+
+    Every rank calls the same collectives in the same order (SPMD). Buffers are C-contiguous
+    numpy arrays changed in place; objects travel as ``bytes`` (callers encode JSON: nothing
+    is pickled). A communicator never assumes MPI: :class:`SingleProcessCommunicator
+    <paramarena.distributed.single.SingleProcessCommunicator>` is the one-rank case and a
+    torch.distributed or Dask communicator can be a third-party plugin.
+
+    Attributes
+    ----------
+    name : str
+        The registered name (``"single"``, ``"mpi"``, ...).
+    rank : int
+        This process's index, ``0 <= rank < size``.
+    size : int
+        Number of ranks.
+    """
+
+    name: str
+    rank: int
+    size: int
+
+    def barrier(self) -> None:
+        """Return once every rank has called it."""
+        ...
+
+    def broadcast_buffer(self, buffer: np.ndarray, root: int) -> None:
+        """Overwrite ``buffer`` on every rank with root's (same shape and dtype everywhere)."""
+        ...
+
+    def allreduce_buffer(self, buffer: np.ndarray, op: str) -> None:
+        """Replace ``buffer`` in place by the element-wise ``op`` (``"sum"``) over ranks."""
+        ...
+
+    def allgather_bytes(self, data: bytes) -> list[bytes]:
+        """Return every rank's ``data``, in rank order."""
+        ...
+
+    def broadcast_bytes(self, data: bytes | None, root: int) -> bytes:
+        """Return root's ``data`` on every rank (other ranks pass anything, e.g. ``None``)."""
+        ...
+
+    def abort(self, code: int) -> None:
+        """End every rank of the job now (used when a rank cannot continue safely)."""
+        ...
+
+
+@dataclass(frozen=True)
+class CommunicatorSpec:
+    """A communicator registered under a name.
+
+    Attributes
+    ----------
+    name : str
+        Name given to ``comm=`` (``"single"``, ``"mpi"``).
+    factory : callable
+        Called with no argument, returns the :class:`Communicator` of this process's job
+        (called once; the instance is reused).
+    detect : callable
+        Returns whether this process was started by this communicator's launcher (e.g.
+        ``mpirun`` sets ``OMPI_COMM_WORLD_SIZE``); used to choose the default communicator.
+        Must be cheap and must not import the communicator's library.
+    priority : int
+        Among detected communicators the highest priority is the default.
+    description : str
+        One line for listings.
+    """
+
+    name: str
+    factory: Callable[[], Communicator]
+    detect: Callable[[], bool] = field(default=lambda: False)
+    priority: int = 0
     description: str = ""

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 if TYPE_CHECKING:
     from paramarena.devices.context import Context
-    from paramarena.hooks.records import DeviceSpec, InitializerSpec, StorageSpec
+    from paramarena.hooks.records import (
+        CommunicatorSpec,
+        DeviceSpec,
+        InitializerSpec,
+        StorageSpec,
+    )
     from paramarena.params.parameter import Parameter
     from paramarena.params.parameter_dict import ParameterDict
 
@@ -227,4 +232,18 @@ def paramarena_parameter_initialized(parameter: Parameter, ctx: list[Context]) -
         The parameter, with its data allocated and filled.
     ctx : list of Context
         The contexts holding a copy, in order.
+    """
+
+
+@hookspec
+def paramarena_communicators() -> Iterable[CommunicatorSpec]:
+    """Yield the communicators this plugin provides (collectives across processes).
+
+    Returns
+    -------
+    iterable of CommunicatorSpec
+        Each record names a factory returning a
+        :class:`~paramarena.hooks.records.Communicator`. ``comm="name"`` picks one; the
+        default is the detected one with the highest priority (``"mpi"`` under ``mpirun``),
+        else ``"single"`` (one process, no library needed).
     """

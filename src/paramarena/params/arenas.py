@@ -21,8 +21,9 @@ import numpy as np
 
 from paramarena.devices.arena import ArenaSet
 from paramarena.devices.context import Context
+from paramarena.hooks.manager import get_device_spec
 
-__all__ = ["ParameterStorage"]
+__all__ = ["ParameterStorage", "foreign_grads"]
 
 
 class ParameterStorage:
@@ -66,3 +67,19 @@ class ParameterStorage:
     def zero_grads(self) -> None:
         """Zero every live gradient view: one kernel call per arena segment."""
         self.grad.zero()
+
+
+def foreign_grads(params: Any, storage: ParameterStorage) -> list[tuple[Any, list[Any]]]:
+    """Group the gradients of ``params`` that are not views of ``storage`` by context.
+
+    Returns ``(backend, arrays)`` pairs: one ``backend.zero(arrays)`` call each zeroes them.
+    """
+    groups: dict[Context, list[Any]] = {}
+    for p in params:
+        if p._grad is None:
+            continue
+        mine = p._storage is storage
+        for c, g in zip(p._ctx_list, p._grad, strict=True):
+            if not (mine and storage.owns_grad(c, g)):
+                groups.setdefault(c, []).append(g)
+    return [(get_device_spec(c.device_type).backend, arrays) for c, arrays in groups.items()]

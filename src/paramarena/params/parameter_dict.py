@@ -54,11 +54,10 @@ from paramarena.errors import (
     ParameterValueError,
     ShapeMismatchError,
 )
-from paramarena.hooks.manager import get_device_spec
 from paramarena.params import batch_init, dict_loading
 from paramarena.params import checks as chk
 from paramarena.params import loading as pio
-from paramarena.params.arenas import ParameterStorage
+from paramarena.params.arenas import ParameterStorage, foreign_grads
 from paramarena.params.bulk import paused_gc
 from paramarena.params.loading import LoadReport
 from paramarena.params.parameter import Constant, CtxArg, Parameter
@@ -85,22 +84,6 @@ _GET_KWARGS: dict[str, str] = {
 }
 #: Attributes ``setattr`` may set.
 _SETTABLE = ("grad_req", "lr_mult", "wd_mult", "init", "shape", "dtype")
-
-
-def _foreign_grads(params: Any, storage: ParameterStorage) -> list[tuple[Any, list[Any]]]:
-    """Group the gradients of ``params`` that are not views of ``storage`` by context.
-
-    Returns ``(backend, arrays)`` pairs: one ``backend.zero(arrays)`` call each zeroes them.
-    """
-    groups: dict[Context, list[Any]] = {}
-    for p in params:
-        if p._grad is None:
-            continue
-        mine = p._storage is storage
-        for c, g in zip(p._ctx_list, p._grad, strict=True):
-            if not (mine and storage.owns_grad(c, g)):
-                groups.setdefault(c, []).append(g)
-    return [(get_device_spec(c.device_type).backend, arrays) for c, arrays in groups.items()]
 
 
 class ParameterDict:
@@ -371,7 +354,7 @@ class ParameterDict:
         """
         key = (Parameter._grad_epoch, len(self._params))
         if self._zero_plan is None or self._zero_plan[0] != key:
-            self._zero_plan = (key, _foreign_grads(self.values(), self._storage))
+            self._zero_plan = (key, foreign_grads(self.values(), self._storage))
         self._storage.zero_grads()
         for backend, arrays in self._zero_plan[1]:
             backend.zero(arrays)
@@ -404,6 +387,50 @@ class ParameterDict:
             )
         for p in self.values():
             setattr(p, name, value)
+
+    # --- across processes (docs/distributed.md) ----------------------------------------------
+
+    def broadcast(self, root: int = 0, comm: Any = None) -> None:
+        """Overwrite every parameter on every rank with rank ``root``'s values, in place.
+
+        One broadcast per ``(context, dtype)`` data arena; the ranks first check (one digest
+        allgather) that they hold the same parameters.
+
+        Parameters
+        ----------
+        root : int, optional
+            The rank whose values win.
+        comm : Communicator or str, optional
+            Default: ``"mpi"`` under ``mpirun``, else the one-rank ``"single"``.
+
+        Raises
+        ------
+        paramarena.errors.RankMismatchError
+            The ranks' dicts differ (names, shapes, dtypes): on every rank.
+        paramarena.errors.NotInitializedError
+            A parameter is not initialized.
+        """
+        from paramarena.params import collectives
+
+        collectives.broadcast(self, root=root, comm=comm)
+
+    def allreduce_grads(self, op: str = "mean", comm: Any = None) -> None:
+        """Sum (``"sum"``) or average (``"mean"``) every gradient over the ranks, in place.
+
+        One ``Allreduce`` per gradient arena (the arena is one flat buffer), no per-parameter
+        call and no copy of the dict; parameters living outside the dict's arenas take one
+        call each.
+
+        Raises
+        ------
+        paramarena.errors.RankMismatchError
+            The ranks' dicts differ (names, shapes, dtypes): on every rank.
+        paramarena.errors.ConfigurationError
+            ``op`` is not ``"mean"`` or ``"sum"``.
+        """
+        from paramarena.params import collectives
+
+        collectives.allreduce_grads(self, op=op, comm=comm)
 
     # --- files -------------------------------------------------------------------------------
 
