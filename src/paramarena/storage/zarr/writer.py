@@ -22,6 +22,7 @@ import numpy as np
 from paramarena.errors import ConfigurationError, StorageError
 from paramarena.hooks.records import ArraysLike
 from paramarena.storage.fileio import progress_reporter
+from paramarena.storage.remote import translate_error
 from paramarena.storage.zarr.commit import (
     DEFAULT_CLEANUP_GRACE,
     DEFAULT_COMMIT_TIMEOUT,
@@ -45,6 +46,7 @@ __all__ = [
     "concurrency_option",
     "crc_hex",
     "logical_name",
+    "save_error",
     "save_items",
     "save_settings",
     "storage_dtype",
@@ -247,3 +249,23 @@ def cleanup(loc: Location, current: str, replaced: str | None, grace: float) -> 
         ).start()
     else:
         remove_superseded(loc, current, replaced, grace)
+
+
+def save_error(loc: Location, exc: BaseException) -> BaseException | None:
+    """Return the error a failed save raises for ``exc`` (None: re-raise ``exc`` as it is).
+
+    Called after :func:`~.commit.abandon_version` removed what the save wrote. Remote failures
+    are translated as every remote request's (:func:`paramarena.storage.remote.translate_error`:
+    a missing bucket, access denied or the network, naming the URL); another ``OSError``
+    (disk full, ...) becomes a :class:`~paramarena.errors.StorageError` naming the checkpoint.
+    """
+    if not loc.local:
+        translated = translate_error(loc.uri, exc, "save")
+        if translated is not None:
+            return translated
+    if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+        return StorageError(
+            f"cannot save zarr checkpoint {loc.uri!r}: {exc}. What this save wrote was "
+            "removed; the previous checkpoint (if any) is still committed."
+        )
+    return None
