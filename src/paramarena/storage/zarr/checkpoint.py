@@ -53,7 +53,7 @@ from paramarena.storage.failures import describe_local
 from paramarena.storage.fileio import progress_reporter
 from paramarena.storage.remote import is_transient
 from paramarena.storage.sniff import is_local_zip_file
-from paramarena.storage.zarr.commit import COMMIT_MARKER, abandon_version, commit_version
+from paramarena.storage.zarr.commit import COMMIT_MARKER, commit_version
 from paramarena.storage.zarr.local import (
     RawLayout,
     chunks_of,
@@ -69,7 +69,7 @@ from paramarena.storage.zarr.writer import (
     MANIFEST_FORMATS,
     claim_new_version,
     cleanup,
-    save_error,
+    save_failed,
     save_items,
     save_settings,
     write_manifest,
@@ -322,8 +322,7 @@ class ZarrCheckpointBackend:
                     loc, version, manifest_raw, timeout=settings["commit_timeout"]
                 )
             except BaseException as exc:
-                abandon_version(loc, version)
-                error = save_error(loc, exc)
+                error = save_failed(loc, version, exc)
                 if error is None:
                     raise
                 raise error from exc

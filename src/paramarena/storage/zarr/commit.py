@@ -241,7 +241,7 @@ def read_commit(loc: Location) -> CommitRecord:
     """
     kind = _cas_kind(loc)
     bucket, key = _bucket_key(loc, COMMIT_MARKER)
-    what = f"read {loc.url(COMMIT_MARKER)!r}"
+    what = f"get_object {loc.join(COMMIT_MARKER)!r}"
     if kind == "s3fs":
 
         async def get() -> CommitRecord:
@@ -283,7 +283,7 @@ def _put_commit(loc: Location, data: bytes, expected: CommitRecord) -> bool:
     """
     kind = _cas_kind(loc)
     bucket, key = _bucket_key(loc, COMMIT_MARKER)
-    what = f"conditional write of {loc.url(COMMIT_MARKER)!r}"
+    what = f"conditional put_object {loc.join(COMMIT_MARKER)!r}"
     try:
         if kind == "s3fs":
             condition = (
