@@ -8,6 +8,9 @@ connections (or every new one) with a fault instead:
 - ``"503"``: read the request head (and its body when it has a ``Content-Length`` and no
   ``Expect: 100-continue``) and answer ``503 Service Unavailable`` with an S3 ``SlowDown``
   error document;
+- ``"lost-reply"``: forward the request to the server, let it be carried out, then reset the
+  connection instead of passing the answer on (a request that landed though its client saw a
+  failure: the retry of a conditional write then meets its own first attempt);
 - an outage (:meth:`FaultProxy.outage`): the listening socket is closed for a while, so
   connections are refused, then opened again on the same port.
 
@@ -26,7 +29,7 @@ from collections.abc import Iterator
 __all__ = ["FAULTS", "FaultProxy"]
 
 #: The faults a connection can be given.
-FAULTS = ("reset", "stall", "503")
+FAULTS = ("reset", "stall", "503", "lost-reply")
 
 _SLOWDOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
@@ -164,6 +167,8 @@ class FaultProxy:
             self._stopped.wait()  # hold it until the proxy stops or drops it
         elif fault == "503":
             self._answer_503(client)
+        elif fault == "lost-reply":
+            self._lose_reply(client)
         else:
             self._forward(client)
 
@@ -202,6 +207,41 @@ class FaultProxy:
         finally:
             self._forget(client)
             _close(client)
+
+    def _lose_reply(self, client: socket.socket) -> None:
+        """Forward the request; pass interim ``100 Continue`` on, reset at the final answer."""
+        try:
+            upstream = socket.create_connection(self.upstream, timeout=10)
+        except OSError:
+            self._forget(client)
+            _reset(client)
+            return
+        with self._lock:
+            self._open.add(upstream)
+        pump = threading.Thread(
+            target=self._pump, args=(client, upstream), daemon=True, name="faultproxy-pump"
+        )
+        pump.start()
+        answer = b""
+        try:
+            while True:
+                data = upstream.recv(1 << 16)
+                if not data:
+                    break
+                answer += data
+                while answer.startswith(b"HTTP/1.1 100") and b"\r\n\r\n" in answer:
+                    interim, _, answer = answer.partition(b"\r\n\r\n")
+                    client.sendall(interim + b"\r\n\r\n")
+                if answer.startswith(b"HTTP/") and not answer.startswith(b"HTTP/1.1 100"):
+                    break  # the server answered: the request was carried out
+        except OSError:
+            pass
+        finally:
+            for sock in (client, upstream):
+                self._forget(sock)
+            _reset(client)
+            _close(upstream)
+            pump.join(timeout=5)
 
     def _forward(self, client: socket.socket) -> None:
         try:

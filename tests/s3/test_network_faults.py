@@ -20,6 +20,8 @@ from faultproxy import FaultProxy
 
 from paramarena import cli, storage
 from paramarena.errors import NetworkError, RemoteStorageError, StorageError
+from paramarena.storage.zarr.commit import CommitRecord, _put_commit, read_commit
+from paramarena.storage.zarr.location import Location
 
 pytestmark = [pytest.mark.s3, pytest.mark.timeout(90)]  # every test here could hang
 
@@ -85,6 +87,32 @@ def test_transient_faults_are_ridden_out(
     assert fault_proxy.faults_served == 2 * count
     fault_proxy.inject(fault, count)
     assert storage.verify(url, **kw).ok
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fault", ["reset", "503", "lost-reply"])
+def test_conditional_commit_rides_out_faults(
+    moto_s3: dict[str, Any], fault_proxy: FaultProxy, client: str, fault: str
+) -> None:
+    """The compare-and-swap of COMMIT has the same retries as every request.
+
+    ``lost-reply``: the first PUT lands but its answer is lost, so the retry is refused (412);
+    that is this writer's own success, not a lost race. A real lost race is still one.
+    """
+    loc = Location(_url(moto_s3), _options(moto_s3, fault_proxy.endpoint), client)
+    fault_proxy.inject(fault)
+    assert _put_commit(loc, b"first", CommitRecord(None))  # If-None-Match: *
+    assert fault_proxy.faults_served == 1
+    record = read_commit(loc)
+    assert record.raw == b"first"
+    fault_proxy.inject(fault)
+    assert _put_commit(loc, b"second", record)  # If-Match on the ETag read
+    assert fault_proxy.faults_served == 2
+    assert read_commit(loc).raw == b"second"
+    fault_proxy.inject(fault)
+    assert not _put_commit(loc, b"third", record)  # that ETag is gone: another writer won
+    assert fault_proxy.faults_served == 3
+    assert read_commit(loc).raw == b"second"
 
 
 @pytest.mark.timeout(90)

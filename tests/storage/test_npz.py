@@ -134,6 +134,18 @@ def test_truncated_file_is_checkpoint_error(tmp_path: Path, cut: int) -> None:
         storage.load(tmp_path / "t.npz")
 
 
+def test_unsupported_zip_version_is_checkpoint_error(tmp_path: Path) -> None:
+    """zipfile raises NotImplementedError for a "version needed" above 6.3: a clean error."""
+    storage.save(tmp_path / "c.npz", sample())
+    data = bytearray((tmp_path / "c.npz").read_bytes())
+    directory = data.index(b"PK\x01\x02")  # first central directory entry
+    data[directory + 6] = 64  # version needed to extract: 6.4
+    (tmp_path / "v.npz").write_bytes(bytes(data))
+    for operation in (storage.load, storage.inspect, storage.verify):
+        with pytest.raises(CheckpointError, match=r"v\.npz"):
+            operation(tmp_path / "v.npz")
+
+
 def test_non_npz_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "text.npz").write_text("hello, I am not a zip archive")
     with pytest.raises(CheckpointError, match=r"text\.npz.*not an npz archive"):

@@ -50,6 +50,7 @@ from paramarena.errors import (
 __all__ = [
     "NETWORK_OPTIONS",
     "NetworkPolicy",
+    "call_with_retries",
     "install_hint",
     "is_transient",
     "remote_errors",
@@ -277,6 +278,34 @@ def _with_retries(method: _F) -> _F:
             _RETRYING.reset(token)
 
     return wrapper  # type: ignore[return-value]
+
+
+_T = TypeVar("_T")
+
+
+def call_with_retries(fs: Any, call: Callable[[], Awaitable[_T]], what: str) -> _T:
+    """Run ``call()`` on the event loop of ``fs`` (a filesystem made here), under its policy.
+
+    For requests sent past the filesystem's own methods (a conditional ``PUT`` of s3fs's
+    ``put_object``, obstore's ``put_async`` with a ``mode``): the same timeouts and retries
+    as every other request of ``fs``. Methods of ``fs`` that ``call`` awaits do not retry
+    again (one loop). A request that is not idempotent may land and still be retried: the
+    caller must recognise its own earlier success (see :mod:`paramarena.storage.zarr.commit`).
+    """
+    from fsspec.asyn import sync
+
+    policy: NetworkPolicy = getattr(fs, "_paramarena_policy", None) or NetworkPolicy()
+
+    async def run() -> _T:
+        token = _RETRYING.set(True)
+        try:
+            result: _T = await policy.run(call, what)
+            return result
+        finally:
+            _RETRYING.reset(token)
+
+    result: _T = sync(fs.loop, run)
+    return result
 
 
 _CLASSES: dict[tuple[type[Any], tuple[str, ...]], type[Any]] = {}

@@ -86,7 +86,7 @@ def _names_of(source: str | io.BytesIO) -> list[str] | None:
     try:
         with zipfile.ZipFile(source) as archive:
             return archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):  # "zip version 6.4"
         return None
 
 

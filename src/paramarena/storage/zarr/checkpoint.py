@@ -53,7 +53,7 @@ from paramarena.storage.failures import describe_local
 from paramarena.storage.fileio import progress_reporter
 from paramarena.storage.remote import is_transient
 from paramarena.storage.sniff import is_local_zip_file
-from paramarena.storage.zarr.commit import COMMIT_MARKER, abandon_version, commit_version
+from paramarena.storage.zarr.commit import COMMIT_MARKER, commit_version
 from paramarena.storage.zarr.local import (
     RawLayout,
     chunks_of,
@@ -61,7 +61,7 @@ from paramarena.storage.zarr.local import (
     read_ranges,
 )
 from paramarena.storage.zarr.location import Location, remote_concurrency
-from paramarena.storage.zarr.obstore import CLIENTS
+from paramarena.storage.zarr.obstore import client_option
 from paramarena.storage.zarr.racing import retrying
 from paramarena.storage.zarr.writer import (
     FORMAT_VERSION,
@@ -70,6 +70,7 @@ from paramarena.storage.zarr.writer import (
     MANIFEST_FORMATS,
     claim_new_version,
     cleanup,
+    save_failed,
     save_items,
     save_settings,
     write_manifest,
@@ -158,18 +159,7 @@ def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
     """Open a checkpoint root for reading: a ``.zarr.zip`` archive, a directory or a URL."""
     if is_zip_uri(uri) or is_local_zip_file(uri):  # a zarr zip under any name (issue 12)
         return ZipLocation(uri)
-    return Location(uri, options.get("storage_options"), _client(uri, options))
-
-
-def _client(uri: str, options: Mapping[str, Any]) -> str:
-    """Return the ``client`` option: ``"fsspec"`` (default) or ``"obstore"`` for remote URLs."""
-    client = options.get("client", "fsspec")
-    if client not in CLIENTS:
-        raise ConfigurationError(
-            f"client must be one of {', '.join(map(repr, CLIENTS))}, got {client!r} for zarr "
-            f"checkpoint {uri!r}."
-        )
-    return str(client)
+    return Location(uri, options.get("storage_options"), client_option(uri, options))
 
 
 class ZarrCheckpointBackend:
@@ -257,7 +247,7 @@ class ZarrCheckpointBackend:
             else:  # zarr encodes into a temporary directory checkpoint first
                 save_zip(uri, lambda directory: self.save(directory, arrays, **options))
             return
-        loc = Location(uri, options.get("storage_options"), _client(uri, options))
+        loc = Location(uri, options.get("storage_options"), client_option(uri, options))
         if loc.local and os.path.lexists(loc.path) and not os.path.isdir(loc.path):
             raise StorageError(
                 f"cannot save zarr checkpoint {uri!r}: {describe_local(loc.path)}. Remove it or "
@@ -274,7 +264,6 @@ class ZarrCheckpointBackend:
         progress: bool | None,
     ) -> None:
         """Claim, write, commit and clean up one new version at ``loc``."""
-        uri = loc.uri
         version, claim = claim_new_version(loc)
         try:
             try:
@@ -284,13 +273,10 @@ class ZarrCheckpointBackend:
                     loc, version, manifest_raw, timeout=settings["commit_timeout"]
                 )
             except BaseException as exc:
-                abandon_version(loc, version)
-                if isinstance(exc, OSError) and not isinstance(exc, StorageError):
-                    raise StorageError(
-                        f"cannot save zarr checkpoint {uri!r}: {exc}. What this save wrote was "
-                        "removed; the previous checkpoint (if any) is still committed."
-                    ) from exc
-                raise
+                error = save_failed(loc, version, exc)
+                if error is None:
+                    raise
+                raise error from exc
         finally:
             claim.release()
         cleanup(loc, version, replaced, settings["cleanup_grace"])

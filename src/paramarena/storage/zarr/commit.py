@@ -35,6 +35,7 @@ from typing import Any
 
 from paramarena.errors import ConcurrentWriteError, StorageError
 from paramarena.storage.fileio import remove_stale_temps, try_lock
+from paramarena.storage.remote import call_with_retries
 from paramarena.storage.zarr.location import Location, fsync_dir
 
 __all__ = [
@@ -201,7 +202,8 @@ def _cas_kind(loc: Location) -> str:
         return "local"
     if loc.client == "obstore":
         return "obstore"
-    if type(loc.fs).__name__ == "S3FileSystem" and hasattr(loc.fs, "_call_s3"):
+    # s3fs's filesystem, or the subclass with the network policy (storage/remote.py)
+    if any(cls.__name__ == "S3FileSystem" for cls in type(loc.fs).__mro__):
         return "s3fs"
     return "none"
 
@@ -212,14 +214,9 @@ def _bucket_key(loc: Location, *parts: str) -> tuple[str, str]:
 
 
 def _obstore_store(loc: Location, bucket: str) -> Any:
-    from obstore.store import from_url
+    from paramarena.storage.zarr.obstore import obstore_object_store
 
-    from paramarena.storage.zarr.obstore import obstore_options
-
-    config, client = obstore_options(loc.storage_options, loc.uri)
-    scheme = loc.uri.partition("://")[0]
-    make: Any = from_url
-    return make(f"{scheme}://{bucket}", config=config or None, client_options=client or None)
+    return obstore_object_store(loc.storage_options, loc.uri, bucket)
 
 
 def _precondition_failed(exc: BaseException) -> bool:
@@ -237,12 +234,15 @@ def _precondition_failed(exc: BaseException) -> bool:
 
 
 def read_commit(loc: Location) -> CommitRecord:
-    """Read ``COMMIT`` with the ETag a conditional write compares against."""
-    kind = _cas_kind(loc)
-    if kind == "s3fs":
-        from fsspec.asyn import sync
+    """Read ``COMMIT`` with the ETag a conditional write compares against.
 
-        bucket, key = _bucket_key(loc, COMMIT_MARKER)
+    Remote requests run with the network policy of the location's filesystem (timeouts,
+    retries: :func:`paramarena.storage.remote.call_with_retries`).
+    """
+    kind = _cas_kind(loc)
+    bucket, key = _bucket_key(loc, COMMIT_MARKER)
+    what = f"get_object {loc.join(COMMIT_MARKER)!r}"
+    if kind == "s3fs":
 
         async def get() -> CommitRecord:
             response = await loc.fs._call_s3("get_object", Bucket=bucket, Key=key)
@@ -254,26 +254,36 @@ def read_commit(loc: Location) -> CommitRecord:
             return CommitRecord(bytes(data), str(response["ETag"]))
 
         try:
-            record: CommitRecord = sync(loc.fs.loop, get)
+            record: CommitRecord = call_with_retries(loc.fs, get, what)
         except FileNotFoundError:
             return CommitRecord(None)
         return record
     if kind == "obstore":
-        import obstore
+        store = _obstore_store(loc, bucket)
 
-        bucket, key = _bucket_key(loc, COMMIT_MARKER)
+        async def get_obstore() -> CommitRecord:
+            result = await store.get_async(key)
+            data = await result.bytes_async()
+            return CommitRecord(bytes(data), result.meta.get("e_tag"))
+
         try:
-            result = obstore.get(_obstore_store(loc, bucket), key)
+            return call_with_retries(loc.fs, get_obstore, what)
         except FileNotFoundError:
             return CommitRecord(None)
-        return CommitRecord(bytes(result.bytes()), result.meta.get("e_tag"))
     return CommitRecord(loc.read_bytes(COMMIT_MARKER))
 
 
 def _put_commit(loc: Location, data: bytes, expected: CommitRecord) -> bool:
-    """Write ``COMMIT`` if it is still ``expected``; False when another commit came first."""
+    """Write ``COMMIT`` if it is still ``expected``; False when another commit came first.
+
+    The conditional PUT is retried like every request (network policy of the location). A
+    retry of a PUT that landed the first time is refused (412): ``COMMIT`` is then re-read, and
+    when it holds exactly ``data`` (a document naming this writer's own new version) the write
+    succeeded.
+    """
     kind = _cas_kind(loc)
     bucket, key = _bucket_key(loc, COMMIT_MARKER)
+    what = f"conditional put_object {loc.join(COMMIT_MARKER)!r}"
     try:
         if kind == "s3fs":
             condition = (
@@ -281,21 +291,27 @@ def _put_commit(loc: Location, data: bytes, expected: CommitRecord) -> bool:
                 if expected.raw is None
                 else ({"IfMatch": expected.etag} if expected.etag else {})
             )
-            loc.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **condition)
+            call_with_retries(
+                loc.fs,
+                lambda: loc.fs._call_s3(
+                    "put_object", Bucket=bucket, Key=key, Body=data, **condition
+                ),
+                what,
+            )
         elif kind == "obstore":
-            import obstore
-
+            store = _obstore_store(loc, bucket)
             mode: Any = (
                 "create"
                 if expected.raw is None
                 else ({"e_tag": expected.etag} if expected.etag else "overwrite")
             )
-            obstore.put(_obstore_store(loc, bucket), key, data, mode=mode)
+            call_with_retries(loc.fs, lambda: store.put_async(key, data, mode=mode), what)
         else:  # no conditional writes: one PUT, atomic per object (weaker, see the docs)
             loc.write_bytes(data, COMMIT_MARKER)
     except Exception as exc:
         if _precondition_failed(exc):
-            return False
+            # lost to another writer, or this very PUT landed before a retry of it
+            return read_commit(loc).raw == data
         raise
     return True
 

@@ -19,13 +19,20 @@ from typing import Any
 
 from paramarena.errors import ConfigurationError
 from paramarena.storage.remote import (
+    NetworkPolicy,
     obstore_timeouts,
     remote_errors,
     retrying_class,
     split_network_options,
 )
 
-__all__ = ["CLIENTS", "obstore_filesystem", "obstore_options"]
+__all__ = [
+    "CLIENTS",
+    "client_option",
+    "obstore_filesystem",
+    "obstore_object_store",
+    "obstore_options",
+]
 
 #: Values of the zarr backend's ``client`` option.
 CLIENTS = ("fsspec", "obstore")
@@ -50,6 +57,19 @@ _OBSTORE_METHODS = (
     "_get_file",
 )
 _OBSTORE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure"})
+#: obstore's own retries are off: paramarena's loop retries (one loop for both clients).
+_NO_RETRIES = {"max_retries": 0}
+
+
+def client_option(uri: str, options: Mapping[str, Any]) -> str:
+    """Return the zarr backend's ``client`` option: ``"fsspec"`` (default) or ``"obstore"``."""
+    client = options.get("client", "fsspec")
+    if client not in CLIENTS:
+        raise ConfigurationError(
+            f"client must be one of {', '.join(map(repr, CLIENTS))}, got {client!r} for zarr "
+            f"checkpoint {uri!r}."
+        )
+    return str(client)
 
 
 def obstore_options(
@@ -112,17 +132,45 @@ def obstore_filesystem(
             f"client='obstore' needs obstore (zarr checkpoint {uri!r}): "
             "pip install 'paramarena[s3]' or pip install obstore."
         ) from None
-    policy, rest = split_network_options(storage_options, uri)
-    config, client = obstore_options(rest, uri)
-    for key, value in obstore_timeouts(policy).items():
-        client.setdefault(key, value)
+    policy, config, client = _client_settings(storage_options, uri)
     make: Any = retrying_class(FsspecStore, _OBSTORE_METHODS)
     with remote_errors(uri, "open"):
         return make(
             scheme,
             config=config or None,
             client_options=client,
-            retry_config={"max_retries": 0},  # the retries are paramarena's (one loop for both)
+            retry_config=_NO_RETRIES,
             asynchronous=asynchronous,
             paramarena_policy=policy,
         )
+
+
+def _client_settings(
+    storage_options: Mapping[str, Any], uri: str
+) -> tuple[NetworkPolicy, dict[str, Any], dict[str, Any]]:
+    """Return the network policy, obstore ``config`` and ``client_options`` of the options."""
+    policy, rest = split_network_options(storage_options, uri)
+    config, client = obstore_options(rest, uri)
+    for key, value in obstore_timeouts(policy).items():
+        client.setdefault(key, value)
+    return policy, config, client
+
+
+def obstore_object_store(storage_options: Mapping[str, Any], uri: str, bucket: str) -> Any:
+    """Return an obstore store of ``bucket``, configured as :func:`obstore_filesystem`'s.
+
+    For requests the fsspec interface cannot send (conditional ``put`` with a ``mode``): the
+    same credentials and timeouts, obstore's retries off; run its requests through
+    :func:`paramarena.storage.remote.call_with_retries` with the filesystem of that URL.
+    """
+    from obstore.store import from_url
+
+    _policy, config, client = _client_settings(storage_options, uri)
+    make: Any = from_url
+    scheme = uri.partition("://")[0]
+    return make(
+        f"{scheme}://{bucket}",
+        config=config or None,
+        client_options=client,
+        retry_config=_NO_RETRIES,
+    )

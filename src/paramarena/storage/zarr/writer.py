@@ -20,13 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from paramarena.errors import ConfigurationError, StorageError
+from paramarena.errors import ConfigurationError, NetworkError, StorageError
 from paramarena.hooks.records import ArraysLike
 from paramarena.storage.fileio import progress_reporter
+from paramarena.storage.remote import translate_error
 from paramarena.storage.zarr.commit import (
     DEFAULT_CLEANUP_GRACE,
     DEFAULT_COMMIT_TIMEOUT,
     VersionClaim,
+    abandon_version,
     claim_version,
     new_version_name,
     remove_superseded,
@@ -46,6 +48,7 @@ __all__ = [
     "concurrency_option",
     "crc_hex",
     "logical_name",
+    "save_failed",
     "save_items",
     "save_settings",
     "storage_dtype",
@@ -259,3 +262,28 @@ def cleanup(loc: Location, current: str, replaced: str | None, grace: float) -> 
         ).start()
     else:
         remove_superseded(loc, current, replaced, grace)
+
+
+def save_failed(loc: Location, version: str, exc: BaseException) -> BaseException | None:
+    """Clean up after a failed save; return the error it raises (None: re-raise ``exc``).
+
+    What the save wrote is removed (:func:`~.commit.abandon_version`), except after a
+    :class:`~paramarena.errors.NetworkError`: the store stayed unreachable through every retry,
+    and cleanup requests with retries of their own would multiply the time a failing save takes
+    (``retry_timeout`` each); that version is then removed by a later save once it is older than
+    ``cleanup_grace``. Remote failures are translated as every remote request's
+    (:func:`paramarena.storage.remote.translate_error`: a missing bucket, access denied or the
+    network, naming the URL); another ``OSError`` (disk full, ...) becomes a
+    :class:`~paramarena.errors.StorageError` naming the checkpoint.
+    """
+    translated = None if loc.local else translate_error(loc.uri, exc, "save")
+    if not isinstance(translated or exc, NetworkError):
+        abandon_version(loc, version)
+    if translated is not None:
+        return translated
+    if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+        return StorageError(
+            f"cannot save zarr checkpoint {loc.uri!r}: {exc}. What this save wrote was "
+            "removed; the previous checkpoint (if any) is still committed."
+        )
+    return None
