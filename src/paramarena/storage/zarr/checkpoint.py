@@ -46,6 +46,7 @@ from paramarena.hooks.records import (
     VerifyReport,
 )
 from paramarena.storage.fileio import progress_reporter
+from paramarena.storage.zarr import guard, validate
 from paramarena.storage.zarr.local import (
     RawLayout,
     chunks_of,
@@ -155,6 +156,19 @@ def _packed(group: Any, name: str) -> Any:
 _Root = Location | ZipLocation
 
 
+def _open_group(loc: _Root, version: str) -> Any:
+    """Open a version's zarr group (its metadata is validated first); zarr's errors wrapped."""
+    try:
+        return loc.open_group(version)
+    except Exception as exc:  # zarr / zipfile / fsspec raise many types for damaged stores
+        if isinstance(exc, StorageError):
+            raise
+        raise CorruptCheckpointError(
+            f"zarr checkpoint {loc.uri!r}: version {version!r} cannot be opened as a zarr group: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
     """Open a checkpoint root for reading: a ``.zarr.zip`` archive, a directory or a URL."""
     if is_zip_uri(uri):
@@ -206,13 +220,9 @@ class ZarrCheckpointBackend:
                 f"zarr checkpoint {loc.uri!r} has no commit marker {COMMIT_MARKER!r}: its save "
                 f"never finished. Refusing to load it."
             )
-        try:
-            commit = json.loads(raw)
-            version = str(commit["version"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptCheckpointError(
-                f"zarr checkpoint {loc.uri!r}: commit marker is not valid JSON ({exc})."
-            ) from None
+        where = f"zarr checkpoint {loc.uri!r}: commit marker {COMMIT_MARKER!r}"
+        commit = validate.commit(validate.parse_json(raw, where), where)
+        version = commit.version
         manifest_raw = loc.read_bytes(version, MANIFEST)
         if manifest_raw is None:
             raise CorruptCheckpointError(
@@ -221,11 +231,21 @@ class ZarrCheckpointBackend:
             )
         import crc32c
 
-        if f"{crc32c.crc32c(manifest_raw):08x}" != commit.get("manifest_crc32c"):
+        if f"{crc32c.crc32c(manifest_raw):08x}" != commit.manifest_crc32c:
             raise CorruptCheckpointError(
                 f"zarr checkpoint {loc.uri!r}: manifest checksum disagrees with the commit marker."
             )
-        return version, json.loads(manifest_raw)
+        where = f"zarr checkpoint {loc.uri!r}: {version}/{MANIFEST}"
+        manifest = validate.parse_json(manifest_raw, where)
+        validate.manifest(manifest, where, MANIFEST_FORMATS, FORMAT_VERSION)
+        return version, manifest
+
+    @staticmethod
+    def _check_stored(loc: _Root, version: str, manifest: Mapping[str, Any]) -> None:
+        """Validate the version's zarr metadata and stored sizes before reading (guard)."""
+        where = f"zarr checkpoint {loc.uri!r}: {version}/{MANIFEST}"
+        record = validate.manifest(manifest, where, MANIFEST_FORMATS, FORMAT_VERSION)
+        guard.check_version(loc, version, record)
 
     # -- save ----------------------------------------------------------------------------------
 
@@ -383,7 +403,7 @@ class ZarrCheckpointBackend:
                     )
                     continue
                 if group is None:
-                    group = loc.open_group(version)
+                    group = _open_group(loc, version)
                 try:
                     zarr_array = _packed(group, arr_name)
                 except KeyError:
@@ -525,6 +545,7 @@ class ZarrCheckpointBackend:
         self._check_options(uri, options)
         loc = _open_root(uri, options)
         version, manifest = self._committed(loc)
+        self._check_stored(loc, version, manifest)
         entries = self._entries(loc, manifest, names)
         with remote_concurrency(loc.local, _concurrency(uri, options)):
             out, problems = self._read(loc, version, entries, options.get("progress"), out)
@@ -567,6 +588,7 @@ class ZarrCheckpointBackend:
         version, manifest = self._committed(loc)
         entries = self._entries(loc, manifest, None)
         try:
+            self._check_stored(loc, version, manifest)
             with remote_concurrency(loc.local, _concurrency(uri, options)):
                 _out, problems = self._read(loc, version, entries, options.get("progress"))
         except CorruptCheckpointError as exc:
