@@ -25,6 +25,7 @@ import numpy as np
 from paramarena.errors import (
     MissingParameterError,
     ParameterTypeError,
+    ParameterValueError,
     ShapeMismatchError,
     UnknownNameError,
 )
@@ -168,6 +169,17 @@ def _to_numpy(name: str, value: Any) -> np.ndarray:
     )
 
 
+def _check_name(name: str) -> None:
+    """Refuse names no format can store: text that is not valid Unicode (lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ParameterValueError(
+            f"cannot save an array named {name!r}: the name is not valid UTF-8 text (a lone "
+            f"surrogate at position {exc.start}); names must be valid Unicode"
+        ) from None
+
+
 def _normalize(arrays: Any) -> ArraysLike:
     if isinstance(arrays, Mapping):
         out: dict[str, np.ndarray] = {}
@@ -177,6 +189,7 @@ def _normalize(arrays: Any) -> ArraysLike:
                     f"save only accepts a dict str -> array or a list of arrays; "
                     f"got key {key!r} of type {type(key).__name__}"
                 )
+            _check_name(key)
             out[key] = _to_numpy(key, value)
         return out
     if isinstance(arrays, np.ndarray):
@@ -223,6 +236,9 @@ def save(
     ------
     paramarena.errors.ParameterTypeError
         ``arrays`` is not a dict str -> array or a list of arrays.
+    paramarena.errors.ParameterValueError
+        A name is not valid Unicode text (a lone surrogate), or the format cannot store it
+        (npz: over 64 KiB of UTF-8, or a NUL).
     paramarena.errors.StorageError
         The write failed (the previous file, if any, is left as it was).
     """
