@@ -167,9 +167,7 @@ def _count(shape: tuple[int, ...]) -> int:
 
 
 def _check_entries(uri: str, zf: zipfile.ZipFile, archive_size: int, head: bytes) -> None:
-    """Check the central directory: it lists the archive's entries, only ``.npy`` entries,
-    each once, with sizes the archive can hold.
-    """
+    """Check the central directory: every entry listed, once, ``.npy`` only, sizes that fit."""
     infos = zf.infolist()
     if head == b"PK\x03\x04" and not any(info.header_offset == 0 for info in infos):
         raise CorruptCheckpointError(
