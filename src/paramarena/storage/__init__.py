@@ -274,6 +274,11 @@ def load(
         Arrays to load into, by name (same shape and dtype as stored). A backend that can
         reads straight into them (zarr on local disk); for the others they are filled by a
         copy. The result holds these very arrays for their names. Requires ``names``.
+        After an error: with npz, MXNet, safetensors, ``.zarr.zip``, remote or compressed zarr
+        checkpoints every ``out`` array is untouched (they are filled only once everything
+        was read and checked); with uncompressed zarr on local disk, which reads in place, the
+        contents of every ``out`` array are unspecified (they may hold some of the stored
+        bytes, including damaged ones). See ``docs/storage.md``.
     **options
         ``storage_options``, ``concurrency`` and backend-specific options.
 
@@ -321,16 +326,24 @@ def load(
 
 
 def _fill_out(uri: str, result: dict[str, Any], out: Mapping[str, np.ndarray]) -> None:
-    """Make ``result`` hold the ``out`` arrays, copying into those the backend did not fill."""
+    """Make ``result`` hold the ``out`` arrays, copying into those the backend did not fill.
+
+    Every shape and dtype is checked before the first copy, so a mismatch leaves all of ``out``
+    untouched.
+    """
     for name, dest in out.items():
         got = result.get(name)
-        if got is None or got is dest:
-            continue
-        if got.shape != dest.shape or got.dtype != dest.dtype:
+        if got is not None and got is not dest and (
+            got.shape != dest.shape or got.dtype != dest.dtype
+        ):
             raise ShapeMismatchError(
                 f"out[{name!r}] has shape {dest.shape} and dtype {dest.dtype}; {uri!r} stores "
                 f"{got.shape} {got.dtype}"
             )
+    for name, dest in out.items():
+        got = result.get(name)
+        if got is None or got is dest:
+            continue
         if got.__array_interface__["data"][0] != dest.__array_interface__["data"][0]:
             np.copyto(dest, got)  # the backend read elsewhere: copy (same place: read in place)
         result[name] = dest

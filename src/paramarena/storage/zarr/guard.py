@@ -115,10 +115,14 @@ def _chunk_objects(loc: Any, version: str, array: str) -> dict[int, int]:
     return found
 
 
+_MISSING = object()
+
+
 def _document(loc: Any, where: str, *parts: str) -> Any:
+    """The parsed JSON document at ``parts``, or ``_MISSING`` when there is none."""
     raw = loc.read_bytes(*parts)
     if raw is None:
-        return None
+        return _MISSING
     return validate.parse_json(raw, where)
 
 
@@ -173,7 +177,7 @@ def check_version(loc: Any, version: str, manifest: validate.Manifest) -> None:
                 )
     where = f"zarr checkpoint {uri!r}: {version}/zarr.json"
     group = _document(loc, where, version, "zarr.json")
-    if group is None:
+    if group is _MISSING:
         raise CorruptCheckpointError(f"{where} is missing")
     validate.group_metadata(group, where)
     arrays: dict[str, validate.ArrayMetadata] = {}
@@ -182,7 +186,7 @@ def check_version(loc: Any, version: str, manifest: validate.Manifest) -> None:
             continue
         where = f"zarr checkpoint {uri!r}: {version}/{e.array}/zarr.json"
         document = _document(loc, where, version, e.array, "zarr.json")
-        if document is None:
+        if document is _MISSING:
             continue  # the reader reports the array's parameters as missing
         meta = validate.array_metadata(document, where, validate.storage_dtype_name(e.dtype))
         _check_backed(uri, e.array, meta, _chunk_objects(loc, version, e.array))
