@@ -92,7 +92,7 @@ class _DtypeCodes(Mapping[str, "np.dtype[Any]"]):
         return _EAGER_CODES[code]
 
     def __contains__(self, code: object) -> bool:
-        return code in _EAGER_CODES or code in _ML_DTYPES_CODES
+        return isinstance(code, str) and (code in _EAGER_CODES or code in _ML_DTYPES_CODES)
 
     def __iter__(self) -> Iterator[str]:
         return iter([*_EAGER_CODES, *_ML_DTYPES_CODES])
@@ -198,7 +198,7 @@ def _parse_entry(uri: str, name: str, raw: Any) -> TensorEntry:
     if not isinstance(raw, dict):
         raise CheckpointError(f"safetensors {uri!r}: header entry {name!r} is not an object")
     code, shape, offsets = raw.get("dtype"), raw.get("shape"), raw.get("data_offsets")
-    if code not in DTYPE_CODES:
+    if not isinstance(code, str) or code not in DTYPE_CODES:
         raise CheckpointError(
             f"safetensors {uri!r}: tensor {name!r} has unsupported dtype {code!r} "
             f"(supported: {', '.join(DTYPE_CODES)})"
