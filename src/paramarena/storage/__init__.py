@@ -333,8 +333,10 @@ def _fill_out(uri: str, result: dict[str, Any], out: Mapping[str, np.ndarray]) -
     """
     for name, dest in out.items():
         got = result.get(name)
-        if got is not None and got is not dest and (
-            got.shape != dest.shape or got.dtype != dest.dtype
+        if (
+            got is not None
+            and got is not dest
+            and (got.shape != dest.shape or got.dtype != dest.dtype)
         ):
             raise ShapeMismatchError(
                 f"out[{name!r}] has shape {dest.shape} and dtype {dest.dtype}; {uri!r} stores "

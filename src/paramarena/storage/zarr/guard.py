@@ -119,7 +119,7 @@ _MISSING = object()
 
 
 def _document(loc: Any, where: str, *parts: str) -> Any:
-    """The parsed JSON document at ``parts``, or ``_MISSING`` when there is none."""
+    """Return the parsed JSON document at ``parts``, or ``_MISSING`` when there is none."""
     raw = loc.read_bytes(*parts)
     if raw is None:
         return _MISSING
