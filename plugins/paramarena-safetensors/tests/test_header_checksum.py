@@ -95,3 +95,16 @@ def test_malformed_crc_map_is_corrupt(tmp_path: Path, value: str) -> None:
     path.write_bytes(struct.pack("<Q", len(text)) + text + path.read_bytes()[8 + n :])
     with pytest.raises(CorruptCheckpointError):
         storage.load(path)
+
+
+def test_empty_tensor_with_a_shape_numpy_cannot_describe_is_a_checkpoint_error(
+    tmp_path: Path,
+) -> None:
+    from paramarena.errors import CheckpointError
+
+    header = {"w": {"dtype": "F32", "shape": [0, 2**62], "data_offsets": [0, 0]}}
+    text = json.dumps(header).encode()
+    path = tmp_path / "empty.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text)
+    with pytest.raises(CheckpointError, match="too large"):
+        storage.load(path)

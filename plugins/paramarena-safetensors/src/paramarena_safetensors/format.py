@@ -125,6 +125,8 @@ def _own_entry(metadata: Mapping[str, str], key: str) -> str | None:
 
 #: The safetensors Rust reader refuses headers above 100 MB; so do we.
 MAX_HEADER_BYTES = 100_000_000
+#: The largest array numpy can describe, in bytes (even an empty one: ``(0, 2**62)``).
+_MAX_ARRAY_BYTES = 2**63 - 1
 _COMMON = frozenset({"progress", "storage_options", "concurrency"})
 _SAVE_OPTIONS = _COMMON | {"metadata"}
 _LOAD_OPTIONS = _COMMON | {"check_crc"}
@@ -217,6 +219,13 @@ def _parse_entry(uri: str, name: str, raw: Any) -> TensorEntry:
             f"safetensors {uri!r}: tensor {name!r} has bad data_offsets {offsets!r}"
         )
     dtype = DTYPE_CODES[code]
+    extent = dtype.itemsize
+    for d in shape:
+        extent *= max(d, 1)
+    if extent > _MAX_ARRAY_BYTES:
+        raise CheckpointError(
+            f"safetensors {uri!r}: tensor {name!r} has shape {shape}, too large for any array"
+        )
     entry = TensorEntry(name, dtype, tuple(shape), offsets[0], offsets[1])
     expected = _count(entry.shape) * dtype.itemsize
     if entry.nbytes != expected:

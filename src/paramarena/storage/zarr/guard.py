@@ -138,7 +138,12 @@ def _check_backed(
         )
     if meta.count == 0:
         return
-    largest = max((sizes[k] for k in present), default=0)
+    if not present:
+        raise CorruptCheckpointError(
+            f"{where}: all of its {meta.n_chunks} chunk(s) are missing (nothing stored backs its "
+            f"{meta.count} elements)"
+        )
+    largest = max(sizes[k] for k in present)
     chunk_bytes = meta.chunk * meta.itemsize
     limit = largest * ZSTD_MAX_EXPANSION if meta.compressed else largest - 4
     if chunk_bytes > max(limit, 0):
