@@ -132,3 +132,18 @@ def test_lone_surrogate_in_a_name_is_refused_by_every_format(tmp_path: Path, suf
     with pytest.raises(ParameterValueError, match="surrogate"):
         storage.save(tmp_path / f"a{suffix}", {"w\ud800": np.ones(1, np.float32)})
     assert not (tmp_path / f"a{suffix}").exists()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("suffix", [".npz", ".params", ".safetensors", ".zarr.zip"])
+def test_fifo_in_place_of_a_checkpoint_file_never_blocks(tmp_path: Path, suffix: str) -> None:
+    import os
+
+    from paramarena.errors import ParamarenaError
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("needs FIFOs")
+    path = tmp_path / f"f{suffix}"
+    os.mkfifo(path)
+    with pytest.raises(ParamarenaError, match=r"regular file|zip"):
+        storage.load(path)

@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
 import zipfile
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,10 @@ class ZipLocation:
         self.path = _local_path(uri)
         self._names: set[str] = set()
         if os.path.exists(self.path):
+            if not stat.S_ISREG(os.stat(self.path).st_mode):  # a FIFO would block the open
+                raise CorruptCheckpointError(
+                    f"zarr checkpoint {uri!r} is not a regular file (a zip archive was expected)."
+                )
             with self._open() as archive:
                 self._names = set(archive.namelist())
 
