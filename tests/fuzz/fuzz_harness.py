@@ -207,6 +207,7 @@ def run_campaign(
     cli_every: int = 10,
     workdir: Path | None = None,
     first: int = 0,
+    progress: int = 0,
 ) -> Campaign:
     """Fuzz ``fmt`` with ``cases`` seeded inputs (numbers ``first`` .. ``first + cases - 1``)."""
     campaign = Campaign(fmt)
@@ -222,6 +223,12 @@ def run_campaign(
             for number in range(first, first + cases):
                 path = make_case(fmt, seeds, seed, number, work)
                 run_case(campaign, path, number, timeout, cli_every > 0 and number % cli_every == 0)
+                if progress and campaign.cases % progress == 0:
+                    print(
+                        f"{fmt}: {campaign.cases}/{cases} inputs, {campaign.failures} failures",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     finally:
         if started:
             tracemalloc.stop()
@@ -237,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first", type=int, default=0, help="first case number")
     parser.add_argument("--formats", nargs="*", default=list(FORMATS), choices=FORMATS)
     parser.add_argument("--cli-every", type=int, default=10)
+    parser.add_argument("--progress", type=int, default=1000, help="report every N inputs")
     parser.add_argument("--report", type=Path, help="write the JSON summary here too")
     args = parser.parse_args(argv)
     summaries = []
@@ -250,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             timeout=args.timeout,
             cli_every=args.cli_every,
             first=args.first,
+            progress=args.progress,
         )
         summary = campaign.summary()
         summary["seconds"] = round(time.perf_counter() - t0, 1)
