@@ -5,6 +5,7 @@ Every function takes a :class:`random.Random`, so a case is reproduced from its 
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import struct
@@ -160,6 +161,11 @@ def _get(node: Any, path: tuple[Any, ...]) -> Any:
     return node
 
 
+def _value(rng: random.Random) -> Any:
+    """A fresh copy of one of :data:`INTERESTING_VALUES` (never the shared object itself)."""
+    return copy.deepcopy(rng.choice(INTERESTING_VALUES))
+
+
 def mutate_json(document: Any, rng: random.Random, max_ops: int = 2) -> Any:
     """Return a copy of ``document`` with 1..``max_ops`` structural edits.
 
@@ -173,7 +179,7 @@ def mutate_json(document: Any, rng: random.Random, max_ops: int = 2) -> Any:
         path = rng.choice(paths)
         if not path:
             if rng.random() < 0.2:
-                doc = rng.choice(INTERESTING_VALUES)
+                doc = _value(rng)
             continue
         parent = _get(doc, path[:-1])
         key = path[-1]
@@ -181,11 +187,11 @@ def mutate_json(document: Any, rng: random.Random, max_ops: int = 2) -> Any:
         if op == 0:
             del parent[key]
         elif op == 1 and isinstance(parent, dict):
-            parent["unexpected_" + str(rng.randrange(100))] = rng.choice(INTERESTING_VALUES)
+            parent["unexpected_" + str(rng.randrange(100))] = _value(rng)
         elif op == 2 and isinstance(parent, list):
-            parent.insert(rng.randrange(len(parent) + 1), parent[key])
+            parent.insert(rng.randrange(len(parent) + 1), copy.deepcopy(parent[key]))
         elif op == 3 and isinstance(parent[key], int) and not isinstance(parent[key], bool):
             parent[key] = rng.choice(INTERESTING_INTS)
         else:
-            parent[key] = rng.choice(INTERESTING_VALUES)
+            parent[key] = _value(rng)
     return doc

@@ -36,3 +36,17 @@ def test_mutations_are_reproducible(tmp_path: Path) -> None:
         a = make_case("npz", seeds, 3, number, first).read_bytes()
         b = make_case("npz", seeds, 3, number, second).read_bytes()
         assert a == b
+
+
+def test_json_mutations_never_alter_the_shared_values() -> None:
+    import copy
+    import random
+
+    from fuzz_mutate import INTERESTING_VALUES, mutate_json
+
+    before = copy.deepcopy(INTERESTING_VALUES)
+    rng = random.Random(1)
+    doc: object = {"a": [1, {"b": 2}], "c": "x"}
+    for _ in range(2000):
+        doc = mutate_json(doc if isinstance(doc, (dict, list)) else {"a": doc}, rng)
+    assert before == INTERESTING_VALUES
