@@ -260,3 +260,16 @@ def test_validators_return_typed_records() -> None:
 def test_missing_checkpoint_is_still_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="does not exist"):
         storage.load(tmp_path / "absent.zarr")
+
+
+def test_zip_needing_a_newer_zip_version_is_a_corrupt_checkpoint(tmp_path: Path) -> None:
+    # zipfile raises NotImplementedError for it (found by the fuzzer)
+    path = tmp_path / "m.zarr.zip"
+    storage.save(path, _arrays())
+    data = bytearray(path.read_bytes())
+    at = data.index(b"PK\x01\x02")
+    data[at + 6] = 255  # "version needed to extract" of the first central-directory entry
+    path.write_bytes(bytes(data))
+    for call in (storage.load, storage.inspect, storage.verify):
+        with pytest.raises(CorruptCheckpointError, match="zip"):
+            call(path)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,11 +28,27 @@ from paramarena.storage.zarr import validate
 
 __all__ = [
     "MAX_MISSING_CHUNKS",
+    "ZIP_READ_ERRORS",
     "ZSTD_MAX_EXPANSION",
     "check_version",
     "inside",
     "read_regular_file",
 ]
+
+#: What reading a damaged zip archive can raise inside :mod:`zipfile` (besides BadZipFile).
+ZIP_READ_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,  # also UnicodeDecodeError
+    KeyError,
+    NotImplementedError,  # "zip file version 25.5", "compressed patched data"
+    RuntimeError,  # "File ... is encrypted, password required"
+    OverflowError,
+    struct.error,
+    zlib.error,
+)
 
 #: Chunks an array may lack and still be read (the parameters they hold are reported missing).
 MAX_MISSING_CHUNKS = 16
@@ -102,7 +120,7 @@ def _chunk_objects(loc: Any, version: str, array: str) -> dict[int, int]:
                     rest = info.filename[len(prefix) :]
                     if info.filename.startswith(prefix) and rest.isdecimal():
                         found[int(rest)] = info.file_size
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        except ZIP_READ_ERRORS as exc:
             raise CorruptCheckpointError(
                 f"zarr checkpoint {loc.uri!r} is not a readable zip archive: {exc}"
             ) from None

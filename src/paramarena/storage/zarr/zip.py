@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from paramarena.errors import ConfigurationError, CorruptCheckpointError
+from paramarena.storage.zarr.guard import ZIP_READ_ERRORS
 from paramarena.storage.zarr.location import fsync_dir
 
 __all__ = ["ZIP_SUFFIX", "ZipLocation", "is_zip_uri", "save_zip"]
@@ -58,13 +59,18 @@ class ZipLocation:
                 raise CorruptCheckpointError(
                     f"zarr checkpoint {uri!r} is not a regular file (a zip archive was expected)."
                 )
-            with self._open() as archive:
-                self._names = set(archive.namelist())
+            try:
+                with self._open() as archive:
+                    self._names = set(archive.namelist())
+            except ZIP_READ_ERRORS as exc:
+                raise CorruptCheckpointError(
+                    f"zarr checkpoint {uri!r} is not a readable zip archive: {exc}."
+                ) from None
 
     def _open(self) -> zipfile.ZipFile:
         try:
             return zipfile.ZipFile(self.path, "r")
-        except (zipfile.BadZipFile, OSError) as exc:
+        except ZIP_READ_ERRORS as exc:
             raise CorruptCheckpointError(
                 f"zarr checkpoint {self.uri!r} is not a readable zip archive: {exc}."
             ) from None
@@ -81,7 +87,7 @@ class ZipLocation:
         try:
             with self._open() as archive:
                 return archive.read(name)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except ZIP_READ_ERRORS as exc:
             raise CorruptCheckpointError(
                 f"zarr checkpoint {self.uri!r}: member {name!r} cannot be read: {exc}."
             ) from None
