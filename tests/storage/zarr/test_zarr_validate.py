@@ -273,3 +273,14 @@ def test_zip_needing_a_newer_zip_version_is_a_corrupt_checkpoint(tmp_path: Path)
     for call in (storage.load, storage.inspect, storage.verify):
         with pytest.raises(CorruptCheckpointError, match="zip"):
             call(path)
+
+
+def test_zstd_codec_without_configuration_is_refused(tmp_path: Path) -> None:
+    # zarr itself raises ValueError for it (found by the fuzzer)
+    path = _saved(tmp_path, compression="zstd")
+    meta_path = _version(path) / "packed_float32" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["codecs"][1] = {"name": "zstd"}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CorruptCheckpointError, match="codec"):
+        storage.load(path)

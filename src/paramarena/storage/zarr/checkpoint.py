@@ -147,7 +147,14 @@ def _fitting(array: Any, entry: Mapping[str, Any]) -> np.ndarray | None:
 def _packed(group: Any, name: str) -> Any:
     import zarr
 
-    node = group[name]
+    try:
+        node = group[name]
+    except KeyError:
+        raise
+    except Exception as exc:  # metadata zarr refuses (it is validated first: a safety net)
+        raise CorruptCheckpointError(
+            f"packed array {name!r} cannot be opened by zarr: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(node, zarr.Array):
         raise KeyError(name)
     return node

@@ -290,7 +290,8 @@ def _codecs(value: Any, where: str, itemsize: int) -> tuple[str, ...]:
         elif name == "zstd":
             level, checksum = config.get("level", 0), config.get("checksum", False)
             ok = (
-                set(config) <= {"level", "checksum"}
+                "configuration" in codec  # zarr requires it for zstd
+                and set(config) <= {"level", "checksum"}
                 and isinstance(level, int)
                 and not isinstance(level, bool)
                 and -131072 <= level <= 22
