@@ -462,7 +462,10 @@ class NpzBackend:
                 arr = npz[name]
         logical = dtypes.get(name)
         if logical is not None:
-            dtype = _logical_dtype(logical)
+            try:
+                dtype = _logical_dtype(logical)
+            except CheckpointError as exc:
+                raise CorruptCheckpointError(f"npz {uri!r}: array {name!r}: {exc}") from None
             if arr.dtype.itemsize != dtype.itemsize:
                 raise CorruptCheckpointError(
                     f"npz {uri!r}: array {name!r} is recorded as {logical} but is stored as "

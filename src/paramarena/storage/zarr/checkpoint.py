@@ -147,33 +147,13 @@ def _fitting(array: Any, entry: Mapping[str, Any]) -> np.ndarray | None:
 def _packed(group: Any, name: str) -> Any:
     import zarr
 
-    try:
-        node = group[name]
-    except KeyError:
-        raise
-    except Exception as exc:  # metadata zarr refuses (it is validated first: a safety net)
-        raise CorruptCheckpointError(
-            f"packed array {name!r} cannot be opened by zarr: {type(exc).__name__}: {exc}"
-        ) from exc
+    node = guard.zarr_node(group, name)
     if not isinstance(node, zarr.Array):
         raise KeyError(name)
     return node
 
 
 _Root = Location | ZipLocation
-
-
-def _open_group(loc: _Root, version: str) -> Any:
-    """Open a version's zarr group (its metadata is validated first); zarr's errors wrapped."""
-    try:
-        return loc.open_group(version)
-    except Exception as exc:  # zarr / zipfile / fsspec raise many types for damaged stores
-        if isinstance(exc, StorageError):
-            raise
-        raise CorruptCheckpointError(
-            f"zarr checkpoint {loc.uri!r}: version {version!r} cannot be opened as a zarr group: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
@@ -410,7 +390,7 @@ class ZarrCheckpointBackend:
                     )
                     continue
                 if group is None:
-                    group = _open_group(loc, version)
+                    group = guard.open_group(loc, version)
                 try:
                     zarr_array = _packed(group, arr_name)
                 except KeyError:

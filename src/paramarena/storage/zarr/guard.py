@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from paramarena.errors import CorruptCheckpointError
+from paramarena.errors import CorruptCheckpointError, StorageError
 from paramarena.storage.zarr import validate
 
 __all__ = [
@@ -32,7 +32,9 @@ __all__ = [
     "ZSTD_MAX_EXPANSION",
     "check_version",
     "inside",
+    "open_group",
     "read_regular_file",
+    "zarr_node",
 ]
 
 #: What reading a damaged zip archive can raise inside :mod:`zipfile` (besides BadZipFile).
@@ -216,3 +218,28 @@ def check_version(loc: Any, version: str, manifest: validate.Manifest) -> None:
         arrays[e.array] = meta
     present = [e for e in manifest.entries if e.array in arrays]
     validate.check_entries_fit(present, arrays, f"zarr checkpoint {uri!r}: manifest of {version}")
+
+
+def open_group(loc: Any, version: str) -> Any:
+    """Open a version's zarr group (validated first); zarr's own errors become corruption."""
+    try:
+        return loc.open_group(version)
+    except Exception as exc:  # zarr / zipfile / fsspec raise many types for damaged stores
+        if isinstance(exc, StorageError):
+            raise
+        raise CorruptCheckpointError(
+            f"zarr checkpoint {loc.uri!r}: version {version!r} cannot be opened as a zarr group: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def zarr_node(group: Any, name: str) -> Any:
+    """Return ``group[name]``: KeyError when absent; metadata zarr refuses is corruption."""
+    try:
+        return group[name]
+    except KeyError:
+        raise
+    except Exception as exc:  # validated first: this is a safety net
+        raise CorruptCheckpointError(
+            f"packed array {name!r} cannot be opened by zarr: {type(exc).__name__}: {exc}"
+        ) from exc
