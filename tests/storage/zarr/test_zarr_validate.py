@@ -284,3 +284,30 @@ def test_zstd_codec_without_configuration_is_refused(tmp_path: Path) -> None:
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(CorruptCheckpointError, match="codec"):
         storage.load(path)
+
+
+def test_zip_member_claiming_more_than_the_archive_is_refused_before_reading(
+    tmp_path: Path,
+) -> None:
+    # zipfile would read (and allocate) the claimed gigabyte in one call (found by the fuzzer)
+    import struct
+
+    path = tmp_path / "m.zarr.zip"
+    storage.save(path, _arrays())
+    data = bytearray(path.read_bytes())
+    at = data.index(b"PK\x01\x02")
+    while True:
+        (name_len,) = struct.unpack("<H", data[at + 28 : at + 30])
+        if data[at + 46 : at + 46 + name_len] == b"COMMIT":
+            break
+        at = data.index(b"PK\x01\x02", at + 4)
+    data[at + 20 : at + 24] = struct.pack("<I", 2**30)  # compressed size of COMMIT
+    path.write_bytes(bytes(data))
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptCheckpointError, match="claims"):
+            storage.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20

@@ -31,6 +31,7 @@ __all__ = [
     "ZIP_READ_ERRORS",
     "ZSTD_MAX_EXPANSION",
     "check_version",
+    "check_zip_members",
     "inside",
     "open_group",
     "read_regular_file",
@@ -243,3 +244,22 @@ def zarr_node(group: Any, name: str) -> Any:
         raise CorruptCheckpointError(
             f"packed array {name!r} cannot be opened by zarr: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def check_zip_members(archive: zipfile.ZipFile, archive_size: int, uri: str) -> None:
+    """Check that every member's declared sizes fit in the archive, before any is read.
+
+    zipfile reads a member's declared compressed size in one call, so a central directory
+    claiming a gigabyte in a kilobyte archive would allocate the gigabyte.
+    """
+    for info in archive.infolist():
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if (
+            info.header_offset + info.compress_size > archive_size
+            or (stored and info.file_size != info.compress_size)
+            or info.file_size > info.compress_size * ZSTD_MAX_EXPANSION + 1024
+        ):
+            raise CorruptCheckpointError(
+                f"zarr checkpoint {uri!r}: member {info.filename!r} claims {info.file_size} "
+                f"bytes ({info.compress_size} stored) in a {archive_size}-byte archive"
+            )

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from paramarena.errors import ConfigurationError, CorruptCheckpointError
-from paramarena.storage.zarr.guard import ZIP_READ_ERRORS
+from paramarena.storage.zarr.guard import ZIP_READ_ERRORS, check_zip_members
 from paramarena.storage.zarr.location import fsync_dir
 
 __all__ = ["ZIP_SUFFIX", "ZipLocation", "is_zip_uri", "save_zip"]
@@ -61,6 +61,7 @@ class ZipLocation:
                 )
             try:
                 with self._open() as archive:
+                    check_zip_members(archive, os.path.getsize(self.path), uri)
                     self._names = set(archive.namelist())
             except ZIP_READ_ERRORS as exc:
                 raise CorruptCheckpointError(
