@@ -56,6 +56,7 @@ def _first(doc: dict[str, Any]) -> dict[str, Any]:
     [
         (lambda d: _first(d).pop("name"), r"field 'name' is missing"),
         (lambda d: _first(d).update(shape=[-1, 6]), r"field 'shape'"),
+        (lambda d: _first(d).update(shape=[0, 2**62], size=0, nbytes=0), r"too large"),
         (lambda d: _first(d).update(shape="2x6"), r"field 'shape'"),
         (lambda d: _first(d).update(size=10**12), r"field 'size'"),
         (lambda d: _first(d).update(offset=-3), r"field 'offset'"),

@@ -38,6 +38,8 @@ __all__ = [
 
 #: The most dimensions a parameter may have (numpy's own limit is 64).
 MAX_NDIM = 32
+#: The largest array numpy can describe, in bytes.
+_MAX_ARRAY_BYTES = 2**63 - 1
 #: A name that can be one path component: letters, digits, ``_ . -``, not ``.`` or ``..``.
 _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}")
 _HEX8 = re.compile(r"[0-9a-f]{8}")
@@ -185,9 +187,12 @@ def _entry(raw: Any, index: int, where: str) -> ManifestEntry:
     size = _int(_field(doc, "size", here), here, "size")
     nbytes = _int(_field(doc, "nbytes", here), here, "nbytes")
     crc = _str(_field(doc, "crc32c", here), here, "crc32c")
-    count = 1
+    count, extent = 1, _ITEMSIZE[dtype]
     for d in shape:
         count *= d
+        extent *= max(d, 1)
+    if extent > _MAX_ARRAY_BYTES:  # numpy refuses even an empty (0, 2**62) array
+        raise _fail(here, f"field 'shape' {shape} is too large for any array")
     if size != count:
         raise _fail(here, f"field 'size' is {size} but shape {shape} holds {count} elements")
     if nbytes != size * _ITEMSIZE[dtype]:
