@@ -193,6 +193,24 @@ def interop(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11", default=False)
+def fuzz(session: nox.Session) -> None:
+    """Fuzz every storage reader with >= 10,000 seeded mutated inputs per format (not default).
+
+    ``nox -s fuzz -- --cases 2000 --formats npz`` runs a smaller or narrower campaign; the
+    JSON summary lands in ``fuzz-report.json``.
+    """
+    session.install(".", str(ROOT / "plugins" / "paramarena-safetensors"), *_group("test"))
+    args = session.posargs or ["--cases", "10000", "--timeout", "5"]
+    session.run(
+        "python",
+        str(ROOT / "tests" / "fuzz" / "fuzz_harness.py"),
+        *args,
+        "--report",
+        str(ROOT / "fuzz-report.json"),
+    )
+
+
+@nox.session(python="3.11", default=False)
 def benchmarks(session: nox.Session) -> None:
     """Run the benchmarks and write the tables and plot under docs/."""
     session.install(".[s3]", *_group("bench"), *_group("test"))

@@ -9,29 +9,38 @@ from pathlib import Path
 import crc32c
 import ml_dtypes
 import numpy as np
+import pytest
 
 from paramarena import storage
 
 
-def _rewrite_npz_meta_key(src: Path, dst: Path, old: str, new: str) -> None:
+def _write_npz_with_meta_entry(src: Path, dst: Path, key: str, dtypes: dict[str, str]) -> None:
+    """Copy ``src`` without its zip comment, adding the metadata as an entry ``key``."""
+    meta = np.frombuffer(json.dumps({"version": 1, "named": True, "dtypes": dtypes}).encode(), "u1")
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for info in zin.infolist():
-            name = info.filename.replace(old + ".npy", new + ".npy")
-            zout.writestr(name, zin.read(info.filename))
+            zout.writestr(info.filename, zin.read(info.filename))
+        with zout.open(key + ".npy", "w") as member:
+            np.lib.format.write_array(member, meta, allow_pickle=False)
 
 
-def test_npz_with_the_old_metadata_entry_loads_with_its_logical_dtypes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["__paramdict__", "__paramarena__"])
+def test_npz_with_a_metadata_entry_loads_with_its_logical_dtypes(tmp_path: Path, key: str) -> None:
+    # files written before 0.2 kept the metadata in an entry: __paramdict__ before the rename
+    # to paramarena, __paramarena__ after it
     arrays = {"w": np.arange(6, dtype=np.float32).astype(ml_dtypes.bfloat16).reshape(2, 3)}
     storage.save(tmp_path / "new.npz", arrays)
     old = tmp_path / "old.npz"
-    _rewrite_npz_meta_key(tmp_path / "new.npz", old, "__paramarena__", "__paramdict__")
+    _write_npz_with_meta_entry(tmp_path / "new.npz", old, key, {"w": "bfloat16"})
     with zipfile.ZipFile(old) as zf:
-        assert "__paramdict__.npy" in zf.namelist()
+        assert f"{key}.npy" in zf.namelist()
+        assert zf.comment == b""
     loaded = storage.load(old)
     assert list(loaded) == ["w"]
     assert loaded["w"].dtype == arrays["w"].dtype
     np.testing.assert_array_equal(loaded["w"], arrays["w"])
     assert storage.verify(old).ok
+    assert [a.name for a in storage.inspect(old).arrays] == ["w"]
 
 
 def test_zarr_checkpoint_with_the_old_format_marker_loads(tmp_path: Path) -> None:

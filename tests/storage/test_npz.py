@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def test_list_round_trip_loads_as_list(tmp_path: Path) -> None:
     for got, want in zip(back, arrays, strict=True):
         assert_same(got, want)
     with np.load(tmp_path / "l.npz", allow_pickle=False) as raw:
-        assert [f for f in raw.files if f != npz_backend.META_KEY] == ["arr_0", "arr_1"]
+        assert raw.files == ["arr_0", "arr_1"]
 
 
 def test_file_is_plain_npz_with_bf16_bits_and_json_metadata(tmp_path: Path) -> None:
@@ -72,7 +73,10 @@ def test_file_is_plain_npz_with_bf16_bits_and_json_metadata(tmp_path: Path) -> N
     with np.load(tmp_path / "c.npz", allow_pickle=False) as raw:
         assert raw["b"].dtype == np.uint16
         assert raw["b"][0] == 0x3F80  # bfloat16 1.0
-        meta = json.loads(bytes(raw[npz_backend.META_KEY]).decode())
+        assert sorted(raw.files) == sorted(sample())
+    with zipfile.ZipFile(tmp_path / "c.npz") as zf:
+        assert zf.comment.startswith(npz_backend.COMMENT_PREFIX)
+        meta = json.loads(zf.comment[len(npz_backend.COMMENT_PREFIX) :].decode())
     assert meta["dtypes"] == {"b": "bfloat16", "bf0d": "bfloat16"}
     assert meta["named"] is True
 

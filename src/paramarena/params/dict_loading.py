@@ -434,7 +434,7 @@ def load_file(
     info = storage.inspect(filename, **inspect_options)
     if not info.named and info.arrays:
         raise pio.unnamed_list_error(len(info.arrays), source)
-    stored = {pio.strip_arg_aux(a.name): a.name for a in info.arrays} if info.named else {}
+    stored = pio.stripped_names((a.name for a in info.arrays), source) if info.named else {}
     plan = pio.plan_load(
         list(pdict.keys()),
         stored,

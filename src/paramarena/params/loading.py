@@ -15,6 +15,7 @@ import numpy as np
 from paramarena.devices.context import Context
 from paramarena.errors import (
     DTypeMismatchError,
+    DuplicateNameError,
     MissingParameterError,
     ParameterTypeError,
     ParameterValueError,
@@ -45,6 +46,7 @@ __all__ = [
     "plan_load",
     "prepare_loaded",
     "strip_arg_aux",
+    "stripped_names",
     "unnamed_list_error",
 ]
 
@@ -90,6 +92,29 @@ class LoadPlan:
 def strip_arg_aux(name: str) -> str:
     """Drop a leading ``'arg:'`` or ``'aux:'`` (MXNet checkpoint naming)."""
     return name[4:] if name.startswith(("arg:", "aux:")) else name
+
+
+def stripped_names(stored: Iterable[str], source: str) -> dict[str, str]:
+    """Map each stored name without ``arg:``/``aux:`` to the stored name, in stored order.
+
+    Raises
+    ------
+    paramarena.errors.DuplicateNameError
+        Two different stored names mean the same parameter (``arg:w`` and ``w``, or
+        ``arg:w`` and ``aux:w``): loading would silently let one of them win.
+    """
+    names: dict[str, str] = {}
+    for name in stored:
+        key = strip_arg_aux(name)
+        previous = names.get(key)
+        if previous is not None and previous != name:
+            raise DuplicateNameError(
+                f"{source} stores both {previous!r} and {name!r}, which both name parameter "
+                f"{key!r} once 'arg:'/'aux:' is dropped; refusing to pick one. Rename or drop "
+                "one of them."
+            )
+        names[key] = name
+    return names
 
 
 def _host_value(param: Parameter) -> np.ndarray:
@@ -172,7 +197,8 @@ def normalize_loaded(param_dict: Any, source: str) -> dict[str, Any]:
     """Turn what ``load_dict`` accepts into ``{stored name without arg:/aux:: array}``.
 
     Accepts a mapping or a sequence of ``(name, array)`` pairs; ``arg:``/``aux:`` prefixes are
-    stripped in both cases (later duplicates win).
+    stripped in both cases (a name repeated in a list of pairs: the later one wins; two
+    different names that strip to the same one, ``arg:w`` and ``w``: DuplicateNameError).
 
     Raises
     ------
@@ -199,11 +225,13 @@ def normalize_loaded(param_dict: Any, source: str) -> dict[str, Any]:
             f"{type(param_dict).__name__}."
         )
     result: dict[str, Any] = {}
-    for key, value in items:
+    for key, _value in items:
         if not isinstance(key, str):
             raise ParameterTypeError(
                 f"load_dict expects string names; got {key!r} ({type(key).__name__}) in {source}."
             )
+    stripped_names((key for key, _value in items), source)  # arg:w and w together: an error
+    for key, value in items:
         result[strip_arg_aux(key)] = value
     return result
 

@@ -29,6 +29,7 @@ import numpy as np
 from paramarena.errors import (
     MissingParameterError,
     ParameterTypeError,
+    ParameterValueError,
     ShapeMismatchError,
     UnknownNameError,
 )
@@ -206,6 +207,17 @@ def _to_numpy(name: str, value: Any) -> np.ndarray:
     )
 
 
+def _check_name(name: str) -> None:
+    """Refuse names no format can store: text that is not valid Unicode (lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ParameterValueError(
+            f"cannot save an array named {name!r}: the name is not valid UTF-8 text (a lone "
+            f"surrogate at position {exc.start}); names must be valid Unicode"
+        ) from None
+
+
 def _normalize(arrays: Any) -> ArraysLike:
     if isinstance(arrays, Mapping):
         out: dict[str, np.ndarray] = {}
@@ -215,6 +227,7 @@ def _normalize(arrays: Any) -> ArraysLike:
                     f"save only accepts a dict str -> array or a list of arrays; "
                     f"got key {key!r} of type {type(key).__name__}"
                 )
+            _check_name(key)
             out[key] = _to_numpy(key, value)
         return out
     if isinstance(arrays, np.ndarray):
@@ -261,6 +274,9 @@ def save(
     ------
     paramarena.errors.ParameterTypeError
         ``arrays`` is not a dict str -> array or a list of arrays.
+    paramarena.errors.ParameterValueError
+        A name is not valid Unicode text (a lone surrogate), or the format cannot store it
+        (npz: over 64 KiB of UTF-8, or a NUL).
     paramarena.errors.StorageError
         The write failed (the previous file, if any, is left as it was); the message names
         the path or URL. :class:`~paramarena.errors.NetworkError` when an object store stays
@@ -301,6 +317,11 @@ def load(
         Arrays to load into, by name (same shape and dtype as stored). A backend that can
         reads straight into them (zarr on local disk); for the others they are filled by a
         copy. The result holds these very arrays for their names. Requires ``names``.
+        After an error: with npz, MXNet, safetensors, ``.zarr.zip``, remote or compressed zarr
+        checkpoints every ``out`` array is untouched (they are filled only once everything
+        was read and checked); with uncompressed zarr on local disk, which reads in place, the
+        contents of every ``out`` array are unspecified (they may hold some of the stored
+        bytes, including damaged ones). See ``docs/storage.md``.
     **options
         ``storage_options``, ``concurrency`` and backend-specific options.
 
@@ -349,16 +370,26 @@ def load(
 
 
 def _fill_out(uri: str, result: dict[str, Any], out: Mapping[str, np.ndarray]) -> None:
-    """Make ``result`` hold the ``out`` arrays, copying into those the backend did not fill."""
+    """Make ``result`` hold the ``out`` arrays, copying into those the backend did not fill.
+
+    Every shape and dtype is checked before the first copy, so a mismatch leaves all of ``out``
+    untouched.
+    """
     for name, dest in out.items():
         got = result.get(name)
-        if got is None or got is dest:
-            continue
-        if got.shape != dest.shape or got.dtype != dest.dtype:
+        if (
+            got is not None
+            and got is not dest
+            and (got.shape != dest.shape or got.dtype != dest.dtype)
+        ):
             raise ShapeMismatchError(
                 f"out[{name!r}] has shape {dest.shape} and dtype {dest.dtype}; {uri!r} stores "
                 f"{got.shape} {got.dtype}"
             )
+    for name, dest in out.items():
+        got = result.get(name)
+        if got is None or got is dest:
+            continue
         if got.__array_interface__["data"][0] != dest.__array_interface__["data"][0]:
             np.copyto(dest, got)  # the backend read elsewhere: copy (same place: read in place)
         result[name] = dest

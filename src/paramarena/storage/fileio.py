@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -104,13 +105,22 @@ def open_read(
                 f"storage_options are for remote URLs only; {uri!r} is a local path"
             )
         try:
-            fh = open(path, "rb")  # noqa: SIM115 - closed below
+            # non-blocking, so that a FIFO or device in place of the file cannot block the open
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             raise StorageError(f"checkpoint file {uri!r} does not exist") from None
         except IsADirectoryError:
             raise StorageError(f"checkpoint {uri!r} is a directory, not a file") from None
         except OSError as exc:
             raise StorageError(f"cannot open checkpoint file {uri!r}: {exc}") from exc
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise StorageError(f"checkpoint {uri!r} is {what}, not a checkpoint file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
         with fh:
             yield fh, os.fstat(fh.fileno()).st_size
         return

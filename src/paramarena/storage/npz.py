@@ -1,12 +1,18 @@
 """Built-in plugin: the ``npz`` storage backend (numpy ``.npz`` archives, suffix ``.npz``).
 
-Files are ordinary ``.npz`` archives that ``np.load`` reads, with two additions kept in one
-small extra entry, ``__paramarena__`` (a uint8 array holding JSON):
+Files are ordinary ``.npz`` archives that ``np.load`` reads: ``np.load(f).files`` is exactly the
+saved names. paramarena's own metadata lives in the zip archive comment (``paramarena:`` then
+a small JSON object), where numpy never looks:
 
 - whether the arrays were saved as an unnamed list (loaded back as a list, MXNet style);
 - the logical dtype of arrays numpy cannot store without pickle: ``bfloat16`` (and the other
   ``ml_dtypes`` types) are stored as unsigned-integer bit patterns of the same width and viewed
   back on load.
+
+Files written before 0.2 kept that metadata in an extra entry, ``__paramarena__`` (or, before
+the rename, ``__paramdict__``): both are still read. A metadata document too large for a zip
+comment (64 KiB) is written as a ``__paramarena__`` entry. Every metadata document, ``.npy``
+header and central-directory record is validated before use.
 
 Saving is atomic (temporary file in the same directory, ``fsync``, ``os.replace``); loading
 never unpickles (``allow_pickle=False``). Archives written by plain ``np.savez`` load as dicts.
@@ -46,7 +52,7 @@ from paramarena.hooks.records import (
 from paramarena.hooks.specs import hookimpl
 from paramarena.storage.fileio import atomic_write, open_read, progress_reporter
 
-__all__ = ["META_KEY", "NpzBackend", "paramarena_storage_backends"]
+__all__ = ["COMMENT_PREFIX", "META_KEY", "NpzBackend", "paramarena_storage_backends"]
 
 #: Name of the metadata entry paramarena adds to the archive.
 META_KEY = "__paramarena__"
@@ -58,6 +64,10 @@ LEGACY_META_KEY = "__paramdict__"
 #: Every entry name that holds metadata rather than an array.
 _META_KEYS = (META_KEY, LEGACY_META_KEY)
 _META_VERSION = 1
+#: The zip archive comment that carries the metadata starts with this.
+COMMENT_PREFIX = b"paramarena:"
+#: A zip comment holds at most 65535 bytes; zip entry names as many.
+_MAX_ZIP_FIELD = 65535
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _COMMON_OPTIONS = frozenset({"progress", "storage_options", "concurrency"})
 _SAVE_OPTIONS = _COMMON_OPTIONS | {"compress"}
@@ -156,9 +166,18 @@ def _count(shape: tuple[int, ...]) -> int:
     return n
 
 
-def _check_entries(uri: str, zf: zipfile.ZipFile, archive_size: int) -> None:
-    """Check the central directory: only ``.npy`` entries, sizes the archive can hold."""
-    for info in zf.infolist():
+def _check_entries(uri: str, zf: zipfile.ZipFile, archive_size: int, head: bytes) -> None:
+    """Check the central directory: every entry listed, once, ``.npy`` only, sizes that fit."""
+    infos = zf.infolist()
+    if head == b"PK\x03\x04" and not any(info.header_offset == 0 for info in infos):
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: the archive starts with an entry that its central directory does "
+            f"not list ({len(infos)} entries listed): the central directory is damaged"
+        )
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise CorruptCheckpointError(f"npz {uri!r}: the central directory lists an entry twice")
+    for info in infos:
         if not info.filename.endswith(".npy"):
             raise CorruptCheckpointError(
                 f"npz {uri!r}: entry {info.filename!r} is not an .npy array"
@@ -270,6 +289,40 @@ def _read_stored(
     return arr.reshape(shape)
 
 
+def _validated_meta(uri: str, where: str, raw: bytes, names: Collection[str]) -> dict[str, Any]:
+    """Parse and check paramarena's metadata document (version, named, dtypes)."""
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CorruptCheckpointError(f"npz {uri!r}: {where} is not UTF-8 JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise CorruptCheckpointError(f"npz {uri!r}: {where} is not a JSON object")
+    version = meta.get("version", _META_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CorruptCheckpointError(f"npz {uri!r}: {where}: bad 'version' {version!r}")
+    if version > _META_VERSION:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: {where} has version {version}, newer than this paramarena reads "
+            f"({_META_VERSION}); upgrade paramarena"
+        )
+    named = meta.get("named", True)
+    if not isinstance(named, bool):
+        raise CorruptCheckpointError(f"npz {uri!r}: {where}: 'named' must be true or false")
+    dtypes = meta.get("dtypes", {})
+    if not isinstance(dtypes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in dtypes.items()
+    ):
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: {where}: 'dtypes' must map array names to dtype names"
+        )
+    unknown = sorted(set(dtypes) - set(names))
+    if unknown:
+        raise CorruptCheckpointError(
+            f"npz {uri!r}: {where} records dtypes of arrays the archive lacks: {unknown[:5]}"
+        )
+    return {"version": version, "named": named, "dtypes": dtypes}
+
+
 class NpzBackend:
     """Read and write ``.npz`` archives (see the module docstring for the layout)."""
 
@@ -313,12 +366,19 @@ class NpzBackend:
                 raise ParameterValueError(
                     f"cannot save {name!r} to npz {uri!r}: the name is not valid UTF-8 text"
                 ) from None
+            if len(name.encode("utf-8")) + 4 > _MAX_ZIP_FIELD:
+                raise ParameterValueError(
+                    f"cannot save {name[:40]!r}... to npz {uri!r}: the name is "
+                    f"{len(name.encode('utf-8'))} bytes of UTF-8, over the zip limit of "
+                    f"{_MAX_ZIP_FIELD - 4}"
+                )
             view, logical = _stored_view(name, np.asarray(arr))
             if logical is not None:
                 dtypes[name] = logical
             stored.append((name, view))
         meta = {"version": _META_VERSION, "named": named, "dtypes": dtypes}
-        meta_arr = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        meta_text = json.dumps(meta, separators=(",", ":")).encode()
+        in_comment = len(COMMENT_PREFIX) + len(meta_text) <= _MAX_ZIP_FIELD
         compression = zipfile.ZIP_DEFLATED if options.get("compress") else zipfile.ZIP_STORED
         total = sum(a.nbytes for _, a in stored)
         with (
@@ -330,8 +390,12 @@ class NpzBackend:
                 with zf.open(name + ".npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, arr, allow_pickle=False)
                 update(arr.nbytes)
-            with zf.open(META_KEY + ".npy", "w") as member:
-                np.lib.format.write_array(member, meta_arr, allow_pickle=False)
+            if in_comment:
+                zf.comment = COMMENT_PREFIX + meta_text
+            else:  # too large for the comment: an entry, as before 0.2
+                with zf.open(META_KEY + ".npy", "w") as member:
+                    meta_arr = np.frombuffer(meta_text, dtype=np.uint8)
+                    np.lib.format.write_array(member, meta_arr, allow_pickle=False)
 
     # ----------------------------------------------------------------- reading
 
@@ -355,22 +419,31 @@ class NpzBackend:
         if not isinstance(npz, np.lib.npyio.NpzFile):  # pragma: no cover - guarded above
             raise CheckpointError(f"{uri!r} is not an npz archive")
         try:
-            _check_entries(uri, _zip_of(uri, npz), size)
+            _check_entries(uri, _zip_of(uri, npz), size, head)
         except CheckpointError:
             npz.close()
             raise
         return npz
 
     def _meta(self, uri: str, npz: np.lib.npyio.NpzFile) -> dict[str, Any]:
-        key = next((k for k in _META_KEYS if k in npz.files), None)
-        if key is None:
-            return {"named": True, "dtypes": {}}
-        with _guarded(uri, f"the {key!r} metadata entry cannot be read"):
-            _entry_header(uri, npz, key)
-            meta = json.loads(bytes(npz[key]).decode())
-        if not isinstance(meta, dict) or not isinstance(meta.get("dtypes", {}), dict):
-            raise CorruptCheckpointError(f"npz {uri!r}: the {key!r} entry is malformed")
-        return meta
+        """Return the validated metadata: from the zip comment, else a metadata entry."""
+        comment = _zip_of(uri, npz).comment
+        if comment.startswith(COMMENT_PREFIX):
+            where = "the metadata in the zip comment"
+            raw = comment[len(COMMENT_PREFIX) :]
+        else:
+            key = next((k for k in _META_KEYS if k in npz.files), None)
+            if key is None:
+                return {"named": True, "dtypes": {}}
+            where = f"the {key!r} metadata entry"
+            with _guarded(uri, f"{where} cannot be read"):
+                shape, dtype, _len = _entry_header(uri, npz, key)
+                if dtype != np.uint8 or len(shape) != 1:
+                    raise CorruptCheckpointError(
+                        f"npz {uri!r}: {where} is {dtype} {shape}, expected 1-D uint8 JSON"
+                    )
+                raw = bytes(npz[key])
+        return _validated_meta(uri, where, raw, self._array_names(npz))
 
     def _read(
         self,
@@ -389,7 +462,10 @@ class NpzBackend:
                 arr = npz[name]
         logical = dtypes.get(name)
         if logical is not None:
-            dtype = _logical_dtype(logical)
+            try:
+                dtype = _logical_dtype(logical)
+            except CheckpointError as exc:
+                raise CorruptCheckpointError(f"npz {uri!r}: array {name!r}: {exc}") from None
             if arr.dtype.itemsize != dtype.itemsize:
                 raise CorruptCheckpointError(
                     f"npz {uri!r}: array {name!r} is recorded as {logical} but is stored as "

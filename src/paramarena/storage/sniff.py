@@ -108,6 +108,8 @@ def detect_local(uri: str, hook: Callable[[bytes, str], str | None] | None = Non
         if any(os.path.isfile(os.path.join(path, m)) for m in _ZARR_MARKERS):
             return "zarr"
         return None
+    if not os.path.isfile(path):  # a FIFO or device: never opened here (it could block)
+        return None
     try:
         with open(path, "rb") as fh:
             head = fh.read(HEAD_BYTES)

@@ -10,7 +10,14 @@ paramarena keeps a few entries of its own in ``__metadata__`` (all prefixed ``pa
 
 - ``paramarena.crc32``: JSON ``{name: CRC-32 of the tensor's bytes}``, checked by ``load`` and
   ``verify`` when present (files written elsewhere have none and are checked structurally);
-- ``paramarena.unnamed``: ``"1"`` when the arrays were saved as a list (loaded back as a list).
+- ``paramarena.unnamed``: ``"1"`` when the arrays were saved as a list (loaded back as a list);
+- ``paramarena.header_crc32``: CRC-32 (8 hex digits) of the header itself, as canonical JSON
+  (keys sorted, no spaces, this entry left out), checked by ``load``, ``inspect`` and
+  ``verify``: a flipped bit in a tensor name, shape or offset is caught even though it leaves
+  valid JSON. When ``paramarena.crc32`` is present it must list every tensor.
+
+Files without these entries (written by other tools, or by paramarena before 0.2) load and are
+checked structurally.
 
 Other ``__metadata__`` entries pass through: ``save(..., metadata={...})`` stores them and
 ``inspect`` reports them under ``CheckpointInfo.metadata["metadata"]``. Files written here are
@@ -85,7 +92,7 @@ class _DtypeCodes(Mapping[str, "np.dtype[Any]"]):
         return _EAGER_CODES[code]
 
     def __contains__(self, code: object) -> bool:
-        return code in _EAGER_CODES or code in _ML_DTYPES_CODES
+        return isinstance(code, str) and (code in _EAGER_CODES or code in _ML_DTYPES_CODES)
 
     def __iter__(self) -> Iterator[str]:
         return iter([*_EAGER_CODES, *_ML_DTYPES_CODES])
@@ -103,10 +110,11 @@ _CODE_OF: dict[str, str] = {
 METADATA_KEY = "__metadata__"
 _CRC_KEY = "paramarena.crc32"
 _UNNAMED_KEY = "paramarena.unnamed"
+_HEADER_CRC_KEY = "paramarena.header_crc32"
 #: The same entries as written before the rename to paramarena (0.1.x): compatibility
 #: reader, kept on purpose so that those files still load. Never written.
 _LEGACY_KEYS = {_CRC_KEY: "paramdict.crc32", _UNNAMED_KEY: "paramdict.unnamed"}
-_OWN_KEYS = frozenset({_CRC_KEY, _UNNAMED_KEY, *_LEGACY_KEYS.values()})
+_OWN_KEYS = frozenset({_CRC_KEY, _UNNAMED_KEY, _HEADER_CRC_KEY, *_LEGACY_KEYS.values()})
 
 
 def _own_entry(metadata: Mapping[str, str], key: str) -> str | None:
@@ -117,6 +125,8 @@ def _own_entry(metadata: Mapping[str, str], key: str) -> str | None:
 
 #: The safetensors Rust reader refuses headers above 100 MB; so do we.
 MAX_HEADER_BYTES = 100_000_000
+#: The largest array numpy can describe, in bytes (even an empty one: ``(0, 2**62)``).
+_MAX_ARRAY_BYTES = 2**63 - 1
 _COMMON = frozenset({"progress", "storage_options", "concurrency"})
 _SAVE_OPTIONS = _COMMON | {"metadata"}
 _LOAD_OPTIONS = _COMMON | {"check_crc"}
@@ -159,11 +169,15 @@ class Header:
         The whole ``__metadata__`` map.
     data_start : int
         File offset of the data buffer (``8 + N``).
+    header_crc_problem : str or None
+        Why the header fails its own checksum (``paramarena.header_crc32``); None when it
+        passes or the file has none.
     """
 
     entries: tuple[TensorEntry, ...]
     metadata: dict[str, str]
     data_start: int
+    header_crc_problem: str | None = None
 
 
 def _check_options(uri: str, options: Mapping[str, Any], allowed: frozenset[str]) -> None:
@@ -186,7 +200,7 @@ def _parse_entry(uri: str, name: str, raw: Any) -> TensorEntry:
     if not isinstance(raw, dict):
         raise CheckpointError(f"safetensors {uri!r}: header entry {name!r} is not an object")
     code, shape, offsets = raw.get("dtype"), raw.get("shape"), raw.get("data_offsets")
-    if code not in DTYPE_CODES:
+    if not isinstance(code, str) or code not in DTYPE_CODES:
         raise CheckpointError(
             f"safetensors {uri!r}: tensor {name!r} has unsupported dtype {code!r} "
             f"(supported: {', '.join(DTYPE_CODES)})"
@@ -205,6 +219,13 @@ def _parse_entry(uri: str, name: str, raw: Any) -> TensorEntry:
             f"safetensors {uri!r}: tensor {name!r} has bad data_offsets {offsets!r}"
         )
     dtype = DTYPE_CODES[code]
+    extent = dtype.itemsize
+    for d in shape:
+        extent *= max(d, 1)
+    if extent > _MAX_ARRAY_BYTES:
+        raise CheckpointError(
+            f"safetensors {uri!r}: tensor {name!r} has shape {shape}, too large for any array"
+        )
     entry = TensorEntry(name, dtype, tuple(shape), offsets[0], offsets[1])
     expected = _count(entry.shape) * dtype.itemsize
     if entry.nbytes != expected:
@@ -213,6 +234,29 @@ def _parse_entry(uri: str, name: str, raw: Any) -> TensorEntry:
             f"but its data_offsets span {entry.nbytes}"
         )
     return entry
+
+
+def _header_crc(document: Mapping[str, Any]) -> str:
+    """CRC-32 of a header as canonical JSON, without its own ``paramarena.header_crc32``."""
+    meta = dict(document.get(METADATA_KEY) or {})
+    meta.pop(_HEADER_CRC_KEY, None)
+    canonical = {**document, METADATA_KEY: meta}
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f"{zlib.crc32(text.encode('utf-8', 'surrogatepass')):08x}"
+
+
+def _header_crc_problem(uri: str, document: Mapping[str, Any]) -> str | None:
+    meta = document.get(METADATA_KEY) or {}
+    stored = meta.get(_HEADER_CRC_KEY) if isinstance(meta, dict) else None
+    if stored is None:
+        return None
+    actual = _header_crc(document)
+    if stored != actual:
+        return (
+            f"safetensors {uri!r}: the header fails its checksum ({_HEADER_CRC_KEY} "
+            f"{stored!r}, header {actual!r}): names, shapes or offsets are damaged"
+        )
+    return None
 
 
 def parse_header(uri: str, fh: IO[bytes], size: int) -> Header:
@@ -238,9 +282,16 @@ def parse_header(uri: str, fh: IO[bytes], size: int) -> Header:
         parsed = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"safetensors {uri!r}: header is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise CheckpointError(f"safetensors {uri!r}: header is nested too deeply") from None
     if not isinstance(parsed, dict):
         raise CheckpointError(f"safetensors {uri!r}: header is not a JSON object")
-    meta = parsed.pop(METADATA_KEY, None) or {}
+    meta = parsed.get(METADATA_KEY) or {}
+    if isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values()):
+        crc_problem = _header_crc_problem(uri, parsed)
+    else:
+        crc_problem = None
+    parsed.pop(METADATA_KEY, None)
     if not isinstance(meta, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
     ):
@@ -264,7 +315,7 @@ def parse_header(uri: str, fh: IO[bytes], size: int) -> Header:
             f"safetensors {uri!r}: the tensors need {data_start + position} bytes but the file "
             f"has {size} (truncated or padded)"
         )
-    return Header(tuple(entries), dict(meta), data_start)
+    return Header(tuple(entries), dict(meta), data_start, crc_problem)
 
 
 def read_header(uri: str, *, storage_options: Mapping[str, Any] | None = None) -> Header:
@@ -287,9 +338,19 @@ def _crcs(uri: str, header: Header) -> dict[str, int]:
         crcs = json.loads(text)
     except json.JSONDecodeError:
         raise CorruptCheckpointError(f"safetensors {uri!r}: {_CRC_KEY} is not JSON") from None
-    if not isinstance(crcs, dict):
-        raise CorruptCheckpointError(f"safetensors {uri!r}: {_CRC_KEY} is not a JSON object")
-    return {str(k): int(v) for k, v in crcs.items()}
+    if not isinstance(crcs, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in crcs.values()
+    ):
+        raise CorruptCheckpointError(
+            f"safetensors {uri!r}: {_CRC_KEY} is not a JSON object of CRC-32 values"
+        )
+    unlisted = [e.name for e in header.entries if e.name not in crcs]
+    if unlisted:
+        raise CorruptCheckpointError(
+            f"safetensors {uri!r}: {_CRC_KEY} has no checksum for tensor(s) "
+            f"{', '.join(map(repr, unlisted[:5]))} (a damaged name?)"
+        )
+    return {str(k): v for k, v in crcs.items()}
 
 
 def _read_tensor(
@@ -393,6 +454,7 @@ class SafetensorsBackend:
         if not named:
             meta[_UNNAMED_KEY] = "1"
         header = {METADATA_KEY: meta, **header}
+        meta[_HEADER_CRC_KEY] = _header_crc(header)
         text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         text += b" " * (-len(text) % 8)  # the spec pads the header to 8-byte alignment
         with (
@@ -429,6 +491,8 @@ class SafetensorsBackend:
         check_crc = options.get("check_crc", True)
         with open_read(uri, options.get("storage_options")) as (fh, size):
             header = parse_header(uri, fh, size)
+            if check_crc and header.header_crc_problem:
+                raise CorruptCheckpointError(header.header_crc_problem)
             by_name = {e.name: e for e in header.entries}
             if names is not None:
                 missing = [n for n in names if n not in by_name]
@@ -457,6 +521,8 @@ class SafetensorsBackend:
         storage_options = options.get("storage_options")
         with open_read(uri, storage_options) as (fh, size):
             header = parse_header(uri, fh, size)
+        if header.header_crc_problem:
+            raise CorruptCheckpointError(header.header_crc_problem)
         user = {k: v for k, v in header.metadata.items() if k not in _OWN_KEYS}
         return CheckpointInfo(
             uri=uri,
@@ -484,6 +550,8 @@ class SafetensorsBackend:
         problems: list[tuple[str, str]] = []
         with open_read(uri, options.get("storage_options")) as (fh, size):
             header = parse_header(uri, fh, size)
+            if header.header_crc_problem:
+                problems.append((METADATA_KEY, header.header_crc_problem))
             try:
                 crcs = _crcs(uri, header)
             except CheckpointError as exc:

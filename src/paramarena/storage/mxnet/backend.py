@@ -29,6 +29,7 @@ from paramarena.hooks.records import (
 from paramarena.hooks.specs import hookimpl
 from paramarena.storage.fileio import atomic_write, open_read, progress_reporter
 from paramarena.storage.mxnet.format import (
+    DEFAULT_MAX_DENSE_BYTES,
     LIST_MAGIC,
     ParamsFile,
     parse_headers,
@@ -39,7 +40,8 @@ from paramarena.storage.mxnet.writer import write_params
 __all__ = ["BACKEND", "MXNetParamsBackend", "paramarena_storage_backends"]
 
 _COMMON = frozenset({"progress", "storage_options", "concurrency"})
-_LOAD_OPTIONS = _COMMON | {"sparse"}
+_LOAD_OPTIONS = _COMMON | {"sparse", "max_dense_bytes"}
+_VERIFY_OPTIONS = _COMMON | {"max_dense_bytes"}
 _SAVE_OPTIONS = _COMMON | {"np_shape"}
 _SPARSE_MODES = ("dense", "error")
 
@@ -51,6 +53,15 @@ def _check_options(uri: str, options: Mapping[str, Any], allowed: frozenset[str]
             f"MXNet storage of {uri!r} got unknown option(s) {', '.join(map(repr, unknown))}; "
             f"valid: {', '.join(sorted(allowed))}"
         )
+
+
+def _max_dense_bytes(uri: str, options: Mapping[str, Any]) -> int:
+    value = options.get("max_dense_bytes", DEFAULT_MAX_DENSE_BYTES)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(
+            f"max_dense_bytes must be a non-negative int; got {value!r} loading {uri!r}"
+        )
+    return value
 
 
 def _record_names(parsed: ParamsFile) -> list[str]:
@@ -97,7 +108,8 @@ class MXNetParamsBackend:
         names : collection of str, optional
             Records to read; unnamed files call theirs ``arr_0``, ``arr_1``, ...
         **options
-            ``sparse`` (``"dense"``, the default, or ``"error"``), ``progress``,
+            ``sparse`` (``"dense"``, the default, or ``"error"``), ``max_dense_bytes`` (the
+            largest dense array a sparse record may expand to; default 1 GiB), ``progress``,
             ``storage_options``.
 
         Returns
@@ -110,6 +122,7 @@ class MXNetParamsBackend:
         sparse = options.get("sparse", "dense")
         if sparse not in _SPARSE_MODES:
             raise ConfigurationError(f"sparse must be one of {_SPARSE_MODES}; got {sparse!r}")
+        max_dense = _max_dense_bytes(uri, options)
         with open_read(uri, options.get("storage_options")) as (fh, size):
             parsed = parse_headers(fh, size, uri)
             record_names = _record_names(parsed)
@@ -135,7 +148,7 @@ class MXNetParamsBackend:
             arrays_list: list[np.ndarray] = []
             with progress_reporter(total, f"load {uri}", options.get("progress")) as update:
                 for i in chosen:
-                    arr = read_record(fh, parsed, i, sparse=sparse)
+                    arr = read_record(fh, parsed, i, sparse=sparse, max_dense_bytes=max_dense)
                     update(parsed.records[i].stored_nbytes)
                     if parsed.names is None and names is None:
                         arrays_list.append(arr)
@@ -184,7 +197,8 @@ class MXNetParamsBackend:
         paramarena.errors.StorageError
             The file is missing, or is not an MXNet ``.params`` file at all.
         """
-        _check_options(uri, options, _COMMON)
+        _check_options(uri, options, _VERIFY_OPTIONS)
+        max_dense = _max_dense_bytes(uri, options)
         problems: list[tuple[str, str]] = []
         with open_read(uri, options.get("storage_options")) as (fh, size):
             head = fh.read(8)
@@ -198,7 +212,7 @@ class MXNetParamsBackend:
             record_names = _record_names(parsed)
             for i, name in enumerate(record_names):
                 try:
-                    read_record(fh, parsed, i)
+                    read_record(fh, parsed, i, max_dense_bytes=max_dense)
                 except (CheckpointError, StorageError) as exc:
                     problems.append((name, str(exc)))
         return VerifyReport(

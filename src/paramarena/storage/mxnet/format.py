@@ -38,6 +38,7 @@ from paramarena.errors import CheckpointError, ParameterTypeError
 from paramarena.storage.mxnet.dtypes import TYPE_FLAGS
 
 __all__ = [
+    "DEFAULT_MAX_DENSE_BYTES",
     "LIST_MAGIC",
     "MAGIC_V1",
     "MAGIC_V2",
@@ -330,6 +331,7 @@ def _record(cur: _Cursor, index: int) -> RecordHeader:
         f"data of shape {shape} {header.dtype.name}"
         + (f" (stored {storage_shape}, {header.stype_name})" if storage_shape is not None else ""),
     )
+    _check_numpy_fits(cur, shape, header.dtype.itemsize)
     cur.skip(nbytes, "data")
     return replace(header, end=cur.pos)
 
@@ -337,6 +339,19 @@ def _record(cur: _Cursor, index: int) -> RecordHeader:
 #: MXNet 1.9.1 (without large-tensor support) limits arrays to fewer than 2**31 elements. Only
 #: sparse records can claim a logical shape the file size does not bound.
 MAX_ELEMENTS = 2**31 - 1
+
+
+#: The largest array numpy can describe (bytes, as ``np.intp`` counts them).
+_MAX_ARRAY_BYTES = 2**63 - 1
+
+
+def _check_numpy_fits(cur: _Cursor, shape: tuple[int, ...], itemsize: int) -> None:
+    """Reject shapes numpy cannot allocate even when empty, such as ``(0, 2**62)``."""
+    extent = itemsize
+    for d in shape:
+        extent *= max(d, 1)
+    if extent > _MAX_ARRAY_BYTES:
+        raise cur.error(f"shape {shape} is too large for any array (over 2**63 bytes)")
 
 
 def _check_sparse_header(
@@ -464,8 +479,17 @@ def _read_array(
     return arr
 
 
+#: Default cap on the dense array a sparse record may expand to (``max_dense_bytes``).
+DEFAULT_MAX_DENSE_BYTES = 2**30
+
+
 def read_record(
-    fh: IO[bytes], parsed: ParamsFile, index: int, *, sparse: str = "dense"
+    fh: IO[bytes],
+    parsed: ParamsFile,
+    index: int,
+    *,
+    sparse: str = "dense",
+    max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES,
 ) -> np.ndarray:
     """Read record ``index`` as a numpy array (sparse records densified, values exact).
 
@@ -479,6 +503,9 @@ def read_record(
         Record position.
     sparse : {"dense", "error"}
         ``"dense"`` returns sparse arrays as dense numpy arrays; ``"error"`` refuses them.
+    max_dense_bytes : int
+        The largest dense array a sparse record may expand to (default 1 GiB): a few stored
+        bytes can describe a huge mostly-empty array.
 
     Raises
     ------
@@ -500,6 +527,13 @@ def read_record(
         if sparse != "dense":
             raise CheckpointError(
                 f"{label} is a {header.stype_name} sparse array; load with sparse='dense'"
+            )
+        dense_bytes = _count(header.shape) * header.dtype.itemsize
+        if dense_bytes > max_dense_bytes:
+            raise CheckpointError(
+                f"{label} is a {header.stype_name} sparse array of shape {header.shape} "
+                f"{header.dtype.name} that would expand to {dense_bytes} dense bytes, over "
+                f"max_dense_bytes={max_dense_bytes} (pass a larger max_dense_bytes to load it)"
             )
         stored_shape = header.storage_shape or ()
         values = _read_array(fh, header.data_offset, header.dtype, stored_shape)

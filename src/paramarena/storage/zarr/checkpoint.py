@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -53,6 +52,7 @@ from paramarena.storage.failures import describe_local
 from paramarena.storage.fileio import progress_reporter
 from paramarena.storage.remote import is_transient
 from paramarena.storage.sniff import is_local_zip_file
+from paramarena.storage.zarr import guard, validate
 from paramarena.storage.zarr.commit import COMMIT_MARKER, commit_version
 from paramarena.storage.zarr.local import (
     RawLayout,
@@ -146,7 +146,7 @@ def _fitting(array: Any, entry: Mapping[str, Any]) -> np.ndarray | None:
 def _packed(group: Any, name: str) -> Any:
     import zarr
 
-    node = group[name]
+    node = guard.zarr_node(group, name)
     if not isinstance(node, zarr.Array):
         raise KeyError(name)
     return node
@@ -198,13 +198,9 @@ class ZarrCheckpointBackend:
                 f"zarr checkpoint {loc.uri!r} has no commit marker {COMMIT_MARKER!r}: its save "
                 f"never finished. Refusing to load it."
             )
-        try:
-            commit = json.loads(raw)
-            version = str(commit["version"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptCheckpointError(
-                f"zarr checkpoint {loc.uri!r}: commit marker is not valid JSON ({exc})."
-            ) from None
+        where = f"zarr checkpoint {loc.uri!r}: commit marker {COMMIT_MARKER!r}"
+        commit = validate.commit(validate.parse_json(raw, where), where)
+        version = commit.version
         manifest_raw = loc.read_bytes(version, MANIFEST)
         if manifest_raw is None:
             raise CorruptCheckpointError(
@@ -213,11 +209,21 @@ class ZarrCheckpointBackend:
             )
         import crc32c
 
-        if f"{crc32c.crc32c(manifest_raw):08x}" != commit.get("manifest_crc32c"):
+        if f"{crc32c.crc32c(manifest_raw):08x}" != commit.manifest_crc32c:
             raise CorruptCheckpointError(
                 f"zarr checkpoint {loc.uri!r}: manifest checksum disagrees with the commit marker."
             )
-        return version, json.loads(manifest_raw)
+        where = f"zarr checkpoint {loc.uri!r}: {version}/{MANIFEST}"
+        manifest = validate.parse_json(manifest_raw, where)
+        validate.manifest(manifest, where, MANIFEST_FORMATS, FORMAT_VERSION)
+        return version, manifest
+
+    @staticmethod
+    def _check_stored(loc: _Root, version: str, manifest: Mapping[str, Any]) -> None:
+        """Validate the version's zarr metadata and stored sizes before reading (guard)."""
+        where = f"zarr checkpoint {loc.uri!r}: {version}/{MANIFEST}"
+        record = validate.manifest(manifest, where, MANIFEST_FORMATS, FORMAT_VERSION)
+        guard.check_version(loc, version, record)
 
     # -- save ----------------------------------------------------------------------------------
 
@@ -329,7 +335,7 @@ class ZarrCheckpointBackend:
                     )
                     continue
                 if group is None:
-                    group = loc.open_group(version)
+                    group = guard.open_group(loc, version)
                 try:
                     zarr_array = _packed(group, arr_name)
                 except KeyError:
@@ -487,6 +493,7 @@ class ZarrCheckpointBackend:
         options: Mapping[str, Any],
     ) -> LoadedArrays:
         version, manifest = self._committed(loc)
+        self._check_stored(loc, version, manifest)
         entries = self._entries(loc, manifest, names)
         with remote_concurrency(loc.local, _concurrency(uri, options)):
             out, problems = self._read(loc, version, entries, options.get("progress"), into)
@@ -544,6 +551,7 @@ class ZarrCheckpointBackend:
         version, manifest = self._committed(loc)
         entries = self._entries(loc, manifest, None)
         try:
+            self._check_stored(loc, version, manifest)
             with remote_concurrency(loc.local, _concurrency(uri, options)):
                 _out, problems = self._read(loc, version, entries, options.get("progress"))
         except CorruptCheckpointError as exc:

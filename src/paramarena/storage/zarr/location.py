@@ -69,8 +69,9 @@ class Location:
         target = self.join(*parts)
         try:
             if self.local:
-                with open(target, "rb") as f:
-                    return f.read()
+                from paramarena.storage.zarr.guard import read_regular_file
+
+                return read_regular_file(self.path, target, "zarr checkpoint file")
             return bytes(self.fs.cat_file(target))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from typing import Any
 
 from paramarena.errors import ConfigurationError, CorruptCheckpointError, StorageError
 from paramarena.storage.fileio import remove_stale_temps, temp_path, try_lock
+from paramarena.storage.zarr.guard import ZIP_READ_ERRORS, check_zip_members
 from paramarena.storage.zarr.location import Location, fsync_dir
 
 __all__ = [
@@ -68,26 +70,37 @@ class ZipLocation:
         self._names: set[str] = set()
         self._archive: zipfile.ZipFile | None = None
         self._identity: tuple[int, int] | None = None
-        try:
-            handle = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        try:  # non-blocking: a FIFO in place of the archive must not block the open
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return
         except OSError as exc:
             raise CorruptCheckpointError(
                 f"zarr checkpoint {self.uri!r} is not a readable zip archive: {exc}."
             ) from None
-        stat = os.fstat(handle.fileno())
-        self._identity = (stat.st_dev, stat.st_ino)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise CorruptCheckpointError(
+                f"zarr checkpoint {uri!r} is not a regular file (a zip archive was expected)."
+            )
+        handle = os.fdopen(fd, "rb")
+        self._identity = (info.st_dev, info.st_ino)
         try:
             # held open: COMMIT and the manifest come from this one archive even if a save
             # replaces the file meanwhile (see replaced())
-            self._archive = zipfile.ZipFile(handle, "r")
-        except (zipfile.BadZipFile, OSError) as exc:
+            archive = zipfile.ZipFile(handle, "r")
+            check_zip_members(archive, info.st_size, uri)
+        except ZIP_READ_ERRORS as exc:
             handle.close()
             raise CorruptCheckpointError(
                 f"zarr checkpoint {self.uri!r} is not a readable zip archive: {exc}."
             ) from None
-        self._names = set(self._archive.namelist())
+        except BaseException:
+            handle.close()
+            raise
+        self._archive = archive
+        self._names = set(archive.namelist())
 
     def close(self) -> None:
         """Close the archive."""
@@ -101,10 +114,10 @@ class ZipLocation:
     def replaced(self) -> bool:
         """Whether the path now names another file than the archive opened (a save replaced it)."""
         try:
-            stat = os.stat(self.path)
+            info = os.stat(self.path)
         except OSError:
             return False
-        return self._identity is not None and (stat.st_dev, stat.st_ino) != self._identity
+        return self._identity is not None and (info.st_dev, info.st_ino) != self._identity
 
     def join(self, *parts: str) -> str:
         """Return the member name of ``parts``."""
@@ -118,7 +131,7 @@ class ZipLocation:
         assert self._archive is not None  # names are only known from an open archive
         try:
             return self._archive.read(name)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except ZIP_READ_ERRORS as exc:
             raise CorruptCheckpointError(
                 f"zarr checkpoint {self.uri!r}: member {name!r} cannot be read: {exc}."
             ) from None
