@@ -20,8 +20,8 @@ import shutil
 import stat
 import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, Any
 
 from paramarena.errors import ConfigurationError, CorruptCheckpointError, StorageError
 from paramarena.storage.fileio import remove_stale_temps, temp_path, try_lock
@@ -181,8 +181,7 @@ def save_zip(uri: str, save_directory: Callable[[str], None]) -> None:
     directory = packed + ".d"
     try:
         # the archive's temporary is created (and locked) first: its lock covers the directory
-        with open(packed, "xb") as handle:
-            try_lock(handle.fileno())
+        with _replacing_archive(uri, target, packed) as handle:
             save_directory(directory)
             with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
                 members = []
@@ -194,18 +193,8 @@ def save_zip(uri: str, save_directory: Callable[[str], None]) -> None:
                 members.sort(key=lambda m: (m[0] == "COMMIT", m[0]))  # the commit marker last
                 for arcname, full in members:
                     archive.write(full, arcname)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(packed, target)
-        fsync_dir(os.path.dirname(target))
-    except OSError as exc:
-        if isinstance(exc, StorageError):
-            raise
-        raise StorageError(f"cannot save zarr checkpoint {uri!r}: {exc}") from exc
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(packed)
 
 
 class _ArchiveMembers:
@@ -291,14 +280,26 @@ def save_zip_streamed(uri: str, save_into: Callable[[Location], None]) -> None:
     """
     target = _local_path(uri)
     remove_stale_temps(target)
-    packed = temp_path(target)
+    with (
+        _replacing_archive(uri, target, temp_path(target)) as handle,
+        zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
+    ):
+        loc = ZipWriteLocation(uri, archive)
+        save_into(loc)
+        loc.members.finish()
+
+
+@contextlib.contextmanager
+def _replacing_archive(uri: str, target: str, packed: str) -> Iterator[IO[bytes]]:
+    """Yield the locked temporary archive ``packed``; then fsync it and rename it to ``target``.
+
+    The temporary is locked while written (``remove_stale_temps`` of other saves keeps it) and
+    removed on any failure; an ``OSError`` becomes a ``StorageError`` naming the archive.
+    """
     try:
         with open(packed, "xb") as handle:
-            try_lock(handle.fileno())  # a live save's temporary: remove_stale_temps keeps it
-            with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-                loc = ZipWriteLocation(uri, archive)
-                save_into(loc)
-                loc.members.finish()
+            try_lock(handle.fileno())
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(packed, target)
