@@ -9,6 +9,7 @@ the same input.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -25,7 +26,10 @@ from fuzz_mutate import INTERESTING_VALUES, mutate_bytes, mutate_json
 
 __all__ = ["FORMATS", "SUFFIX", "build_seeds", "make_case"]
 
-FORMATS = ("npz", "params", "zarr", "zarr.zip", "safetensors")
+#: safetensors is a plugin (plugins/paramarena-safetensors): fuzzed where it is installed (the
+#: ``fuzz`` and ``plugins`` nox sessions), left out where it is not (the ``tests`` sessions).
+_SAFETENSORS = importlib.util.find_spec("paramarena_safetensors") is not None
+FORMATS = ("npz", "params", "zarr", "zarr.zip") + (("safetensors",) if _SAFETENSORS else ())
 SUFFIX = {
     "npz": ".npz",
     "params": ".params",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import zipfile
 from pathlib import Path
 
@@ -37,7 +38,22 @@ def _damage_zip_member(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("suffix", [".npz", ".safetensors", ".zarr.zip"])
+_NO_SAFETENSORS = importlib.util.find_spec("paramarena_safetensors") is None
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        ".npz",
+        pytest.param(
+            ".safetensors",
+            marks=pytest.mark.skipif(
+                _NO_SAFETENSORS, reason="paramarena-safetensors not installed"
+            ),
+        ),
+        ".zarr.zip",
+    ],
+)
 def test_out_is_untouched_when_a_checked_format_raises(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"m{suffix}"
     storage.save(path, _arrays())
