@@ -117,12 +117,11 @@ def _chunk_objects(loc: Any, version: str, array: str) -> dict[int, int]:
         return found
     if hasattr(loc, "_names"):  # a .zarr.zip archive
         prefix = f"{version}/{array}/c/"
-        try:
-            with zipfile.ZipFile(loc.path) as archive:
-                for info in archive.infolist():
-                    rest = info.filename[len(prefix) :]
-                    if info.filename.startswith(prefix) and rest.isdecimal():
-                        found[int(rest)] = info.file_size
+        try:  # the archive the location holds open: a save replacing the path cannot interfere
+            for info in loc.infolist():
+                rest = info.filename[len(prefix) :]
+                if info.filename.startswith(prefix) and rest.isdecimal():
+                    found[int(rest)] = info.file_size
         except ZIP_READ_ERRORS as exc:
             raise CorruptCheckpointError(
                 f"zarr checkpoint {loc.uri!r} is not a readable zip archive: {exc}"

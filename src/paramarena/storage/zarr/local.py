@@ -190,10 +190,24 @@ class LocalChunkFiles:
             os.close(fd)
 
     def put(self, index: int, pieces: Sequence[memoryview]) -> None:
-        """Queue chunk ``index`` for writing (waits while too many chunks are in flight)."""
+        """Queue chunk ``index`` for writing (waits while too many chunks are in flight).
+
+        A write that failed (disk full, ...) is raised here once every other write in flight
+        has ended, so that the failed save's cleanup never races a thread still creating files.
+        """
         while len(self._pending) >= self._limit:
-            self._pending.pop(0).result()
+            first = self._pending.pop(0)
+            try:
+                first.result()
+            except BaseException:
+                self._stop()
+                raise
         self._pending.append(self._pool.submit(self._write, index, list(pieces)))
+
+    def _stop(self) -> None:
+        """Cancel the queued writes and wait for the running ones to end."""
+        self._pending = []
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def finish(self) -> None:
         """Wait until every chunk is written and flushed; raise the first error."""
@@ -201,8 +215,7 @@ class LocalChunkFiles:
             for future in self._pending:
                 future.result()
         finally:
-            self._pending = []
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._stop()
 
 
 class ChunkSink(Protocol):

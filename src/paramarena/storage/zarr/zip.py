@@ -102,6 +102,10 @@ class ZipLocation:
         self._archive = archive
         self._names = set(archive.namelist())
 
+    def infolist(self) -> list[zipfile.ZipInfo]:
+        """Return the members of the archive this location holds open (none if missing)."""
+        return [] if self._archive is None else self._archive.infolist()
+
     def close(self) -> None:
         """Close the archive."""
         if self._archive is not None:
