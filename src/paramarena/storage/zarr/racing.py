@@ -7,6 +7,8 @@ over, a bounded number of times (docs/checkpoints.md, "Concurrency").
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -15,12 +17,16 @@ from paramarena.storage.zarr.commit import COMMIT_MARKER
 from paramarena.storage.zarr.location import Location
 from paramarena.storage.zarr.zip import ZipLocation
 
-__all__ = ["READ_ATTEMPTS", "moved", "retrying"]
+__all__ = ["READ_ATTEMPTS", "READ_BACKOFF_MAX", "moved", "retrying"]
 
 _Root = Location | ZipLocation
 
 #: Reads of one load / verify / inspect while concurrent commits keep replacing the version.
-READ_ATTEMPTS = 10
+READ_ATTEMPTS = 25
+#: Longest pause between two attempts (seconds): attempt ``k`` waits up to
+#: ``min(READ_BACKOFF_MAX, 0.005 * 2**k)``, jittered, so that a reader slower than one save of a
+#: writer saving in a loop gets a window between two commits.
+READ_BACKOFF_MAX = 0.5
 _T = TypeVar("_T")
 
 
@@ -46,7 +52,8 @@ def retrying(
     A read that fails (any error, or a result ``failed`` rejects) while a concurrent save
     re-committed the checkpoint (``COMMIT`` changed, or the ``.zarr.zip`` was replaced) lost its
     version to that save, which may have deleted it: the read starts again from the new
-    ``COMMIT``, at most :data:`READ_ATTEMPTS` times. A failure with ``COMMIT`` unchanged is real.
+    ``COMMIT`` after a short jittered pause, at most :data:`READ_ATTEMPTS` times. A failure with
+    ``COMMIT`` unchanged is real.
 
     Raises
     ------
@@ -54,7 +61,9 @@ def retrying(
         The checkpoint was re-committed during every attempt.
     """
     last: BaseException | None = None
-    for _attempt in range(READ_ATTEMPTS):
+    for attempt in range(READ_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0.0, min(READ_BACKOFF_MAX, 0.005 * 2**attempt)))
         loc = open_root(uri, options)
         try:
             result = read(loc)
