@@ -177,10 +177,15 @@ class ZarrCheckpointBackend:
             )
 
     def _committed(self, loc: _Root) -> tuple[str, dict[str, Any]]:
+        """Return the committed version and its manifest (validated)."""
+        version, manifest, _record = self._committed_record(loc)
+        return version, manifest
+
+    def _committed_record(self, loc: _Root) -> tuple[str, dict[str, Any], validate.Manifest]:
+        """Return the committed version, its manifest and the manifest's validated record."""
         raw = loc.read_bytes(COMMIT_MARKER)
-        loc.seen_commit = (
-            raw  # a read that fails re-reads COMMIT to see if it moved (racing.retrying)
-        )
+        # a read that fails re-reads COMMIT to see if it moved (racing.retrying)
+        loc.seen_commit = raw
         if raw is None:
             names = loc.list_dir()
             if not names and isinstance(loc, Location) and loc.local and os.path.lexists(loc.path):
@@ -215,15 +220,8 @@ class ZarrCheckpointBackend:
             )
         where = f"zarr checkpoint {loc.uri!r}: {version}/{MANIFEST}"
         manifest = validate.parse_json(manifest_raw, where)
-        validate.manifest(manifest, where, MANIFEST_FORMATS, FORMAT_VERSION)
-        return version, manifest
-
-    @staticmethod
-    def _check_stored(loc: _Root, version: str, manifest: Mapping[str, Any]) -> None:
-        """Validate the version's zarr metadata and stored sizes before reading (guard)."""
-        where = f"zarr checkpoint {loc.uri!r}: {version}/{MANIFEST}"
         record = validate.manifest(manifest, where, MANIFEST_FORMATS, FORMAT_VERSION)
-        guard.check_version(loc, version, record)
+        return version, manifest, record
 
     # -- save ----------------------------------------------------------------------------------
 
@@ -492,8 +490,8 @@ class ZarrCheckpointBackend:
         into: Mapping[str, np.ndarray] | None,
         options: Mapping[str, Any],
     ) -> LoadedArrays:
-        version, manifest = self._committed(loc)
-        self._check_stored(loc, version, manifest)
+        version, manifest, record = self._committed_record(loc)
+        guard.check_version(loc, version, record)  # zarr metadata and stored sizes, before reading
         entries = self._entries(loc, manifest, names)
         with remote_concurrency(loc.local, _concurrency(uri, options)):
             out, problems = self._read(loc, version, entries, options.get("progress"), into)
@@ -548,10 +546,10 @@ class ZarrCheckpointBackend:
         )
 
     def _verify_once(self, loc: _Root, uri: str, options: Mapping[str, Any]) -> VerifyReport:
-        version, manifest = self._committed(loc)
+        version, manifest, record = self._committed_record(loc)
         entries = self._entries(loc, manifest, None)
         try:
-            self._check_stored(loc, version, manifest)
+            guard.check_version(loc, version, record)
             with remote_concurrency(loc.local, _concurrency(uri, options)):
                 _out, problems = self._read(loc, version, entries, options.get("progress"))
         except CorruptCheckpointError as exc:
