@@ -92,6 +92,11 @@ def _mapped(shape: tuple[int, ...], dtype: np.dtype[Any], *, reuse: bool) -> np.
     return owner.reshape(shape)
 
 
+def _as_shape(shape: Any) -> tuple[int, ...]:
+    """Return ``shape`` (an int or a sequence of ints) as a tuple of ints."""
+    return (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+
+
 def empty(shape: Any, dtype: Any) -> np.ndarray:
     """Return an uninitialized C-contiguous array, on huge pages when it is large.
 
@@ -108,7 +113,7 @@ def empty(shape: Any, dtype: Any) -> np.ndarray:
         Writable array (its ``base`` is the mapping when it is large).
     """
     dt = np.dtype(dtype)
-    shp = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+    shp = _as_shape(shape)
     arr = _mapped(shp, dt, reuse=True)
     return np.empty(shp, dt) if arr is None else arr
 
@@ -129,6 +134,6 @@ def zeros(shape: Any, dtype: Any) -> np.ndarray:
         Writable array of zeros; its pages are mapped lazily, on first write.
     """
     dt = np.dtype(dtype)
-    shp = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+    shp = _as_shape(shape)
     arr = _mapped(shp, dt, reuse=False)
     return np.zeros(shp, dt) if arr is None else arr
