@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -178,3 +179,58 @@ def test_zeroed_arena_on_a_plugin_backend_zeroes_new_segments():
     views = arena.allocate_many([(3,), (4,)])
     assert calls == [1]  # one zero call for the new segment, none per view
     assert all(not v.any() for v in views)
+
+
+def _address_of(a: np.ndarray) -> int:
+    return int(a.__array_interface__["data"][0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8])
+def test_allocate_packed_runs_of_equal_shapes_are_exact_views(dtype: Any) -> None:
+    """Runs of >= 8 equal shapes come out as rows of one strided array: same promises."""
+    shapes: list[Any] = []
+    for i in range(40):  # interleaved shapes, one needing padding, scalars, empties, ints
+        shapes += [(3, 5), (16,), (), (0, 4), 7 if i % 2 else (7,)]
+    arena = Arena(dtype)
+    views, buffer, offsets = arena.allocate_packed(shapes)
+    assert len(views) == len(shapes) == offsets.size
+    isz = np.dtype(dtype).itemsize
+    seen = np.zeros(buffer.size, np.int64)
+    for shape, view, off in zip(shapes, views, offsets.tolist(), strict=True):
+        want = (shape,) if isinstance(shape, int) else shape
+        assert isinstance(view, np.ndarray)
+        assert view.shape == want
+        assert view.dtype == dtype
+        assert view.flags.c_contiguous
+        assert view.flags.writeable
+        if view.size == 0:
+            assert off == -1
+            assert not arena.owns(view)
+            continue
+        assert _address_of(view) == _address_of(buffer) + off * isz
+        assert off % (64 // isz) == 0  # aligned like single allocations
+        seen[off : off + view.size] += 1
+        assert arena.owns(view)
+    assert seen.max() == 1  # no two views overlap
+    for i, view in enumerate(views):
+        view[...] = i % 100 + 1
+    for i, view in enumerate(views):
+        assert (view == i % 100 + 1).all()
+    arena.release(views[0])
+    assert not arena.owns(views[0])
+    arena.zero()
+    assert all((v == 0).all() for v in views[1:])
+    assert (views[0] == 1).all()  # released: no longer zeroed
+
+
+def test_allocate_packed_finds_views_by_address_after_more_allocations() -> None:
+    arena = Arena(np.float32)
+    views, _, _ = arena.allocate_packed([(4, 4)] * 20)
+    more = arena.allocate_packed([(2,)] * 10)[0]
+    twin = views[3][...]  # another object over the same memory
+    assert twin is not views[3]
+    assert arena.owns(twin)
+    assert arena.owns(more[9])
+    arena.release(twin)
+    assert not arena.owns(views[3])
+    assert arena.live_count == 29

@@ -139,3 +139,27 @@ def test_many_small_parameters_filled_in_parallel_equal_per_parameter_values(
     for name, p in list(d.items())[::7]:
         expected = _one_by_one(name, p.shape, dtype, initializer)
         np.testing.assert_array_equal(_bits(p.data()), _bits(expected), err_msg=name)
+
+
+@pytest.mark.timeout(120)
+def test_reinit_with_new_parameters_fills_two_segments_like_fresh_ones() -> None:
+    """Old parameters re-filled in place and new ones freshly allocated, in one call."""
+
+    def add(d: ParameterDict, first: int, count: int) -> None:
+        for i in range(first, first + count):
+            d.get(f"r{i}_weight", shape=(4, 4) if i % 3 else (9,))
+
+    d = ParameterDict()
+    add(d, 0, 30)
+    d.initialize(init.Normal(1.0), seed=5)
+    before = {n: p.data() for n, p in d.items()}
+    add(d, 30, 30)  # new parameters: fresh views, in another segment
+    d.initialize(init.Uniform(2.0), seed=6, force_reinit=True)
+    fresh = ParameterDict()
+    add(fresh, 0, 60)
+    fresh.initialize(init.Uniform(2.0), seed=6)
+    for name, p in d.items():
+        if name in before:
+            assert p.data() is before[name]
+        np.testing.assert_array_equal(p.data(), fresh[name].data(), err_msg=name)
+        assert p.init_key == 6

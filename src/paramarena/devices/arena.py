@@ -109,10 +109,10 @@ class Arena:
         self._min_segment = max(1, int(min_segment_elements))
         self._align = max(1, _ALIGN_BYTES // self.dtype.itemsize)
         self._segments: list[_Segment] = []
-        self._by_address: dict[int, tuple[_Segment, int]] = {}
-        # id of each view object handed out -> its segment: finding the very object handed out
-        # needs no address lookup (``__array_interface__`` builds a dict per call)
-        self._by_id: dict[int, _Segment] = {}
+        # address of each live view -> (segment, offset), built on first need (finding a view
+        # that is not the very object handed out) and dropped by every allocation: keeping it
+        # up to date would cost a dict entry (and an ``__array_interface__`` dict) per view
+        self._by_address: dict[int, tuple[_Segment, int]] | None = None
 
     # --- allocation -------------------------------------------------------------------------
 
@@ -198,12 +198,15 @@ class Arena:
         seg.used = off + self._round(n)
         seg.live[off] = (n, view)
         seg.by_id[id(view)] = off
-        self._by_address[seg.base + off * self.dtype.itemsize] = (seg, off)
-        self._by_id[id(view)] = seg
+        self._by_address = None
         return view
 
     def allocate_packed(self, shapes: Sequence[Any]) -> tuple[list[Any], Any, np.ndarray]:
         """Allocate views for ``shapes`` in one segment and say where they are.
+
+        Views of one shape are laid out next to each other and made in one go (a host segment
+        hands out a run of ``k`` equal shapes as the rows of one strided array, about 0.1 µs a
+        view); the returned offsets say where each view is.
 
         Parameters
         ----------
@@ -213,64 +216,80 @@ class Arena:
         Returns
         -------
         views : list of array
-            As :meth:`allocate_many` returns them (zeroed in a ``zeroed`` arena).
+            One view per shape, in the order of ``shapes`` (zeroed in a ``zeroed`` arena;
+            zero-size shapes get zero-size arrays that the arena does not track).
         buffer : array
             The segment's flat buffer holding every non-empty view.
         offsets : numpy.ndarray
             ``int64`` element offset of each view in ``buffer`` (``-1`` for zero-size views).
         """
-        checked: dict[Any, tuple[int, ...]] = {}
-        parsed = []
-        for shp in shapes:
-            got = checked.get(shp) if type(shp) is tuple else None
-            if got is None:
-                got = _shape_tuple(shp)
-                if type(shp) is tuple:
-                    checked[shp] = got
-            parsed.append(got)
-        sizes = np.fromiter(map(math.prod, parsed), np.int64, len(parsed))
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, shp in enumerate(shapes):
+            members = groups.get(shp) if type(shp) is tuple else None
+            if members is None:
+                got = _shape_tuple(shp)  # validated once per distinct shape
+                members = groups.get(got)
+                if members is None:
+                    members = groups[got] = []
+            members.append(i)
+        count = len(shapes)
         a = self._align
-        rounded = (sizes + (a - 1)) // a * a
-        total = int(rounded.sum())
+        total = 0
+        for shp, members in groups.items():
+            n = math.prod(shp)
+            if n:
+                total += (n + a - 1) // a * a * len(members)
         seg = self._segments[-1] if self._segments else None
-        if seg is None or seg.capacity - seg.used < total:
+        if total and (seg is None or seg.capacity - seg.used < total):
             seg = self._new_segment(total, exact=True)
-        starts = seg.used + np.cumsum(rounded) - rounded
-        offsets = np.where(sizes > 0, starts, -1)
-        buf, isz = seg.buffer, self.dtype.itemsize
-        size_list, start_list = sizes.tolist(), starts.tolist()
-        if all(size_list):
-            views = [
-                buf[off : off + n].reshape(shp)
-                for shp, n, off in zip(parsed, size_list, start_list, strict=True)
-            ]
-            placed = views
-            placed_at = start_list
-            placed_sizes = size_list
-        else:
-            empty = self.backend.empty
-            views = [
-                buf[off : off + n].reshape(shp) if n else empty(shp, self.dtype, self.device_id)
-                for shp, n, off in zip(parsed, size_list, start_list, strict=True)
-            ]
-            keep = [i for i, n in enumerate(size_list) if n]
-            placed = [views[i] for i in keep]
-            placed_at = [start_list[i] for i in keep]
-            placed_sizes = [size_list[i] for i in keep]
+        views: list[Any] = [None] * count
+        offsets = np.full(count, -1, np.int64)
+        if seg is None:  # nothing but zero-size views
+            seg = self._new_segment(0, exact=True)
+        buf, at = seg.buffer, seg.used
+        placed: list[Any] = []
+        placed_at: list[int] = []
+        placed_sizes: list[int] = []
+        for shp, members in groups.items():
+            n = math.prod(shp)
+            if not n:
+                for i in members:
+                    views[i] = self.backend.empty(shp, self.dtype, self.device_id)
+                continue
+            step = (n + a - 1) // a * a
+            k = len(members)
+            starts = range(at, at + k * step, step)
+            run = self._run_of_views(buf, at, k, step, shp)
+            if k == count:
+                views = run
+            else:
+                for i, view in zip(members, run, strict=True):
+                    views[i] = view
+            offsets[members] = np.arange(at, at + k * step, step, dtype=np.int64)
+            placed.extend(run)
+            placed_at.extend(starts)
+            placed_sizes.extend([n] * k)
+            at += k * step
         seg.live.update(zip(placed_at, zip(placed_sizes, placed, strict=True), strict=True))
         seg.by_id.update(zip(map(id, placed), placed_at, strict=True))
-        self._by_id.update(dict.fromkeys(map(id, placed), seg))
-        base = seg.base
-        self._by_address.update(
-            zip(
-                [base + off * isz for off in placed_at],
-                [(seg, off) for off in placed_at],
-                strict=True,
-            )
-        )
-        seg.used += total
+        self._by_address = None
+        seg.used = at
         seg.ranges = None
         return views, buf, offsets
+
+    def _run_of_views(
+        self, buf: Any, at: int, k: int, step: int, shape: tuple[int, ...]
+    ) -> list[Any]:
+        """Return ``k`` views of ``shape`` starting at element ``at`` of ``buf``, ``step`` apart."""
+        n = math.prod(shape)
+        if k >= 8 and shape and isinstance(buf, np.ndarray):
+            isz = self.dtype.itemsize
+            inner = [isz] * len(shape)
+            for d in range(len(shape) - 2, -1, -1):
+                inner[d] = inner[d + 1] * shape[d + 1]
+            rows = np.ndarray((k, *shape), self.dtype, buf, at * isz, (step * isz, *inner))
+            return list(rows)  # each row a C-contiguous view of ``buf``
+        return [buf[o : o + n].reshape(shape) for o in range(at, at + k * step, step)]
 
     def locate(self, view: Any) -> tuple[Any, int] | None:
         """Return ``(segment buffer, element offset)`` of a live view, or None if not one."""
@@ -306,19 +325,28 @@ class Arena:
         return views
 
     def _find(self, view: Any) -> tuple[_Segment, int]:
-        seg = self._by_id.get(id(view))
-        if seg is not None:
-            off = seg.by_id[id(view)]
-            if seg.live[off][1] is view:
+        key = id(view)
+        for seg in self._segments:
+            off = seg.by_id.get(key)
+            if off is not None and seg.live[off][1] is view:
                 return seg, off
         size = math.prod(view.shape)
-        hit = self._by_address.get(_address(view)) if size else None
+        hit = self._addresses().get(_address(view)) if size else None
         if hit is None or hit[0].live.get(hit[1], (-1,))[0] != size:
             raise ParameterValueError(
                 f"array of shape {tuple(view.shape)} is not a live view of this "
                 f"{self.dtype.name} arena (already released, or allocated elsewhere)."
             )
         return hit
+
+    def _addresses(self) -> dict[int, tuple[_Segment, int]]:
+        """Return the address -> (segment, offset) map of every live view (built when stale)."""
+        if self._by_address is None:
+            isz = self.dtype.itemsize
+            self._by_address = {
+                seg.base + off * isz: (seg, off) for seg in self._segments for off in seg.live
+            }
+        return self._by_address
 
     def owns(self, view: Any) -> bool:
         """Return whether ``view`` is a live view handed out by this arena."""
@@ -347,8 +375,8 @@ class Arena:
         seg, off = self._find(view)
         handed = seg.live.pop(off)[1]
         seg.by_id.pop(id(handed), None)
-        self._by_id.pop(id(handed), None)
-        del self._by_address[seg.base + off * self.dtype.itemsize]
+        if self._by_address is not None:
+            self._by_address.pop(seg.base + off * self.dtype.itemsize, None)
         seg.ranges = None
         if not seg.live:  # nothing live is left in it: let its memory go with the old views
             self._segments = [s for s in self._segments if s is not seg]
@@ -365,8 +393,7 @@ class Arena:
         """
         live = [v for seg in self._segments for _, (_, v) in sorted(seg.live.items())]
         self._segments = []
-        self._by_address = {}
-        self._by_id = {}
+        self._by_address = None
         if not live:
             return []
         new = self.allocate_many([v.shape for v in live])

@@ -142,12 +142,15 @@ def stream_keys(seed: int, keys: Sequence[str]) -> np.ndarray:
     import hashlib  # not at module level: ``import paramarena`` stays light
 
     start = hashlib.blake2b(int(seed).to_bytes(8, "little"), digest_size=16, person=_STREAM_PERSON)
-    digests = []
-    for key in keys:
-        h = start.copy()
-        h.update(str(key).encode("utf-8"))
-        digests.append(h.digest())
-    return np.frombuffer(b"".join(digests), dtype="<u4").reshape(len(digests), 4).astype(np.uint32)
+    copy = start.copy
+
+    def digest(key: str) -> bytes:
+        h = copy()
+        h.update((key if type(key) is str else str(key)).encode("utf-8"))
+        return h.digest()
+
+    joined = b"".join(map(digest, keys))
+    return np.frombuffer(joined, dtype="<u4").reshape(-1, 4).astype(np.uint32)
 
 
 def fill_random_ranges(

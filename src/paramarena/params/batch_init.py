@@ -17,6 +17,7 @@ verbose logging) goes through :meth:`Parameter.initialize` one parameter at a ti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,48 +42,73 @@ def _is_cpu(ctx: Context) -> bool:
     return isinstance(get_device_spec(ctx.device_type).backend, CPUBackend)
 
 
-class _Job:
-    """One parameter of the batch: where its values go and how they are made."""
+class _Group:
+    """Parameters of one batch that share a dtype and an initializer spec.
 
-    __slots__ = ("dtype", "in_place", "init", "param", "plan", "shape", "view", "where")
+    Lists are parallel, one entry per parameter: its shape, its data view, the buffer that
+    view lies in and its element offset there (``-1``: zero-size), and whether the view is its
+    current one, re-filled in place.
+    """
 
-    def __init__(self, param: Parameter, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
-        self.param = param
-        self.shape = shape
+    __slots__ = ("buffers", "dtype", "in_place", "offsets", "params", "shapes", "spec", "views")
+
+    def __init__(self, dtype: np.dtype[Any], spec: Any) -> None:
         self.dtype = dtype
-        self.init: Any = None
-        self.plan: tuple[int, float, float] | None = None
-        self.view: Any = None
-        self.in_place = False
-        self.where: tuple[Any, int] | None = None  # (arena buffer, offset) of view
+        self.spec = spec
+        self.params: list[Parameter] = []
+        self.shapes: list[tuple[int, ...]] = []
+        self.views: list[Any] = []
+        self.buffers: list[Any] = []
+        self.offsets: list[int] | np.ndarray = []
+        self.in_place: list[bool] = []
 
 
-def _batchable(p: Parameter, pdict: ParameterDict, force_reinit: bool) -> bool:
-    if p._storage is not pdict._storage or p._stype != "default" or p._grad_stype != "default":
-        return False
-    if p._data is not None and not force_reinit:
-        return False  # Parameter.initialize warns and skips it
-    shape = p._shape
-    if shape is None:
-        return False
-    return (not shape or min(shape) > 0) or chk.shape_is_known(shape, p.name)
+def _collect(
+    pdict: ParameterDict, params: Sequence[Parameter], init: Any, force_reinit: bool
+) -> tuple[list[_Group], list[Parameter]]:
+    """Split ``params`` into batchable groups by ``(dtype, initializer spec)`` and the rest.
 
-
-def _in_place(job: _Job, arena: Any, ctx: Context) -> bool:
-    """Point ``job`` at its parameter's current data view if it can be re-filled in place."""
-    p = job.param
-    if p._data is None or p._ctx_list != [ctx] or len(p._data) != 1:
-        return False
-    view = p._data[0]
-    if not isinstance(view, np.ndarray) or view.shape != job.shape or view.dtype != job.dtype:
-        return False
-    if not view.flags.c_contiguous or not view.flags.writeable:
-        return False
-    where = arena.locate(view)
-    if where is None:
-        return False
-    job.view, job.in_place, job.where = view, True, where
-    return True
+    A parameter is batchable when this dict's arenas hold it, its storage types are dense,
+    its shape is known, and it is not initialized yet (or ``force_reinit``).
+    """
+    storage = pdict._storage
+    known: dict[Any, bool] = {}
+    dtypes: dict[int, tuple[Any, np.dtype[Any]]] = {}  # id(declared dtype) -> (it, numpy dtype)
+    groups: dict[tuple[int, int], _Group] = {}
+    single: list[Parameter] = []
+    for p in params:
+        shape = p._shape
+        if (
+            shape is None
+            or p._storage is not storage
+            or p._stype != "default"
+            or p._grad_stype != "default"
+            or (p._data is not None and not force_reinit)
+        ):
+            single.append(p)
+            continue
+        if type(shape) is not tuple:
+            shape = tuple(shape)
+        ok = known.get(shape)
+        if ok is None:
+            ok = known[shape] = (not shape or min(shape) > 0) or chk.shape_is_known(shape, p.name)
+        if not ok:
+            single.append(p)
+            continue
+        declared = p._dtype
+        hit = dtypes.get(id(declared))
+        if hit is None:
+            hit = dtypes[id(declared)] = (declared, chk.as_np_dtype(declared))
+        spec = init if p.init is None else p.init
+        key = (id(declared), id(spec))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group(hit[1], spec)
+        group.params.append(p)
+        group.shapes.append(shape)
+    # groups with equal numpy dtypes and specs given as equal-but-distinct objects stay apart:
+    # that only costs one more kernel call
+    return list(groups.values()), single
 
 
 def initialize_batched(
@@ -114,17 +140,14 @@ def _initialize(
     default = _initializer.create(init)
     ctx_list = chk.normalize_ctx(ctx, params[0].name if params else "")
     batch_ctx = ctx_list[0] if len(ctx_list) == 1 and _is_cpu(ctx_list[0]) else None
-    jobs: list[_Job] = []
-    single: list[Parameter] = []
-    for p in params:
-        if batch_ctx is not None and not verbose and _batchable(p, pdict, force_reinit):
-            assert p._shape is not None
-            jobs.append(_Job(p, tuple(p._shape), chk.as_np_dtype(p._dtype)))
-        else:
-            single.append(p)
-    if jobs:
+    groups: list[_Group]
+    if batch_ctx is None or verbose:
+        groups, single = [], params
+    else:
+        groups, single = _collect(pdict, params, init, force_reinit)
+    if groups:
         assert batch_ctx is not None
-        _run(pdict, jobs, default, init, batch_ctx, seed)
+        _run(pdict, groups, default, batch_ctx, seed)
     if single:
         from paramarena.params import dict_loading
 
@@ -140,151 +163,177 @@ def _initialize(
             p.initialize(None, ctx, init, force_reinit=force_reinit, seed=seed, verbose=verbose)
 
 
-def _resolve(jobs: Sequence[_Job], init: Any, seed: int) -> None:
-    """Pick each job's initializer and fill plan (initializers are created once per spec)."""
-    created: dict[Any, Any] = {}
-    plans: dict[tuple[int, tuple[int, ...], np.dtype[Any]], Any] = {}
-    for job in jobs:
-        spec = init if job.param.init is None else job.param.init
-        key = spec if isinstance(spec, str) else id(spec)
-        obj = created.get(key)
-        if obj is None:
-            obj = created[key] = _initializer.create(spec)
-        job.init = spec
-        pkey = (id(obj), job.shape, job.dtype)
-        if pkey not in plans:
-            desc = _initializer.InitDesc(job.param.name, {"__init__": spec}, seed=seed)
-            plans[pkey] = obj._fill_plan(desc, job.shape, job.dtype)
-        job.plan = plans[pkey]
+def _in_place(p: Parameter, arena: Any, ctx: Context, shape: tuple[int, ...]) -> Any:
+    """Return ``(view, buffer, offset)`` of ``p``'s current data if it can be re-filled in place."""
+    if p._data is None or p._ctx_list != [ctx] or len(p._data) != 1:
+        return None
+    view = p._data[0]
+    if not isinstance(view, np.ndarray) or view.shape != shape or view.dtype != arena.dtype:
+        return None
+    if not view.flags.c_contiguous or not view.flags.writeable:
+        return None
+    where = arena.locate(view)
+    return None if where is None else (view, where[0], where[1])
 
 
-def _allocate(pdict: ParameterDict, jobs: Sequence[_Job], ctx: Context) -> list[_Job]:
-    """Give every job its data view (current one in place, or a new zeroed one).
+def _allocate(pdict: ParameterDict, group: _Group, ctx: Context) -> list[Any]:
+    """Give every parameter of ``group`` its data view (current one in place, or a new one).
 
-    Returns the jobs that got new views, to hand back on failure.
+    Returns the new views, to hand back on failure.
     """
-    fresh: dict[np.dtype[Any], list[_Job]] = {}
-    arenas: dict[np.dtype[Any], Any] = {}
-    for job in jobs:
-        if job.param._data is not None:
-            arena = arenas.get(job.dtype)
-            if arena is None:
-                arena = arenas[job.dtype] = pdict._storage.data.arena(ctx, job.dtype)
-            if _in_place(job, arena, ctx):
-                continue
-        fresh.setdefault(job.dtype, []).append(job)
-    allocated: list[_Job] = []
-    for dtype, group in fresh.items():
-        arena = pdict._storage.data.arena(ctx, dtype)
-        views, buffer, offsets = arena.allocate_packed([j.shape for j in group])
-        for job, view, offset in zip(group, views, offsets.tolist(), strict=True):
-            job.view = view
-            job.where = (buffer, offset)
-            allocated.append(job)
-    return allocated
+    arena = pdict._storage.data.arena(ctx, group.dtype)
+    count = len(group.params)
+    group.views = [None] * count
+    group.buffers = [None] * count
+    group.offsets = [-1] * count
+    group.in_place = [False] * count
+    fresh: list[int] = []
+    for i, p in enumerate(group.params):
+        hit = None if p._data is None else _in_place(p, arena, ctx, group.shapes[i])
+        if hit is None:
+            fresh.append(i)
+        else:
+            group.views[i], group.buffers[i], group.offsets[i] = hit
+            group.in_place[i] = True
+    if len(fresh) == count:  # the usual case: nothing initialized yet
+        views, buffer, offsets = arena.allocate_packed(group.shapes)
+        group.views = views
+        group.buffers = [buffer] * count
+        group.offsets = offsets
+        return list(views)
+    if not fresh:
+        return []
+    views, buffer, offsets = arena.allocate_packed([group.shapes[i] for i in fresh])
+    for i, view, offset in zip(fresh, views, offsets.tolist(), strict=True):
+        group.views[i], group.buffers[i], group.offsets[i] = view, buffer, offset
+    return list(views)
 
 
-def _fill(jobs: Sequence[_Job], seed: int) -> None:
-    """Fill the views of every job with a plan: one kernel call per arena buffer."""
-    from paramarena import kernels
-
-    groups: dict[int, list[_Job]] = {}
-    for job in jobs:
-        where = job.where
-        if job.plan is not None and where is not None and where[1] >= 0:
-            groups.setdefault(id(where[0]), []).append(job)
-    for group in groups.values():
-        wheres = [j.where for j in group]
-        plans = np.array([j.plan for j in group], dtype=np.float64)
-        kernels.fill_random_ranges(
-            wheres[0][0],  # type: ignore[index]
-            np.array([w[1] for w in wheres], np.int64),  # type: ignore[index]
-            np.array([j.view.size for j in group], np.int64),
-            plans[:, 0].astype(np.int64),
-            plans[:, 1],
-            plans[:, 2],
-            kernels.stream_keys(seed, [j.param.name for j in group]),
-        )
+def _plans(group: _Group, seed: int) -> tuple[Any, list[Any]]:
+    """Return the group's initializer object and each parameter's fill plan (or None)."""
+    obj = _initializer.create(group.spec)
+    by_shape: dict[tuple[int, ...], Any] = {}
+    plans = []
+    for shape, p in zip(group.shapes, group.params, strict=True):
+        if shape not in by_shape:
+            desc = _initializer.InitDesc(p.name, {"__init__": group.spec}, seed=seed)
+            by_shape[shape] = obj._fill_plan(desc, shape, group.dtype)
+        plans.append(by_shape[shape])
+    return obj, plans
 
 
-def _fill_one_by_one(jobs: Sequence[_Job], default: Any, seed: int) -> None:
-    """Call the initializer of every job without a plan, one by one.
+def _fill_one_by_one(group: _Group, plans: Sequence[Any], default: Any, seed: int) -> None:
+    """Call the initializer of every parameter without a plan, one by one.
 
     Fresh views first: if an initializer raises, parameters re-filled in place are untouched.
     """
     for in_place in (False, True):
-        for job in jobs:
-            if job.plan is None and job.in_place is in_place:
-                desc = _initializer.InitDesc(job.param.name, {"__init__": job.init}, seed=seed)
+        for i, plan in enumerate(plans):
+            if plan is None and group.in_place[i] is in_place:
+                p = group.params[i]
+                desc = _initializer.InitDesc(p.name, {"__init__": group.spec}, seed=seed)
+                view = group.views[i]
                 if in_place:
-                    job.view.fill(0)  # what a fresh (zeroed) view holds
-                default(desc, job.view)
+                    view.fill(0)  # what a fresh (zeroed) view holds
+                default(desc, view)
 
 
-def _run(
-    pdict: ParameterDict, jobs: list[_Job], default: Any, init: Any, ctx: Context, seed: int
-) -> None:
-    _resolve(jobs, init, seed)
-    allocated = _allocate(pdict, jobs, ctx)
+def _fill(group: _Group, plans: Sequence[Any], seed: int) -> None:
+    """Fill every view of ``group`` with a plan: one kernel call per arena buffer."""
+    from paramarena import kernels
+
+    distinct: dict[Any, int] = {}
+    for plan in plans:
+        if plan not in distinct:
+            distinct[plan] = len(distinct)
+    table = np.array([(0, 0.0, 0.0) if q is None else q for q in distinct], np.float64)
+    if len(distinct) == 1:
+        index = np.zeros(len(plans), np.intp)
+    else:
+        index = np.fromiter(map(distinct.__getitem__, plans), np.intp, len(plans))
+    offsets = np.asarray(group.offsets, np.int64)
+    chosen = offsets >= 0
+    if None in distinct:
+        chosen &= index != distinct[None]
+    buffers = group.buffers
+    first = buffers[0]
+    if all(b is first for b in buffers):
+        runs = [np.flatnonzero(chosen)]
+    else:  # some views re-filled in place, in other segments: one call per buffer
+        ids = np.fromiter(map(id, buffers), np.int64, len(buffers))
+        runs = [np.flatnonzero(chosen & (ids == i)) for i in np.unique(ids[chosen])]
+    sizes = np.fromiter(map(math.prod, group.shapes), np.int64, len(group.shapes))
+    names = [p.name for p in group.params]
+    for run in runs:
+        if not run.size:
+            continue
+        rows = table[index[run]]
+        whole = run.size == len(names)
+        kernels.fill_random_ranges(
+            buffers[int(run[0])],
+            offsets if whole else offsets[run],
+            sizes if whole else sizes[run],
+            rows[:, 0].astype(np.int64),
+            rows[:, 1],
+            rows[:, 2],
+            kernels.stream_keys(seed, names if whole else [names[i] for i in run.tolist()]),
+        )
+
+
+def _run(pdict: ParameterDict, groups: list[_Group], default: Any, ctx: Context, seed: int) -> None:
+    allocated: list[Any] = []
     try:
-        _fill_one_by_one(jobs, default, seed)
-        _fill(jobs, seed)
+        for group in groups:
+            _, plans = _plans(group, seed)
+            allocated.extend(_allocate(pdict, group, ctx))
+            _fill_one_by_one(group, plans, default, seed)
+            _fill(group, plans, seed)
     except BaseException:
-        for job in allocated:
-            pdict._storage.release("data", [ctx], [job.view])
+        pdict._storage.release("data", [ctx] * len(allocated), allocated)
         raise
-    _commit(pdict, jobs, ctx, seed)
+    for group in groups:
+        _commit(pdict, group, ctx, seed)
 
 
-def _new_grads(pdict: ParameterDict, jobs: Sequence[_Job], ctx: Context) -> dict[int, Any]:
-    """Allocate zeroed gradient views for ``jobs`` (one packed allocation per dtype)."""
-    groups: dict[np.dtype[Any], list[_Job]] = {}
-    for job in jobs:
-        groups.setdefault(job.dtype, []).append(job)
-    grads: dict[int, Any] = {}
-    for dtype, group in groups.items():
-        arena = pdict._storage.grad.arena(ctx, dtype)
-        views, _, _ = arena.allocate_packed([j.shape for j in group])
-        for job, view in zip(group, views, strict=True):
-            grads[id(job)] = view
-    return grads
-
-
-def _commit(pdict: ParameterDict, jobs: Sequence[_Job], ctx: Context, seed: int) -> None:
-    """Make every job's view its parameter's data; gradients zero; hooks fire."""
+def _commit(pdict: ParameterDict, group: _Group, ctx: Context, seed: int) -> None:
+    """Make every view its parameter's data; gradients zero; hooks fire."""
     from paramarena.params.parameter import Parameter
 
     hook = get_plugin_manager().hook.paramarena_parameter_initialized
     listeners = bool(hook.get_hookimpls())
-    ctx_list = [ctx]
-    ctx_map = chk.build_ctx_map(ctx_list)
+    ctx_map = chk.build_ctx_map([ctx])
     need = [
-        j
-        for j in jobs
-        if j.param._grad_req != "null" and not (j.in_place and j.param._grad_arrays is not None)
+        i
+        for i, p in enumerate(group.params)
+        if p._grad_req != "null" and not (group.in_place[i] and p._grad_arrays is not None)
     ]
-    grads = _new_grads(pdict, need, ctx)
-    options = {"seed": seed, "verbose": False}
-    for job in jobs:
-        p = job.param
-        p._init_options = options.copy()
+    grads: list[Any] = [None] * len(group.params)
+    if need:
+        arena = pdict._storage.grad.arena(ctx, group.dtype)
+        views, _, _ = arena.allocate_packed([group.shapes[i] for i in need])
+        for i, grad in zip(need, views, strict=True):
+            grads[i] = grad
+    options = {"seed": seed, "verbose": False}  # shared: only ever read, replaced whole
+    for p, view, grad, in_place in zip(
+        group.params, group.views, grads, group.in_place, strict=True
+    ):
+        p._init_options = options
         p._deferred_init = ()
         p.init_key = seed  # the key these values were drawn with (regenerates them)
         old_grads = p._grad_arrays
-        if job.in_place and old_grads is not None and p._grad_req != "null":
+        if in_place and old_grads is not None and p._grad_req != "null":
             for g in old_grads:
                 if g.any():  # a never-written buffer stays the system's zero pages
                     g.fill(0)
         else:
             if old_grads is not None:
                 p._release("grad", old_grads)
-            if not job.in_place:
+            if not in_place:
                 if p._data is not None:
                     p._release("data", p._data)
                 p._ctx_list = [ctx]
                 p._ctx_map = ctx_map
-                p._data = [job.view]
-            grad = grads.get(id(job))
+                p._data = [view]
             p._grad_arrays = None if grad is None else [grad]
         if listeners:
             hook(parameter=p, ctx=[ctx])
