@@ -256,8 +256,7 @@ def _fill(group: _Group, plans: Sequence[Any], seed: int) -> None:
     if None in distinct:
         chosen &= index != distinct[None]
     buffers = group.buffers
-    first = buffers[0]
-    if all(b is first for b in buffers):
+    if len(set(map(id, buffers))) == 1:
         runs = [np.flatnonzero(chosen)]
     else:  # some views re-filled in place, in other segments: one call per buffer
         ids = np.fromiter(map(id, buffers), np.int64, len(buffers))
