@@ -395,9 +395,10 @@ class NpzBackend:
                     zf.comment = comment
                 return
             writer = StoredZipWriter(fh, total)
+            headers: dict[tuple[Any, ...], bytes] = {}
             try:
                 for name, arr in stored:
-                    writer.add(name + ".npy", *npy_parts(arr))
+                    writer.add(name + ".npy", *npy_parts(arr, headers))
                     update(arr.nbytes)
                 writer.finish(comment)
             finally:

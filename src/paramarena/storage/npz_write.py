@@ -61,33 +61,45 @@ _WRITEBACK_STEP = 8 << 20
 #: One write call moves at most this much (Linux moves at most ~2 GiB per call).
 _MAX_PIECE = 1 << 30
 _IOV_MAX = 1024
+#: Small entries are gathered into one write call of at least this many bytes (or 512 buffers).
+_BATCH_BYTES = 1 << 20
 
 
-def npy_parts(arr: np.ndarray) -> tuple[bytes, np.ndarray]:
+def npy_parts(
+    arr: np.ndarray, headers: dict[tuple[Any, ...], bytes] | None = None
+) -> tuple[bytes, np.ndarray]:
     """Return the ``.npy`` header ``np.save`` writes for ``arr`` and the data as bytes.
 
     The data is a 1-D ``uint8`` view of the array's memory in the order the header states
     (C order; Fortran order for an array that is only Fortran-contiguous); a non-contiguous
     array is copied to C order first, as ``np.save`` does. Structured dtypes (whose header may
-    need format version 3.0) are left to numpy: :func:`write_with_zipfile`.
+    need format version 3.0) are left to numpy: :func:`write_with_zipfile`. ``headers`` caches
+    the headers by dtype, shape and order across the calls of one save.
     """
     if arr.dtype.names is not None:
         raise TypeError(f"structured dtype {arr.dtype}: write it with write_with_zipfile")
-    header = io.BytesIO()
-    meta = np.lib.format.header_data_from_array_1_0(arr)
-    try:
-        np.lib.format.write_array_header_1_0(header, meta)
-    except ValueError:  # pragma: no cover - header over 64 KiB: not with at most 64 dimensions
-        header = io.BytesIO()
-        np.lib.format.write_array_header_2_0(header, meta)
-    if meta["fortran_order"]:
+    fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
+    key = (arr.dtype.str, arr.shape, fortran)
+    cached = headers.get(key) if headers is not None else None
+    if cached is None:
+        buffer = io.BytesIO()
+        meta = np.lib.format.header_data_from_array_1_0(arr)
+        try:
+            np.lib.format.write_array_header_1_0(buffer, meta)
+        except ValueError:  # pragma: no cover - over 64 KiB: not with at most 64 dimensions
+            buffer = io.BytesIO()
+            np.lib.format.write_array_header_2_0(buffer, meta)
+        cached = buffer.getvalue()
+        if headers is not None:
+            headers[key] = cached
+    if fortran:
         ordered = arr.T
     elif arr.flags.c_contiguous:
         ordered = arr
     else:
         ordered = np.ascontiguousarray(arr)
     data = ordered.reshape(-1).view(np.uint8) if ordered.nbytes else np.empty(0, np.uint8)
-    return header.getvalue(), data
+    return cached, data
 
 
 def _encoded(name: str) -> tuple[bytes, int]:
@@ -246,7 +258,10 @@ class StoredZipWriter:
                     self._fd = fd
             except (OSError, ValueError, AttributeError):
                 self._fd = None
-        self._offset = 0
+        self._end = 0  # bytes added so far: the next entry's offset
+        self._batch: list[memoryview] = []  # added, not yet handed to a write
+        self._batch_offset = 0
+        self._batch_bytes = 0
         self._entries: list[_Entry] = []
         self._when = _WHEN
         self._pool = (
@@ -275,9 +290,21 @@ class StoredZipWriter:
             raise
 
     def _submit(self, buffers: Sequence[Any]) -> None:
-        pieces = _pieces(buffers)
-        offset = self._offset
-        self._offset += sum(p.nbytes for p in pieces)
+        for piece in _pieces(buffers):
+            if piece.nbytes:
+                self._batch.append(piece)
+                self._batch_bytes += piece.nbytes
+        self._end = self._batch_offset + self._batch_bytes
+        if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _IOV_MAX // 2:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand the gathered buffers to one write (on the writer thread when there is one)."""
+        pieces, offset = self._batch, self._batch_offset
+        self._batch_offset += self._batch_bytes
+        self._batch, self._batch_bytes = [], 0
+        if not pieces:
+            return
         if self._pool is None:
             self._write(pieces, offset)
             return
@@ -295,7 +322,7 @@ class StoredZipWriter:
         encoded, flags = _encoded(name)
         size = len(npy_header) + data.nbytes
         crc = zlib.crc32(data.data, zlib.crc32(npy_header))
-        entry = _Entry(encoded, flags, crc, size, self._offset)
+        entry = _Entry(encoded, flags, crc, size, self._end)
         self._entries.append(entry)
         head = local_header(encoded, flags, crc, size, self._when)
         self._submit([head + npy_header, data] if data.nbytes else [head + npy_header])
@@ -306,9 +333,10 @@ class StoredZipWriter:
             central_record(e.name, e.flags, e.crc, e.size, e.offset, self._when)
             for e in self._entries
         )
-        cd_offset = self._offset
+        cd_offset = self._end
         self._submit([directory + end_records(len(self._entries), cd_offset,
                                               len(directory), comment)])  # fmt: skip
+        self._flush()
         self.close()
         for future in self._futures:
             future.result()
