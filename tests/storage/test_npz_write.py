@@ -184,3 +184,19 @@ def test_start_writeback_is_harmless(tmp_path: Path) -> None:
         fileio.start_writeback(fh.fileno(), 0, 10_000)
         fileio.start_writeback(fh.fileno(), 0, 0)
     assert path.read_bytes() == b"x" * 10_000
+
+
+def test_without_pwritev_the_file_object_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Platforms without ``os.pwritev`` (Windows) write through the file object: same bytes."""
+    want = arrays()
+    first = tmp_path / "a.npz"
+    storage.save(first, want)
+    monkeypatch.delattr(npz_write.os, "pwritev")
+    second = tmp_path / "b.npz"
+    storage.save(second, want)
+    assert second.read_bytes() == first.read_bytes()
+    with np.load(second, allow_pickle=False) as npz:
+        for name, arr in want.items():
+            same_array(npz[name], arr)

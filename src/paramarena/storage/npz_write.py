@@ -250,7 +250,7 @@ class StoredZipWriter:
     def __init__(self, fh: IO[bytes], total_bytes: int) -> None:
         self._fh = fh
         self._fd: int | None = None
-        if not isinstance(fh, io.BytesIO):
+        if not isinstance(fh, io.BytesIO) and hasattr(os, "pwritev"):  # not on Windows
             try:
                 fh.flush()
                 fd = fh.fileno()
