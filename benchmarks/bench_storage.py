@@ -244,14 +244,8 @@ def report(
         elif "np" in case and "npz save" in case:
             base = case.split(":")[0] + ": np.savez (no fsync)"
             vs = "vs np.savez"
-        elif "np.savez" in case:
+        elif "np.savez" in case or "torch.save" in case:  # peers: paramarena's rows compare
             base, vs = case, ""
-        elif "torch.save" in case:  # the ratios: paramarena's durable saves against this row
-            own = [f"{_ratio(times, case, f'new path: paramarena {k} save (durable)')} {k}"
-                   for k in ("npz", "zarr")]  # fmt: skip
-            lines.append(f"| {case} | {med:.3f} | {total / med / 1e9:.2f} | "
-                         f"paramarena vs this: {'; '.join(own)} |")  # fmt: skip
-            continue
         else:
             base = case.split(":")[0] + ": safetensors save_file + fsync"
             vs = "vs safetensors + fsync"
@@ -262,6 +256,9 @@ def report(
             extra = f"; {_ratio(times, nofsync, case)} vs no fsync"
         if "paramarena npz save" in case:
             extra = f"; {_ratio(times, case.split(':')[0] + ': np.savez + fsync', case)} vs +fsync"
+        if torch and case.startswith("new path: paramarena"):
+            for peer in ("torch.save + fsync", "torch.save (no fsync)"):
+                extra += f"; {_ratio(times, 'new path: ' + peer, case)} vs {peer}"
         lines.append(f"| {case} | {med:.3f} | {total / med / 1e9:.2f} | {ratio}{extra} |")
     if not torch:
         lines.append("| torch.save (no fsync / + fsync) | torch not installed | | |")
