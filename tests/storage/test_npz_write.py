@@ -200,3 +200,33 @@ def test_without_pwritev_the_file_object_is_written(
     with np.load(second, allow_pickle=False) as npz:
         for name, arr in want.items():
             same_array(npz[name], arr)
+
+
+def test_error_on_the_calling_thread_drops_the_queued_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save failing between entries (writer thread busy) leaves the old file and no temp."""
+    from paramarena.storage import npz as npz_backend
+
+    monkeypatch.setattr(npz_write, "_THREAD_MIN_BYTES", 0)
+    monkeypatch.setattr(npz_write, "_BATCH_BYTES", 1)  # every entry its own write
+    path = tmp_path / "c.npz"
+    storage.save(path, {"old": np.ones(3)})
+    before = path.read_bytes()
+    calls: list[str] = []
+    real = npz_write.npy_parts
+
+    def failing(
+        arr: np.ndarray, headers: dict[tuple[object, ...], bytes] | None = None
+    ) -> tuple[bytes, np.ndarray]:
+        calls.append(str(arr.dtype))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(arr, headers)
+
+    monkeypatch.setattr(npz_backend, "npy_parts", failing)
+    with pytest.raises(KeyboardInterrupt):
+        storage.save(path, {f"a{i}": np.full(1000, i) for i in range(6)})
+    assert len(calls) == 3
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["c.npz"]

@@ -401,8 +401,9 @@ class NpzBackend:
                     writer.add(name + ".npy", *npy_parts(arr, headers))
                     update(arr.nbytes)
                 writer.finish(comment)
-            finally:
-                writer.close()
+            except BaseException:
+                writer.close(abort=True)
+                raise
 
     # ----------------------------------------------------------------- reading
 

@@ -341,8 +341,15 @@ class StoredZipWriter:
         for future in self._futures:
             future.result()
 
-    def close(self) -> None:
-        """Wait for the writes in flight (after an error: drop the ones not yet started)."""
+    def close(self, abort: bool = False) -> None:
+        """Wait for the writes in flight; with ``abort`` (or after a failed write) drop the rest.
+
+        A save that fails (or is interrupted) on the calling thread closes with ``abort=True``:
+        the writes not yet started are skipped, the one in progress is waited for, so that the
+        temporary file can be removed as soon as this returns.
+        """
+        if abort:
+            self._failed.set()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=self._failed.is_set())
 
