@@ -292,7 +292,8 @@ def run_torch_casts(rows: list[list[str]], repeat: int) -> None:
 
 
 def run_torch_zero(rows: list[list[str]], label: str, shapes, repeat: int, number: int) -> None:
-    """``ParameterDict.zero_grad`` vs ``Tensor.zero_()`` on every gradient, 2 threads."""
+    """``ParameterDict.zero_grad`` vs ``Tensor.zero_()`` on every gradient (and the fused
+    ``torch._foreach_zero_``), 2 threads."""
     torch = torch_or_row(rows, f"zero_grad, {label}")
     if torch is None:
         return
@@ -308,12 +309,19 @@ def run_torch_zero(rows: list[list[str]], label: str, shapes, repeat: int, numbe
         for g in grads:
             g.zero_()
 
+    def torch_foreach() -> None:
+        torch._foreach_zero_(grads)
+
     try:
-        t_pd, t_torch = interleaved_medians([params.zero_grad, torch_zero], repeat, number)
+        t_pd, t_torch, t_foreach = interleaved_medians(
+            [params.zero_grad, torch_zero, torch_foreach], repeat, number
+        )
     finally:
         kernels.set_num_threads(threads)
     torch_pair_row(rows, "zero_grad", label, t_pd, t_torch, "Tensor.zero_() per gradient")
     record(f"zero_grad, {label}, vs PyTorch", t_torch / t_pd)
+    torch_pair_row(rows, "zero_grad (foreach)", label, t_pd, t_foreach,
+                   "torch._foreach_zero_, the optimizers' fused path")  # fmt: skip
 
 
 def torch_version_row(rows: list[list[str]]) -> None:
