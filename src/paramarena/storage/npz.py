@@ -390,7 +390,9 @@ class NpzBackend:
             atomic_write(uri, options.get("storage_options")) as fh,
         ):
             if options.get("compress") or any(a.dtype.names is not None for _, a in stored):
-                compression = zipfile.ZIP_DEFLATED if options.get("compress") else 0
+                compression = (
+                    zipfile.ZIP_DEFLATED if options.get("compress") else zipfile.ZIP_STORED
+                )
                 with write_with_zipfile(fh, stored, compression, update) as zf:
                     zf.comment = comment
                 return
