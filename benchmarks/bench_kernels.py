@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -190,78 +191,148 @@ def run_casts(rows: list[list[str]], repeat: int, label: str = "R50 (25.6M)") ->
         record(f"cast f32->{name}, {label}", t_np / t_pd)
 
 
-def run_torch(rows: list[list[str]], repeat: int) -> None:
-    """The same work done by PyTorch (CPU) in this process, when torch is importable."""
+def interleaved_medians(
+    fns: list[Callable[[], object]],
+    repeat: int,
+    number: int = 1,
+    warmup: int = 2,
+    gap: float = 0.02,
+) -> list[float]:
+    """Median seconds per call of each of ``fns``, timed in turn within every round.
+
+    Before every timed call the process sleeps ``gap`` seconds (untimed), so that neither side
+    pays for the other's worker threads still spinning (PyTorch's OpenMP pool, the kernels').
+    """
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            time.sleep(gap)
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            times[i].append((time.perf_counter() - t0) / number)
+    return [statistics.median(t) for t in times]
+
+
+def torch_or_row(rows: list[list[str]], what: str) -> Any:
+    """Return the torch module with 2 threads, or None after adding a "not installed" row."""
     try:
         import torch
     except ImportError:
-        rows.append(["PyTorch", "not installed", "", "", ""])
+        rows.append([f"{what}, vs PyTorch", "torch not installed", "", "", ""])
+        return None
+    torch.set_num_threads(2)
+    return torch
+
+
+def torch_pair_row(rows: list[list[str]], what: str, label: str, t_pd: float, t_torch: float,
+                   ref: str, target: str = "") -> None:  # fmt: skip
+    rows.append([f"{what}, {label}, vs PyTorch", fmt(t_pd), f"{fmt(t_torch)} ({ref})",
+                 f"{t_torch / t_pd:.2f}x", target])  # fmt: skip
+
+
+def run_torch_inits(rows: list[list[str]], label: str, shapes, repeat: int) -> None:
+    """Uniform and normal fills of ``shapes`` vs ``torch.nn.init``, 2 threads on both sides."""
+    torch = torch_or_row(rows, f"Uniform / Normal init, {label}")
+    if torch is None:
         return
     from torch.nn import init as tinit
 
-    from paramarena.init import InitDesc, Xavier
-
-    arrays = make_arrays(RESNET50_SHAPES)
-    tensors = [(n, torch.from_numpy(a)) for n, a in arrays]
-    xavier = Xavier()
-    descs = [(InitDesc(n, seed=0), a) for n, a in arrays]
-
-    def torch_xavier() -> None:
-        for n, t in tensors:
-            if n.endswith("gamma"):
-                tinit.ones_(t)
-            elif n.endswith(("beta", "bias")):
-                tinit.zeros_(t)
-            else:
-                tinit.xavier_uniform_(t)
-
+    threads = kernels.get_num_threads()
+    kernels.set_num_threads(2)
+    arrays = make_arrays(shapes)
+    tensors = [torch.zeros(s) for _, s in shapes]  # torch's own memory, pages touched
     cases = [
         ("Uniform init", lambda: [kernels.fill_uniform(a, -0.07, 0.07, seed=0, key=n)
                                   for n, a in arrays],
-         lambda: [tinit.uniform_(t, -0.07, 0.07) for _, t in tensors], "nn.init.uniform_"),
+         lambda: [tinit.uniform_(t, -0.07, 0.07) for t in tensors], "nn.init.uniform_", ""),
         ("Normal init", lambda: [kernels.fill_normal(a, 0.0, 0.01, seed=0, key=n)
                                  for n, a in arrays],
-         lambda: [tinit.normal_(t, 0.0, 0.01) for _, t in tensors], "nn.init.normal_"),
-        ("Xavier init", lambda: [xavier(d, a) for d, a in descs], torch_xavier,
-         "nn.init.xavier_uniform_ + ones_/zeros_"),
+         lambda: [tinit.normal_(t, 0.0, 0.01) for t in tensors], "nn.init.normal_", ">= 4x"),
     ]  # fmt: skip
+    try:
+        for what, pd_fn, torch_fn, ref, target in cases:
+            t_pd, t_torch = interleaved_medians([pd_fn, torch_fn], repeat)
+            torch_pair_row(rows, what, label, t_pd, t_torch, ref, target if label ==
+                           "ResNet-50" else "")  # fmt: skip
+            record(f"{what}, {label}, vs PyTorch", t_torch / t_pd)
+            if label == "ResNet-50":
+                record(f"{what}, vs PyTorch", t_torch / t_pd)
+    finally:
+        kernels.set_num_threads(threads)
+
+
+def run_torch_casts(rows: list[list[str]], repeat: int) -> None:
+    """Allocating casts of 25.6M float32 vs ``Tensor.half()`` / ``bfloat16()``, 2 threads."""
+    torch = torch_or_row(rows, "cast f32->float16 / bfloat16, R50 (25.6M)")
+    if torch is None:
+        return
+    threads = kernels.get_num_threads()
+    kernels.set_num_threads(2)
     total = sum(math.prod(s) for _, s in RESNET50_SHAPES)
     src = np.empty(total, np.float32)
     kernels.fill_normal(src, 0.0, 1.0, seed=0, key="cast")
     tsrc = torch.from_numpy(src)
     bf16 = np.dtype(ml_dtypes.bfloat16)
-    cases += [
-        ("cast f32->float16", lambda: kernels.cast(src, np.float16), tsrc.half, "Tensor.half()"),
-        ("cast f32->bfloat16", lambda: kernels.cast(src, bf16), tsrc.bfloat16,
-         "Tensor.bfloat16()"),
-    ]  # fmt: skip
+    cases = [
+        ("float16", lambda: kernels.cast(src, np.float16), tsrc.half, "Tensor.half()", ">= 1x"),
+        ("bfloat16", lambda: kernels.cast(src, bf16), tsrc.bfloat16, "Tensor.bfloat16()", ""),
+    ]
+    try:
+        for name, pd_fn, torch_fn, ref, target in cases:
+            # both allocate 25.6M elements per call: warm up until the allocators reuse memory
+            t_pd, t_torch = interleaved_medians([pd_fn, torch_fn], repeat, warmup=4)
+            torch_pair_row(rows, f"cast f32->{name}", "R50 (25.6M)", t_pd, t_torch, ref, target)
+            record(f"cast f32->{name}, vs PyTorch", t_torch / t_pd)
+    finally:
+        kernels.set_num_threads(threads)
 
-    def quiet() -> None:
-        time.sleep(0.5)  # let PyTorch's OpenMP threads stop spinning before timing our kernels
 
-    for what, pd_fn, torch_fn, ref in cases:
-        quiet()
-        t_pd = median_seconds(pd_fn, repeat, warmup=4)
-        t_torch = median_seconds(torch_fn, repeat, warmup=4)
-        rows.append([f"{what}, ResNet-50, vs PyTorch", fmt(t_pd), f"{fmt(t_torch)} ({ref})",
-                     f"{t_torch / t_pd:.2f}x", ""])  # fmt: skip
-        record(f"{what}, vs PyTorch", t_torch / t_pd)
-    for label, shapes, number in (
-        ("1000 x (4,)", TINY_SHAPES, 200),
-        ("ResNet-50", RESNET50_SHAPES, 1),
-    ):
-        params = ParameterDict("bench_")
-        for name, shape in shapes:
-            params.get(name, shape=shape)
-        params.initialize("zeros")
-        grads = [torch.zeros(s) for _, s in shapes]
-        quiet()
-        t_pd = median_seconds(params.zero_grad, repeat, number)
-        t_torch = median_seconds(lambda g=grads: torch._foreach_zero_(g), repeat, number)
-        rows.append([f"zero_grad, {label}, vs PyTorch", fmt(t_pd),
-                     f"{fmt(t_torch)} (torch._foreach_zero_, the optimizer's fast path)",
-                     f"{t_torch / t_pd:.2f}x", ""])  # fmt: skip
-    rows.append([f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads", "", "", "", ""])
+def run_torch_zero(rows: list[list[str]], label: str, shapes, repeat: int, number: int) -> None:
+    """``ParameterDict.zero_grad`` vs ``Tensor.zero_()`` on every gradient (and the fused
+    ``torch._foreach_zero_``), 2 threads."""
+    torch = torch_or_row(rows, f"zero_grad, {label}")
+    if torch is None:
+        return
+    threads = kernels.get_num_threads()
+    kernels.set_num_threads(2)
+    params = ParameterDict("bench_")
+    for name, shape in shapes:
+        params.get(name, shape=shape)
+    params.initialize("zeros")
+    grads = [torch.zeros(s) for _, s in shapes]
+
+    def torch_zero() -> None:
+        for g in grads:
+            g.zero_()
+
+    def torch_foreach() -> None:
+        torch._foreach_zero_(grads)
+
+    try:
+        t_pd, t_torch, t_foreach = interleaved_medians(
+            [params.zero_grad, torch_zero, torch_foreach], repeat, number
+        )
+    finally:
+        kernels.set_num_threads(threads)
+    torch_pair_row(rows, "zero_grad", label, t_pd, t_torch, "Tensor.zero_() per gradient")
+    record(f"zero_grad, {label}, vs PyTorch", t_torch / t_pd)
+    torch_pair_row(rows, "zero_grad (foreach)", label, t_pd, t_foreach,
+                   "torch._foreach_zero_, the optimizers' fused path")  # fmt: skip
+
+
+def torch_version_row(rows: list[list[str]]) -> None:
+    try:
+        import torch
+    except ImportError:
+        rows.append(["PyTorch", "torch not installed (pip install torch==2.13.0, CPU build)",
+                     "", "", ""])  # fmt: skip
+        return
+    rows.append([f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; paramarena "
+                 "2 kernel threads in the PyTorch rows", "", "", "", ""])  # fmt: skip
 
 
 FIRST_CALL = r"""
@@ -411,16 +482,21 @@ def main() -> None:
             rows = []
             load = os.getloadavg()[0]
             run_inits(rows, "ResNet-50 (161 arrays, 25.6M f32)", RESNET50_SHAPES, repeat)
+            run_torch_inits(rows, "ResNet-50", RESNET50_SHAPES, repeat)
             threads = kernels.get_num_threads()
             kernels.set_num_threads(1)  # per-core ratio: insensitive to other processes
             run_inits(rows, "ResNet-50, 1 thread", RESNET50_SHAPES, repeat)
             run_casts(rows, repeat, "1 thread")
             kernels.set_num_threads(threads)
             run_inits(rows, "1000 x (4,)", TINY_SHAPES, repeat)
+            run_torch_inits(rows, "1000 x (4,)", TINY_SHAPES, repeat)
             run_zero(rows, "1000 x (4,)", TINY_SHAPES, repeat, number=200)
+            run_torch_zero(rows, "1000 x (4,)", TINY_SHAPES, repeat, number=200)
             run_zero(rows, "ResNet-50", RESNET50_SHAPES, repeat, number=1)
+            run_torch_zero(rows, "ResNet-50", RESNET50_SHAPES, repeat, number=1)
             run_casts(rows, repeat)
-            run_torch(rows, repeat)
+            run_torch_casts(rows, repeat)
+            torch_version_row(rows)
             first_call_latency(rows, pycache, 3)
             import_time(rows, pycache, repeat)
             print(f"run {run + 1} of {args.runs} done (load average {load:.1f})", file=sys.stderr)

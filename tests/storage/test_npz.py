@@ -190,7 +190,12 @@ def test_failed_save_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["c.npz"]
 
 
-def test_interrupted_write_leaves_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("how", ["direct", "direct-threaded", "zipfile"])
+def test_interrupted_write_leaves_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    from paramarena.storage import npz_write
+
     path = tmp_path / "c.npz"
     storage.save(path, {"a": np.ones(2)})
     before = path.read_bytes()
@@ -198,9 +203,14 @@ def test_interrupted_write_leaves_old_file(tmp_path: Path, monkeypatch: pytest.M
     def boom(*args: Any, **kwargs: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(np.lib.format, "write_array", boom)
+    if how == "zipfile":  # deflated archives are written through zipfile and numpy
+        monkeypatch.setattr(np.lib.format, "write_array", boom)
+    else:
+        monkeypatch.setattr(npz_write.os, "pwritev", boom)
+    if how == "direct-threaded":
+        monkeypatch.setattr(npz_write, "_THREAD_MIN_BYTES", 0)
     with pytest.raises(StorageError, match=r"c\.npz.*disk full"):
-        storage.save(path, {"a": np.zeros(3)})
+        storage.save(path, {"a": np.zeros(3), "b": np.ones(5)}, compress=how == "zipfile")
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["c.npz"]
 

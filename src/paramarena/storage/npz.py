@@ -14,7 +14,8 @@ the rename, ``__paramdict__``): both are still read. A metadata document too lar
 comment (64 KiB) is written as a ``__paramarena__`` entry. Every metadata document, ``.npy``
 header and central-directory record is validated before use.
 
-Saving is atomic (temporary file in the same directory, ``fsync``, ``os.replace``); loading
+Saving is atomic (temporary file in the same directory, ``fsync``, ``os.replace``) and writes
+the zip container itself (:mod:`paramarena.storage.npz_write`); loading
 never unpickles (``allow_pickle=False``). Archives written by plain ``np.savez`` load as dicts.
 """
 
@@ -51,6 +52,7 @@ from paramarena.hooks.records import (
 )
 from paramarena.hooks.specs import hookimpl
 from paramarena.storage.fileio import atomic_write, open_read, progress_reporter
+from paramarena.storage.npz_write import StoredZipWriter, npy_parts, write_with_zipfile
 
 __all__ = ["COMMENT_PREFIX", "META_KEY", "NpzBackend", "paramarena_storage_backends"]
 
@@ -379,23 +381,31 @@ class NpzBackend:
         meta = {"version": _META_VERSION, "named": named, "dtypes": dtypes}
         meta_text = json.dumps(meta, separators=(",", ":")).encode()
         in_comment = len(COMMENT_PREFIX) + len(meta_text) <= _MAX_ZIP_FIELD
-        compression = zipfile.ZIP_DEFLATED if options.get("compress") else zipfile.ZIP_STORED
+        if not in_comment:  # too large for the comment: an entry, as before 0.2
+            stored.append((META_KEY, np.frombuffer(meta_text, dtype=np.uint8)))
+        comment = COMMENT_PREFIX + meta_text if in_comment else b""
         total = sum(a.nbytes for _, a in stored)
         with (
             progress_reporter(total, f"save {uri}", options.get("progress")) as update,
             atomic_write(uri, options.get("storage_options")) as fh,
-            zipfile.ZipFile(fh, "w", compression=compression, allowZip64=True) as zf,
         ):
-            for name, arr in stored:
-                with zf.open(name + ".npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, arr, allow_pickle=False)
-                update(arr.nbytes)
-            if in_comment:
-                zf.comment = COMMENT_PREFIX + meta_text
-            else:  # too large for the comment: an entry, as before 0.2
-                with zf.open(META_KEY + ".npy", "w") as member:
-                    meta_arr = np.frombuffer(meta_text, dtype=np.uint8)
-                    np.lib.format.write_array(member, meta_arr, allow_pickle=False)
+            if options.get("compress") or any(a.dtype.names is not None for _, a in stored):
+                compression = (
+                    zipfile.ZIP_DEFLATED if options.get("compress") else zipfile.ZIP_STORED
+                )
+                with write_with_zipfile(fh, stored, compression, update) as zf:
+                    zf.comment = comment
+                return
+            writer = StoredZipWriter(fh, total)
+            headers: dict[tuple[Any, ...], bytes] = {}
+            try:
+                for name, arr in stored:
+                    writer.add(name + ".npy", *npy_parts(arr, headers))
+                    update(arr.nbytes)
+                writer.finish(comment)
+            except BaseException:
+                writer.close(abort=True)
+                raise
 
     # ----------------------------------------------------------------- reading
 
