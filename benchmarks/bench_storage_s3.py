@@ -9,20 +9,42 @@ from __future__ import annotations
 
 import io
 import socket
+import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 import urllib.request
+from collections.abc import Callable
 
 import boto3
 import numpy as np
 import s3fs
 
-from bench_storage import median_time, peak_traced_mb
 from paramarena import storage
 from paramarena.resnet50 import resnet50_shapes
 
 REPEATS = 3
+
+
+def median_time(repeat: int, fn: Callable[[], object]) -> float:
+    """Median wall time of ``repeat`` calls of ``fn`` (s)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_traced_mb(fn: Callable[[], object]) -> float:
+    """Peak Python-allocated memory during ``fn`` (MB, tracemalloc; numpy buffers included)."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
 
 
 def main() -> None:
@@ -116,7 +138,7 @@ def main() -> None:
         f"\nzarr objects: {objects} for {total / 1e6:.0f} MB "
         f"({objects / (total / 1e8):.1f} per 100 MB)"
     )
-    from paramarena.storage.zarr.checkpoint import DEFAULT_CHUNK_BYTES
+    from paramarena.storage.zarr.writer import DEFAULT_CHUNK_BYTES
 
     chunk_mb = total / 1e6 / -(-total // DEFAULT_CHUNK_BYTES)  # equal chunks of the packed array
     for (client, n), peak in peaks.items():
