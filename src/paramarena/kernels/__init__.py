@@ -165,9 +165,9 @@ def fill_random_ranges(
     :func:`fill_uniform` (``dists[j] == 0``: ``low = a[j]``, ``high - low = b[j]``) or
     :func:`fill_normal` (``dists[j] == 1``: ``mean = a[j]``, ``std = b[j]``) would write into an
     array of that size with stream words ``keys[j]`` (from :func:`stream_keys`). Small ranges go
-    through one kernel call together (parallel over groups of ranges when they hold at least
-    ``4 * PARALLEL_THRESHOLD`` values in all); ranges of at least :data:`PARALLEL_THRESHOLD`
-    elements use the parallel kernel one at a time.
+    through one kernel call together; when the ranges hold many values in all, they are cut into
+    work items of about equal numbers of values (a big range into several) that the kernel
+    threads take one at a time (:func:`set_num_threads`).
 
     Parameters
     ----------
@@ -186,6 +186,9 @@ def fill_random_ranges(
     ------
     paramarena.errors.ParameterTypeError
         If ``buffer`` is not a 1-D C-contiguous writable float32/float64 array.
+    paramarena.errors.ParameterValueError
+        If the arrays differ in length, a range lies outside ``buffer`` or a distribution is
+        not 0 or 1.
     """
     if (
         not isinstance(buffer, np.ndarray)
@@ -199,61 +202,89 @@ def fill_random_ranges(
         raise ParameterTypeError(
             "fill_random_ranges needs a 1-D C-contiguous writable float32/float64 buffer."
         )
-    if not len(offsets):
-        return
-    from paramarena.kernels import _cpu, _cpu_batch
-
-    per = 2 if buffer.dtype == _F64 else 4
     offsets = np.ascontiguousarray(offsets, np.int64)
     sizes = np.ascontiguousarray(sizes, np.int64)
     dists = np.ascontiguousarray(dists, np.int64)
     a = np.ascontiguousarray(a, np.float64)
     b = np.ascontiguousarray(b, np.float64)
     keys = np.ascontiguousarray(keys, np.uint32)
-    big = sizes >= PARALLEL_THRESHOLD
-    if big.any():
-        for j in np.flatnonzero(big):
-            o, n = int(offsets[j]), int(sizes[j])
-            # the key as fill_uniform passes it (a read-only array): no new specialization
-            key = np.frombuffer(keys[j].tobytes(), dtype="<u4")
-            _dynamic(
-                _cpu._fill_parallel, buffer[o : o + n], per, int(dists[j]), float(a[j]),
-                float(b[j]), key,
-            )  # fmt: skip
-        small = ~big
-        offsets, sizes, dists, a, b = offsets[small], sizes[small], dists[small], a[small], b[small]
-        keys = np.ascontiguousarray(keys[small])
+    n = len(offsets)
+    if (
+        not sizes.shape == dists.shape == a.shape == b.shape == offsets.shape == (n,)
+        or keys.shape != (n, 4)
+        or (n and (offsets.min() < 0 or sizes.min() < 0 or (offsets + sizes).max() > buffer.size))
+        or (n and not np.isin(dists, (0, 1)).all())
+    ):
+        from paramarena.errors import ParameterValueError
+
+        raise ParameterValueError(
+            f"fill_random_ranges: {n} ranges need offsets/sizes/dists/a/b of length {n}, keys "
+            f"of shape ({n}, 4), distributions 0 or 1, and 0 <= offset <= offset + size <= "
+            f"{buffer.size} (the buffer's size)."
+        )
+    for dist in (0, 1):
+        pick = dists == dist
+        if pick.all():
+            _fill_items(buffer, dist, offsets, sizes, a, b, keys)
+        elif pick.any():
+            _fill_items(buffer, dist, offsets[pick], sizes[pick], a[pick], b[pick], keys[pick])
+
+
+def _fill_items(
+    flat: np.ndarray,
+    dist: int,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    keys: np.ndarray,
+) -> None:
+    """Fill ranges of the flat float32/float64 ``flat`` with one distribution (checked inputs).
+
+    Ranges of more than one chunk (:data:`_FILL_CHUNK_BLOCKS` Philox blocks) become several
+    work items; consecutive items are grouped into calls of about one chunk of values each,
+    which the kernel threads take one at a time (:func:`run_chunks`).
+    """
     if not len(offsets):
         return
-    total = int(sizes.sum())
-    if total < 4 * PARALLEL_THRESHOLD:
-        _cpu_batch._fill_ranges(buffer, per, offsets, sizes, dists, a, b, keys)
-        return
-    # many small ranges with many values in all: work items of about equal numbers of values,
-    # handed out one at a time (values never depend on which thread fills a range)
-    items = min(len(offsets), max(1, total // PARALLEL_THRESHOLD), 256)
-    ends = np.cumsum(sizes)
-    cuts = np.searchsorted(ends, np.linspace(0, total, items + 1)[1:-1], side="left")
-    bounds = np.unique(np.concatenate(([0], cuts, [len(offsets)]))).astype(np.int64)
-    _dynamic(
-        _cpu_batch._fill_ranges_parallel, buffer, per, offsets, sizes, dists, a, b, keys, bounds
-    )
+    from paramarena.kernels import _native
+
+    per = 2 if flat.dtype == _F64 else 4
+    kernel = _native.fill_kernel(("f64_" if per == 2 else "f32_") + _DIST_NAMES[dist])
+    chunk = _FILL_CHUNK_BLOCKS * per  # values
+    pieces = np.maximum(-(-sizes // chunk), 1)
+    if (pieces > 1).any():  # big ranges: one item per chunk (block numbers continue)
+        row = np.repeat(np.arange(len(sizes)), pieces)
+        piece = np.arange(len(row)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        items = np.empty((len(row), 3), np.int64)
+        items[:, 0] = offsets[row] + piece * chunk
+        items[:, 1] = piece * _FILL_CHUNK_BLOCKS
+        items[:, 2] = np.minimum(sizes[row] - piece * chunk, chunk)
+        params = np.stack((a[row], b[row]), axis=1)
+        keys = np.ascontiguousarray(keys[row])
+    else:
+        items = np.stack((offsets, np.zeros_like(offsets), sizes), axis=1)
+        params = np.stack((a, b), axis=1)
+    count = len(items)
+    ends = np.cumsum(items[:, 2])
+    total = int(ends[-1])
+    calls = max(1, min(count, -(-total // chunk)))
+    if calls == 1:
+        bounds = [0, count]
+    else:  # call g runs items bounds[g] .. bounds[g + 1] - 1 (about `chunk` values each)
+        cuts = np.searchsorted(ends, np.arange(1, calls) * (total / calls), side="left") + 1
+        bounds = np.unique(np.concatenate(([0], np.minimum(cuts, count), [count]))).tolist()
+    addresses = (
+        flat.ctypes.data, items.ctypes.data, params.ctypes.data, keys.ctypes.data
+    )  # fmt: skip
+
+    def run(g: int) -> None:
+        kernel(*addresses, bounds[g], bounds[g + 1])
+
+    run_chunks(run, len(bounds) - 1)
 
 
-def _dynamic(kernel: Any, *args: Any) -> None:
-    """Run a ``parallel=True`` kernel with dynamic scheduling of its work items.
-
-    Each ``prange`` iteration of our kernels is already a chunk of 64K values; handing them
-    out one at a time (instead of an equal share per thread) keeps a thread that shares its core
-    with another process from holding up the whole call.
-    """
-    import numba
-
-    previous = numba.set_parallel_chunksize(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_parallel_chunksize(previous)
+_DIST_NAMES = ("uniform", "normal")
 
 
 def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -> None:
@@ -270,30 +301,30 @@ def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -
     k = _stream_words(seed, key)
     if out.size == 0:
         return
-    from paramarena.kernels import _cpu
-
     direct = out.dtype in (_F32, _F64) and out.flags.c_contiguous and out.flags.writeable
     target = out if direct else np.empty(out.shape, _F64 if out.dtype == _F64 else _F32)
     flat = target.reshape(-1)
-    per = 2 if flat.dtype == _F64 else 4
-    blocks = _cpu.BLOCK_FUNCTIONS[per, dist]
-    nfull = flat.size // per
-    step = _FILL_CHUNK_BLOCKS if flat.size >= PARALLEL_THRESHOLD else max(nfull, 1)
+    if flat.size < PARALLEL_THRESHOLD:  # one item, one call on this thread
+        from paramarena.kernels import _native
 
-    def chunk(i: int) -> None:
-        blocks(flat, i * step, min(nfull, (i + 1) * step), 0, a, b, k)
-
-    run_chunks(chunk, -(-nfull // step))
-    rest = flat.size - nfull * per
-    if rest:  # the last, partial Philox block, through a scratch block (same function)
-        scratch = np.empty(per, flat.dtype)
-        blocks(scratch, nfull, nfull + 1, nfull, a, b, k)
-        flat[nfull * per :] = scratch[:rest]
+        name = ("f64_" if flat.dtype == _F64 else "f32_") + _DIST_NAMES[dist]
+        items = np.array([0, 0, flat.size], np.int64)
+        params = np.array([a, b], np.float64)
+        _native.fill_kernel(name)(
+            flat.ctypes.data, items.ctypes.data, params.ctypes.data, k.ctypes.data, 0, 1
+        )
+    else:
+        _fill_items(
+            flat, dist, _ZERO, np.array([flat.size]), np.array([a]), np.array([b]), k.reshape(1, 4)
+        )
     if not direct:
         if out.dtype in (_F16, _bf16()) and out.flags.c_contiguous and out.flags.writeable:
             _cast_into(target, out)
         else:
             out[...] = target
+
+
+_ZERO = np.zeros(1, np.int64)
 
 
 def fill_uniform(out: np.ndarray, low: float, high: float, *, seed: int, key: str) -> None:
