@@ -15,8 +15,8 @@ file is named by a digest of everything its code depends on (the kernel sources,
 llvmlite's versions, the CPU name and features, ``NUMBA_*`` settings), written atomically
 (temporary file, then rename), and checked before use: format, digest of the contents, and
 every symbol the code imports must resolve in this process. A file that fails any check is
-ignored (and replaced by a fresh compile). Where the code cannot be loaded this way (no ELF
-objects, llvmlite refuses it), Numba's own cached ``cfunc`` is used: same code, same values.
+ignored (and replaced by a fresh compile). Where the code cannot be loaded this way (not Linux,
+so no ELF objects; no llvmlite), Numba's own cached ``cfunc`` is used: same code, same values.
 This module must not import numba (it does so only to compile).
 """
 
@@ -64,6 +64,8 @@ def fill_kernel(name: str) -> FillKernel:
 
 
 def _obtain(name: str) -> FillKernel:
+    if not sys.platform.startswith("linux"):  # object code is not ELF: Numba's own cache
+        return _from_numba(name, cache=True)
     try:
         llvm: Any = _llvm()
         key = _key(name, llvm)
@@ -77,8 +79,8 @@ def _obtain(name: str) -> FillKernel:
             fn = _link(llvm, *record)
             if fn is not None:
                 return fn
-    # compile (once per cache directory); Numba's cache too, for when this file cannot be used
-    cfunc = _compile(name, cache=True)
+    # compile (once per cache directory; a function loaded from Numba's cache has no object code)
+    cfunc = _compile(name, cache=False)
     if path is not None:
         try:
             symbol, obj = _object_code(cfunc)
