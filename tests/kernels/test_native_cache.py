@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -123,7 +124,8 @@ def test_link_refuses_object_code_with_unresolvable_imports() -> None:
         out, ref = np.empty(9), np.empty(9)
         items, params = np.array([0, 0, 9], np.int64), np.array([0.0, 1.0])
         keys = kernels.stream_keys(0, ["x"])
-        fn(out.ctypes.data, items.ctypes.data, params.ctypes.data, keys.ctypes.data, 0, 1)
+        buf = ctypes.c_ubyte.from_buffer(out)
+        fn(buf, items.ctypes.data, params.ctypes.data, keys.ctypes.data, 0, 1)
         kernels.fill_normal(ref, 0.0, 1.0, seed=0, key="x")
         np.testing.assert_array_equal(out, ref)
         missing = obj.replace(b"\0log\0", b"\0zqx\0")

@@ -12,6 +12,8 @@ thread count, initialization order or device.
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,20 +78,24 @@ def _bf16() -> np.dtype[Any]:
 _STREAM_PERSON = b"paramdict-phx4"
 
 
-def _stream_words(seed: int, key: str) -> np.ndarray:
-    """Return the four 32-bit stream words as a ``uint32`` array (what the kernels take)."""
+def _stream_digest(seed: int, key: str) -> bytes:
+    """Return the 16 bytes of the four little-endian 32-bit stream words."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
         from paramarena.errors import ParameterValueError
 
         raise ParameterValueError(f"seed must be an int in [0, 2**64), got {seed!r}.")
     import hashlib  # not at module level: ``import paramarena`` stays light
 
-    digest = hashlib.blake2b(
+    return hashlib.blake2b(
         int(seed).to_bytes(8, "little") + str(key).encode("utf-8"),
         digest_size=16,
         person=_STREAM_PERSON,
     ).digest()
-    return np.frombuffer(digest, dtype="<u4")
+
+
+def _stream_words(seed: int, key: str) -> np.ndarray:
+    """Return the four 32-bit stream words as a ``uint32`` array (what the kernels take)."""
+    return np.frombuffer(_stream_digest(seed, key), dtype="<u4")
 
 
 def stream_key(seed: int, key: str) -> np.ndarray:
@@ -238,19 +244,19 @@ def _fill_items(
     a: np.ndarray,
     b: np.ndarray,
     keys: np.ndarray,
+    firsts: np.ndarray | None = None,
 ) -> None:
     """Fill ranges of the flat float32/float64 ``flat`` with one distribution (checked inputs).
 
-    Ranges of more than one chunk (:data:`_FILL_CHUNK_BLOCKS` Philox blocks) become several
-    work items; consecutive items are grouped into calls of about one chunk of values each,
-    which the kernel threads take one at a time (:func:`run_chunks`).
+    Range ``j`` gets its stream's values from Philox block ``firsts[j]`` on (default 0: the
+    stream's start). Ranges of more than one chunk (:data:`_FILL_CHUNK_BLOCKS` Philox blocks)
+    become several work items; consecutive items are grouped into calls of about one chunk of
+    values each, which the kernel threads take one at a time (:func:`run_chunks`).
     """
     if not len(offsets):
         return
-    from paramarena.kernels import _native
-
     per = 2 if flat.dtype == _F64 else 4
-    kernel = _native.fill_kernel(("f64_" if per == 2 else "f32_") + _DIST_NAMES[dist])
+    kernel = _kernel(per, dist)
     chunk = _FILL_CHUNK_BLOCKS * per  # values
     pieces = np.maximum(-(-sizes // chunk), 1)
     if (pieces > 1).any():  # big ranges: one item per chunk (block numbers continue)
@@ -258,12 +264,13 @@ def _fill_items(
         piece = np.arange(len(row)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
         items = np.empty((len(row), 3), np.int64)
         items[:, 0] = offsets[row] + piece * chunk
-        items[:, 1] = piece * _FILL_CHUNK_BLOCKS
+        items[:, 1] = piece * _FILL_CHUNK_BLOCKS + (0 if firsts is None else firsts[row])
         items[:, 2] = np.minimum(sizes[row] - piece * chunk, chunk)
         params = np.stack((a[row], b[row]), axis=1)
         keys = np.ascontiguousarray(keys[row])
     else:
-        items = np.stack((offsets, np.zeros_like(offsets), sizes), axis=1)
+        first = np.zeros_like(offsets) if firsts is None else firsts
+        items = np.stack((offsets, first, sizes), axis=1)
         params = np.stack((a, b), axis=1)
     count = len(items)
     ends = np.cumsum(items[:, 2])
@@ -275,7 +282,7 @@ def _fill_items(
         cuts = np.searchsorted(ends, np.arange(1, calls) * (total / calls), side="left") + 1
         bounds = np.unique(np.concatenate(([0], np.minimum(cuts, count), [count]))).tolist()
     addresses = (
-        flat.ctypes.data, items.ctypes.data, params.ctypes.data, keys.ctypes.data
+        _buffer_arg(flat), items.ctypes.data, params.ctypes.data, keys.ctypes.data
     )  # fmt: skip
 
     def run(g: int) -> None:
@@ -284,7 +291,57 @@ def _fill_items(
     run_chunks(run, len(bounds) - 1)
 
 
-_DIST_NAMES = ("uniform", "normal")
+_KERNELS: dict[tuple[int, int], Any] = {}
+_ITEM = ctypes.c_int64 * 3
+_PARAMS = ctypes.c_double * 2
+_LITTLE = sys.byteorder == "little"
+
+
+def _buffer_arg(flat: np.ndarray) -> Any:
+    """Return the kernels' ``buf`` argument for a writable C-contiguous array (no copy)."""
+    return ctypes.c_ubyte.from_buffer(flat)  # type: ignore[arg-type]
+
+
+def _kernel(per: int, dist: int) -> Any:
+    """Return the fill kernel for ``per`` values a block (4: float32, 2: float64) and ``dist``."""
+    kernel = _KERNELS.get((per, dist))
+    if kernel is None:
+        from paramarena.kernels import _native
+
+        name = ("f32_" if per == 4 else "f64_") + ("uniform", "normal")[dist]
+        kernel = _KERNELS[per, dist] = _native.fill_kernel(name)
+    return kernel
+
+
+def _fill_stream(
+    flat: np.ndarray, dist: int, a: float, b: float, digest: bytes, start: int
+) -> None:
+    """Write elements ``start .. start + flat.size`` of a stream into ``flat``.
+
+    ``flat``: 1-D, C-contiguous, writable float32/float64; ``digest``: the stream's 16 bytes
+    (:func:`_stream_digest`). A partial Philox block at the start goes through a scratch block.
+    """
+    per = 2 if flat.dtype == _F64 else 4
+    n = flat.size
+    lane = start % per
+    if lane and n:
+        head = min(per - lane, n)
+        scratch = np.empty(per, flat.dtype)
+        _fill_stream(scratch, dist, a, b, digest, start - lane)
+        flat[:head] = scratch[lane : lane + head]
+        flat, start, n = flat[head:], start + head, n - head
+    if not n:
+        return
+    if n < PARALLEL_THRESHOLD:  # one work item, on this thread
+        words = digest if _LITTLE else np.frombuffer(digest, "<u4").astype(np.uint32).ctypes.data
+        buf = _buffer_arg(flat)
+        _kernel(per, dist)(buf, _ITEM(0, start // per, n), _PARAMS(a, b), words, 0, 1)
+    else:
+        keys = np.frombuffer(digest, "<u4").astype(np.uint32).reshape(1, 4)
+        _fill_items(
+            flat, dist, _ZERO, np.array([n]), np.array([a]), np.array([b]), keys,
+            np.array([start // per]),
+        )  # fmt: skip
 
 
 def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -> None:
@@ -298,25 +355,12 @@ def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -
         raise ParameterTypeError(
             f"random fills need a float16/bfloat16/float32/float64 array, got {out.dtype.name}."
         )
-    k = _stream_words(seed, key)
+    digest = _stream_digest(seed, key)
     if out.size == 0:
         return
     direct = out.dtype in (_F32, _F64) and out.flags.c_contiguous and out.flags.writeable
     target = out if direct else np.empty(out.shape, _F64 if out.dtype == _F64 else _F32)
-    flat = target.reshape(-1)
-    if flat.size < PARALLEL_THRESHOLD:  # one item, one call on this thread
-        from paramarena.kernels import _native
-
-        name = ("f64_" if flat.dtype == _F64 else "f32_") + _DIST_NAMES[dist]
-        items = np.array([0, 0, flat.size], np.int64)
-        params = np.array([a, b], np.float64)
-        _native.fill_kernel(name)(
-            flat.ctypes.data, items.ctypes.data, params.ctypes.data, k.ctypes.data, 0, 1
-        )
-    else:
-        _fill_items(
-            flat, dist, _ZERO, np.array([flat.size]), np.array([a]), np.array([b]), k.reshape(1, 4)
-        )
+    _fill_stream(target.reshape(-1), dist, a, b, digest, 0)
     if not direct:
         if out.dtype in (_F16, _bf16()) and out.flags.c_contiguous and out.flags.writeable:
             _cast_into(target, out)

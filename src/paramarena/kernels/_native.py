@@ -37,14 +37,15 @@ from typing import Any
 __all__ = ["fill_kernel"]
 
 #: kernel(buf, items, params, keys, i0, i1): see ``_cpu_fills``
-FillKernel = Callable[[int, int, int, int, int, int], None]
+FillKernel = Callable[[Any, Any, Any, Any, int, int], None]
 
 _MAGIC = b"PAKERNEL\x01\x00\x00\x00"
 _HERE = Path(__file__).resolve().parent
 _SOURCES = ("_bodies.py", "_cpu_fills.py")
+#: the buffer is passed as ``ctypes.c_ubyte.from_buffer(array)`` (cheaper than ``array.ctypes``)
 _PROTOTYPE = ctypes.CFUNCTYPE(
-    None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-    ctypes.c_int64,
+    None, ctypes.POINTER(ctypes.c_ubyte), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+    ctypes.c_int64, ctypes.c_int64,
 )  # fmt: skip
 
 _lock = threading.Lock()
