@@ -12,14 +12,13 @@ thread count, initialization order or device.
 
 from __future__ import annotations
 
-import ctypes
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from paramarena.kernels._memory import empty, zeros
+from paramarena.kernels._streams import PARALLEL_THRESHOLD, _fill_items, _fill_stream
 from paramarena.kernels._threads import get_num_threads, run_chunks, set_num_threads
 
 __all__ = [
@@ -41,14 +40,9 @@ __all__ = [
     "zeros",
 ]
 
-#: Arrays with at least this many elements are split into chunks for the kernel threads
-#: (:func:`set_num_threads`); smaller ones run on the calling thread (no thread wake-up).
-PARALLEL_THRESHOLD = 1 << 16
-
-# Work items handed to the kernel threads one at a time (see ``_threads``): small enough that a
-# thread slowed down by a busy core holds up the end of a call by well under a millisecond, big
-# enough that the Python dispatch per chunk (a few microseconds) stays below 2% of the work.
-_FILL_CHUNK_BLOCKS = 1 << 16  # Philox blocks: 256K float32 / 128K float64 values
+# Cast work items handed to the kernel threads one at a time (see ``_threads``; the fills' are
+# in ``_streams``): small enough that a thread slowed down by a busy core holds up the end of a
+# call by well under a millisecond, big enough that the Python dispatch per chunk stays small.
 _CAST_CHUNK = 1 << 18  # elements
 # zeroing: memset is fastest in long calls (rep stosb / streaming stores): a range is cut into
 # one chunk per thread, at least 8 MiB each (2 per thread measured 30-40% slower; zeroing is
@@ -236,114 +230,6 @@ def fill_random_ranges(
             _fill_items(buffer, dist, offsets[pick], sizes[pick], a[pick], b[pick], keys[pick])
 
 
-def _fill_items(
-    flat: np.ndarray,
-    dist: int,
-    offsets: np.ndarray,
-    sizes: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    keys: np.ndarray,
-    firsts: np.ndarray | None = None,
-) -> None:
-    """Fill ranges of the flat float32/float64 ``flat`` with one distribution (checked inputs).
-
-    Range ``j`` gets its stream's values from Philox block ``firsts[j]`` on (default 0: the
-    stream's start). Ranges of more than one chunk (:data:`_FILL_CHUNK_BLOCKS` Philox blocks)
-    become several work items; consecutive items are grouped into calls of about one chunk of
-    values each, which the kernel threads take one at a time (:func:`run_chunks`).
-    """
-    if not len(offsets):
-        return
-    per = 2 if flat.dtype == _F64 else 4
-    kernel = _kernel(per, dist)
-    chunk = _FILL_CHUNK_BLOCKS * per  # values
-    pieces = np.maximum(-(-sizes // chunk), 1)
-    if (pieces > 1).any():  # big ranges: one item per chunk (block numbers continue)
-        row = np.repeat(np.arange(len(sizes)), pieces)
-        piece = np.arange(len(row)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-        items = np.empty((len(row), 3), np.int64)
-        items[:, 0] = offsets[row] + piece * chunk
-        items[:, 1] = piece * _FILL_CHUNK_BLOCKS + (0 if firsts is None else firsts[row])
-        items[:, 2] = np.minimum(sizes[row] - piece * chunk, chunk)
-        params = np.stack((a[row], b[row]), axis=1)
-        keys = np.ascontiguousarray(keys[row])
-    else:
-        first = np.zeros_like(offsets) if firsts is None else firsts
-        items = np.stack((offsets, first, sizes), axis=1)
-        params = np.stack((a, b), axis=1)
-    count = len(items)
-    ends = np.cumsum(items[:, 2])
-    total = int(ends[-1])
-    calls = max(1, min(count, -(-total // chunk)))
-    if calls == 1:
-        bounds = [0, count]
-    else:  # call g runs items bounds[g] .. bounds[g + 1] - 1 (about `chunk` values each)
-        cuts = np.searchsorted(ends, np.arange(1, calls) * (total / calls), side="left") + 1
-        bounds = np.unique(np.concatenate(([0], np.minimum(cuts, count), [count]))).tolist()
-    addresses = (
-        _buffer_arg(flat), items.ctypes.data, params.ctypes.data, keys.ctypes.data
-    )  # fmt: skip
-
-    def run(g: int) -> None:
-        kernel(*addresses, bounds[g], bounds[g + 1])
-
-    run_chunks(run, len(bounds) - 1)
-
-
-_KERNELS: dict[tuple[int, int], Any] = {}
-_ITEM = ctypes.c_int64 * 3
-_PARAMS = ctypes.c_double * 2
-_LITTLE = sys.byteorder == "little"
-
-
-def _buffer_arg(flat: np.ndarray) -> Any:
-    """Return the kernels' ``buf`` argument for a writable C-contiguous array (no copy)."""
-    return ctypes.c_ubyte.from_buffer(flat)  # type: ignore[arg-type]
-
-
-def _kernel(per: int, dist: int) -> Any:
-    """Return the fill kernel for ``per`` values a block (4: float32, 2: float64) and ``dist``."""
-    kernel = _KERNELS.get((per, dist))
-    if kernel is None:
-        from paramarena.kernels import _native
-
-        name = ("f32_" if per == 4 else "f64_") + ("uniform", "normal")[dist]
-        kernel = _KERNELS[per, dist] = _native.fill_kernel(name)
-    return kernel
-
-
-def _fill_stream(
-    flat: np.ndarray, dist: int, a: float, b: float, digest: bytes, start: int
-) -> None:
-    """Write elements ``start .. start + flat.size`` of a stream into ``flat``.
-
-    ``flat``: 1-D, C-contiguous, writable float32/float64; ``digest``: the stream's 16 bytes
-    (:func:`_stream_digest`). A partial Philox block at the start goes through a scratch block.
-    """
-    per = 2 if flat.dtype == _F64 else 4
-    n = flat.size
-    lane = start % per
-    if lane and n:
-        head = min(per - lane, n)
-        scratch = np.empty(per, flat.dtype)
-        _fill_stream(scratch, dist, a, b, digest, start - lane)
-        flat[:head] = scratch[lane : lane + head]
-        flat, start, n = flat[head:], start + head, n - head
-    if not n:
-        return
-    if n < PARALLEL_THRESHOLD:  # one work item, on this thread
-        words = digest if _LITTLE else np.frombuffer(digest, "<u4").astype(np.uint32).ctypes.data
-        buf = _buffer_arg(flat)
-        _kernel(per, dist)(buf, _ITEM(0, start // per, n), _PARAMS(a, b), words, 0, 1)
-    else:
-        keys = np.frombuffer(digest, "<u4").astype(np.uint32).reshape(1, 4)
-        _fill_items(
-            flat, dist, _ZERO, np.array([n]), np.array([a]), np.array([b]), keys,
-            np.array([start // per]),
-        )  # fmt: skip
-
-
 def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -> None:
     if not isinstance(out, np.ndarray):
         from paramarena.errors import ParameterTypeError
@@ -366,9 +252,6 @@ def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -
             _cast_into(target, out)
         else:
             out[...] = target
-
-
-_ZERO = np.zeros(1, np.int64)
 
 
 def fill_uniform(out: np.ndarray, low: float, high: float, *, seed: int, key: str) -> None:

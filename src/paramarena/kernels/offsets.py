@@ -35,7 +35,8 @@ def _check(out: Any, offset: int) -> None:
 def _fill_at(
     out: np.ndarray, offset: int, dist: int, a: float, b: float, seed: int, key: str
 ) -> None:
-    from paramarena.kernels import _F64, _fill_stream, _stream_digest
+    from paramarena.kernels import _F64, _stream_digest
+    from paramarena.kernels._streams import _fill_stream
 
     _check(out, offset)
     digest = _stream_digest(seed, key)
