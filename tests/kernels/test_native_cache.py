@@ -56,6 +56,11 @@ def test_second_process_loads_cached_code_without_numba(tmp_path: Path) -> None:
     assert digest == expected
     files = sorted(p.name.split("-")[0] for p in (tmp_path / "paramarena").glob("*.bin"))
     assert files == ["f32_normal", "f64_uniform"]  # only the kernels that ran
+    for path in (tmp_path / "paramarena").glob("*.bin"):
+        record = _native._read(path, path.read_bytes()[12:44])
+        assert record is not None
+        imports = _native._elf_imports(record[1])
+        assert imports == []  # nothing from Numba or CPython: links in a process without them
     numba_used, digest = _child(tmp_path)
     assert not numba_used  # linked from the cache files
     assert digest == expected
@@ -163,3 +168,32 @@ def test_ranges_with_mismatched_arrays_or_unknown_distributions_are_refused() ->
         kernels.fill_random_ranges(buf, zero, zero + 4, zero, one, one, np.zeros((2, 4)))
     with pytest.raises(errors.ParameterValueError):
         kernels.fill_random_ranges(buf, zero, np.array([1, 2]), zero, one, one, keys)
+
+
+_VALUES = r"""
+import numpy as np
+from paramarena import kernels
+from paramarena.kernels import offsets
+parts = []
+for dt in (np.float32, np.float64):
+    for fill in (kernels.fill_uniform, kernels.fill_normal):
+        a = np.empty(11, dt)
+        fill(a, 0.5, 2.0, seed=3, key="x")
+        parts.append(a.tobytes())
+    b = np.empty(6, dt)
+    offsets.fill_normal_at(b, 0.0, 1.0, seed=3, key="x", offset=3)
+    parts.append(b.tobytes())
+print(b"".join(parts).hex())
+"""
+
+
+@pytest.mark.timeout(600)
+def test_same_values_with_numbas_jit_disabled(tmp_path: Path) -> None:
+    def run(**extra: str) -> str:
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), **extra)
+        return subprocess.run(
+            [sys.executable, "-c", _VALUES], env=env, check=True, capture_output=True,
+            text=True, timeout=300,
+        ).stdout  # fmt: skip
+
+    assert run(NUMBA_DISABLE_JIT="1") == run()

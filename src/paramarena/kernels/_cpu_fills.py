@@ -20,6 +20,7 @@ expressions). The caller checks that every item lies inside ``buf``.
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import numba
@@ -204,3 +205,35 @@ def compile_kernel(name: str, *, cache: bool) -> Any:
     """Compile kernel ``name`` with ``numba.cfunc`` (``cache``: Numba's own on-disk cache)."""
     fn, element = KERNELS[name]
     return numba.cfunc(signature(element), cache=cache, error_model="numpy")(fn)
+
+
+def python_kernel(name: str) -> Any:
+    """Kernel ``name`` run as plain Python on the same arguments (``NUMBA_DISABLE_JIT=1``).
+
+    With Numba's JIT disabled for debugging, nothing can be compiled: the kernel's Python source
+    runs on numpy views of the memory the arguments point to (very slowly; same values).
+    """
+    fn, element = KERNELS[name]
+    dtype = np.float32 if element == types.float32 else np.float64
+
+    def address(arg: Any) -> int:
+        if isinstance(arg, int):
+            return arg
+        if isinstance(arg, bytes):
+            return ctypes.cast(ctypes.c_char_p(arg), ctypes.c_void_p).value or 0
+        return ctypes.addressof(arg)
+
+    def view(arg: Any, ctype: Any, count: int) -> np.ndarray:
+        return np.ctypeslib.as_array((ctype * count).from_address(address(arg)))
+
+    def call(buf: Any, items: Any, params: Any, keys: Any, i0: int, i1: int) -> None:
+        if i1 <= i0:
+            return
+        table = view(items, ctypes.c_int64, 3 * i1).reshape(i1, 3)
+        extent = int((table[i0:, 0] + table[i0:, 2]).max())
+        ctype = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+        out = view(buf, ctype, max(extent, 1))
+        fn(out, table.reshape(-1), view(params, ctypes.c_double, 2 * i1),
+           view(keys, ctypes.c_uint32, 4 * i1), i0, i1)  # fmt: skip
+
+    return call

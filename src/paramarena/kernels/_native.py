@@ -65,6 +65,10 @@ def fill_kernel(name: str) -> FillKernel:
 
 
 def _obtain(name: str) -> FillKernel:
+    if os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0"):
+        from paramarena.kernels import _cpu_fills  # debugging: plain Python, nothing compiled
+
+        return _cpu_fills.python_kernel(name)  # type: ignore[no-any-return]
     if not sys.platform.startswith("linux"):  # object code is not ELF: Numba's own cache
         return _from_numba(name, cache=True)
     try:
