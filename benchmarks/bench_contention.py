@@ -38,6 +38,17 @@ def median_seconds(fn: Callable[[], object], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
+def _dynamic(kernel: Callable[..., None], *args: object) -> None:
+    """Run a Numba ``parallel=True`` kernel handing out its ``prange`` chunks one at a time."""
+    import numba
+
+    previous = numba.set_parallel_chunksize(1)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_parallel_chunksize(previous)
+
+
 def cases(layer: str | None) -> dict[str, tuple[Callable[[int], None], Callable[[], None]]]:
     """Name -> (set the thread count, run the kernel once)."""
     from paramarena import kernels
@@ -55,11 +66,11 @@ def cases(layer: str | None) -> dict[str, tuple[Callable[[int], None], Callable[
         return {
             f"uniform fill ({layer})": (
                 numba.set_num_threads,
-                lambda: kernels._dynamic(_cpu._fill_parallel, out, 4, 0, 0.0, 1.0, k),
+                lambda: _dynamic(_cpu._fill_parallel, out, 4, 0, 0.0, 1.0, k),
             ),
             f"normal fill ({layer})": (
                 numba.set_num_threads,
-                lambda: kernels._dynamic(_cpu._fill_parallel, out, 4, 1, 0.0, 1.0, k),
+                lambda: _dynamic(_cpu._fill_parallel, out, 4, 1, 0.0, 1.0, k),
             ),
         }
     return {

@@ -5,8 +5,9 @@ Run ``python benchmarks/bench_kernels.py [--quick] [--runs N] [--write-docs]`` (
 time: > 1 means paramarena is faster), the same work done by PyTorch when it is importable (CPU
 build), then start-up times measured on whole fresh processes; then the issue-11 targets with the
 range of each measure over the ``N`` runs and whether it is met. ``--write-docs`` puts both tables
-into docs/benchmarks.md (between the ``kernels`` / ``targets`` markers). Numbers on a shared
-2-core machine are noisy; compare ratios, not absolute times.
+into docs/benchmarks.md (between the ``kernels`` / ``targets`` markers). ``--startup-only`` runs
+the start-up rows alone (and writes nothing). Numbers on a shared 2-core machine are noisy;
+compare ratios, not absolute times.
 """
 
 from __future__ import annotations
@@ -373,6 +374,8 @@ def process_seconds(code: str, env: dict[str, str]) -> tuple[float, float, str]:
 
 
 def first_call_latency(rows: list[list[str]], pycache: str, repeat: int) -> None:
+    with tempfile.TemporaryDirectory() as other:  # bytecode of everything a cold run imports
+        process_seconds(FIRST_CALL, startup_env(pycache, other))  # (Numba's compiler included)
     with tempfile.TemporaryDirectory() as cache:
         env = startup_env(pycache, cache)
         wall, cpu, out = process_seconds(FIRST_CALL, env)  # empty Numba cache: compiles
@@ -472,6 +475,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--runs", type=int, default=3, help="full runs (ranges in the targets)")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument(
+        "--startup-only",
+        action="store_true",
+        help="only the start-up rows (whole processes); never writes the docs",
+    )
     args = parser.parse_args()
     repeat = 3 if args.quick else 7
     import numba
@@ -481,6 +489,12 @@ def main() -> None:
         for run in range(args.runs):
             rows = []
             load = os.getloadavg()[0]
+            if args.startup_only:
+                first_call_latency(rows, pycache, 3)
+                import_time(rows, pycache, repeat)
+                print(f"run {run + 1} of {args.runs} done (load average {load:.1f})",
+                      file=sys.stderr)  # fmt: skip
+                continue
             run_inits(rows, "ResNet-50 (161 arrays, 25.6M f32)", RESNET50_SHAPES, repeat)
             run_torch_inits(rows, "ResNet-50", RESNET50_SHAPES, repeat)
             threads = kernels.get_num_threads()
@@ -508,7 +522,7 @@ def main() -> None:
              "|---|---|---|---|---|"] + ["| " + " | ".join(row) + " |" for row in rows]  # fmt: skip
     targets = targets_table(args.runs)
     print("\n".join(table) + "\n\n" + "\n".join(targets))
-    if args.write_docs:
+    if args.write_docs and not args.startup_only:
         write_docs("kernels", table)
         write_docs("targets", targets)
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from paramarena.kernels._memory import empty, zeros
+from paramarena.kernels._streams import PARALLEL_THRESHOLD, _fill_items, _fill_stream
 from paramarena.kernels._threads import get_num_threads, run_chunks, set_num_threads
 
 __all__ = [
@@ -39,14 +40,9 @@ __all__ = [
     "zeros",
 ]
 
-#: Arrays with at least this many elements are split into chunks for the kernel threads
-#: (:func:`set_num_threads`); smaller ones run on the calling thread (no thread wake-up).
-PARALLEL_THRESHOLD = 1 << 16
-
-# Work items handed to the kernel threads one at a time (see ``_threads``): small enough that a
-# thread slowed down by a busy core holds up the end of a call by well under a millisecond, big
-# enough that the Python dispatch per chunk (a few microseconds) stays below 2% of the work.
-_FILL_CHUNK_BLOCKS = 1 << 16  # Philox blocks: 256K float32 / 128K float64 values
+# Cast work items handed to the kernel threads one at a time (see ``_threads``; the fills' are
+# in ``_streams``): small enough that a thread slowed down by a busy core holds up the end of a
+# call by well under a millisecond, big enough that the Python dispatch per chunk stays small.
 _CAST_CHUNK = 1 << 18  # elements
 # zeroing: memset is fastest in long calls (rep stosb / streaming stores): a range is cut into
 # one chunk per thread, at least 8 MiB each (2 per thread measured 30-40% slower; zeroing is
@@ -76,20 +72,24 @@ def _bf16() -> np.dtype[Any]:
 _STREAM_PERSON = b"paramdict-phx4"
 
 
-def _stream_words(seed: int, key: str) -> np.ndarray:
-    """Return the four 32-bit stream words as a ``uint32`` array (what the kernels take)."""
+def _stream_digest(seed: int, key: str) -> bytes:
+    """Return the 16 bytes of the four little-endian 32-bit stream words."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
         from paramarena.errors import ParameterValueError
 
         raise ParameterValueError(f"seed must be an int in [0, 2**64), got {seed!r}.")
     import hashlib  # not at module level: ``import paramarena`` stays light
 
-    digest = hashlib.blake2b(
+    return hashlib.blake2b(
         int(seed).to_bytes(8, "little") + str(key).encode("utf-8"),
         digest_size=16,
         person=_STREAM_PERSON,
     ).digest()
-    return np.frombuffer(digest, dtype="<u4")
+
+
+def _stream_words(seed: int, key: str) -> np.ndarray:
+    """Return the four 32-bit stream words as a ``uint32`` array (what the kernels take)."""
+    return np.frombuffer(_stream_digest(seed, key), dtype="<u4")
 
 
 def stream_key(seed: int, key: str) -> np.ndarray:
@@ -168,9 +168,9 @@ def fill_random_ranges(
     :func:`fill_uniform` (``dists[j] == 0``: ``low = a[j]``, ``high - low = b[j]``) or
     :func:`fill_normal` (``dists[j] == 1``: ``mean = a[j]``, ``std = b[j]``) would write into an
     array of that size with stream words ``keys[j]`` (from :func:`stream_keys`). Small ranges go
-    through one kernel call together (parallel over groups of ranges when they hold at least
-    ``4 * PARALLEL_THRESHOLD`` values in all); ranges of at least :data:`PARALLEL_THRESHOLD`
-    elements use the parallel kernel one at a time.
+    through one kernel call together; when the ranges hold many values in all, they are cut into
+    work items of about equal numbers of values (a big range into several) that the kernel
+    threads take one at a time (:func:`set_num_threads`).
 
     Parameters
     ----------
@@ -189,6 +189,9 @@ def fill_random_ranges(
     ------
     paramarena.errors.ParameterTypeError
         If ``buffer`` is not a 1-D C-contiguous writable float32/float64 array.
+    paramarena.errors.ParameterValueError
+        If the arrays differ in length, a range lies outside ``buffer`` or a distribution is
+        not 0 or 1.
     """
     if (
         not isinstance(buffer, np.ndarray)
@@ -202,61 +205,32 @@ def fill_random_ranges(
         raise ParameterTypeError(
             "fill_random_ranges needs a 1-D C-contiguous writable float32/float64 buffer."
         )
-    if not len(offsets):
-        return
-    from paramarena.kernels import _cpu, _cpu_batch
-
-    per = 2 if buffer.dtype == _F64 else 4
     offsets = np.ascontiguousarray(offsets, np.int64)
     sizes = np.ascontiguousarray(sizes, np.int64)
     dists = np.ascontiguousarray(dists, np.int64)
     a = np.ascontiguousarray(a, np.float64)
     b = np.ascontiguousarray(b, np.float64)
     keys = np.ascontiguousarray(keys, np.uint32)
-    big = sizes >= PARALLEL_THRESHOLD
-    if big.any():
-        for j in np.flatnonzero(big):
-            o, n = int(offsets[j]), int(sizes[j])
-            # the key as fill_uniform passes it (a read-only array): no new specialization
-            key = np.frombuffer(keys[j].tobytes(), dtype="<u4")
-            _dynamic(
-                _cpu._fill_parallel, buffer[o : o + n], per, int(dists[j]), float(a[j]),
-                float(b[j]), key,
-            )  # fmt: skip
-        small = ~big
-        offsets, sizes, dists, a, b = offsets[small], sizes[small], dists[small], a[small], b[small]
-        keys = np.ascontiguousarray(keys[small])
-    if not len(offsets):
-        return
-    total = int(sizes.sum())
-    if total < 4 * PARALLEL_THRESHOLD:
-        _cpu_batch._fill_ranges(buffer, per, offsets, sizes, dists, a, b, keys)
-        return
-    # many small ranges with many values in all: work items of about equal numbers of values,
-    # handed out one at a time (values never depend on which thread fills a range)
-    items = min(len(offsets), max(1, total // PARALLEL_THRESHOLD), 256)
-    ends = np.cumsum(sizes)
-    cuts = np.searchsorted(ends, np.linspace(0, total, items + 1)[1:-1], side="left")
-    bounds = np.unique(np.concatenate(([0], cuts, [len(offsets)]))).astype(np.int64)
-    _dynamic(
-        _cpu_batch._fill_ranges_parallel, buffer, per, offsets, sizes, dists, a, b, keys, bounds
-    )
+    n = len(offsets)
+    if (
+        not sizes.shape == dists.shape == a.shape == b.shape == offsets.shape == (n,)
+        or keys.shape != (n, 4)
+        or (n and (offsets.min() < 0 or sizes.min() < 0 or (offsets + sizes).max() > buffer.size))
+        or (n and not np.isin(dists, (0, 1)).all())
+    ):
+        from paramarena.errors import ParameterValueError
 
-
-def _dynamic(kernel: Any, *args: Any) -> None:
-    """Run a ``parallel=True`` kernel with dynamic scheduling of its work items.
-
-    Each ``prange`` iteration of our kernels is already a chunk of 64K values; handing them
-    out one at a time (instead of an equal share per thread) keeps a thread that shares its core
-    with another process from holding up the whole call.
-    """
-    import numba
-
-    previous = numba.set_parallel_chunksize(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_parallel_chunksize(previous)
+        raise ParameterValueError(
+            f"fill_random_ranges: {n} ranges need offsets/sizes/dists/a/b of length {n}, keys "
+            f"of shape ({n}, 4), distributions 0 or 1, and 0 <= offset <= offset + size <= "
+            f"{buffer.size} (the buffer's size)."
+        )
+    for dist in (0, 1):
+        pick = dists == dist
+        if pick.all():
+            _fill_items(buffer, dist, offsets, sizes, a, b, keys)
+        elif pick.any():
+            _fill_items(buffer, dist, offsets[pick], sizes[pick], a[pick], b[pick], keys[pick])
 
 
 def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -> None:
@@ -270,28 +244,12 @@ def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -
         raise ParameterTypeError(
             f"random fills need a float16/bfloat16/float32/float64 array, got {out.dtype.name}."
         )
-    k = _stream_words(seed, key)
+    digest = _stream_digest(seed, key)
     if out.size == 0:
         return
-    from paramarena.kernels import _cpu
-
     direct = out.dtype in (_F32, _F64) and out.flags.c_contiguous and out.flags.writeable
     target = out if direct else np.empty(out.shape, _F64 if out.dtype == _F64 else _F32)
-    flat = target.reshape(-1)
-    per = 2 if flat.dtype == _F64 else 4
-    blocks = _cpu.BLOCK_FUNCTIONS[per, dist]
-    nfull = flat.size // per
-    step = _FILL_CHUNK_BLOCKS if flat.size >= PARALLEL_THRESHOLD else max(nfull, 1)
-
-    def chunk(i: int) -> None:
-        blocks(flat, i * step, min(nfull, (i + 1) * step), 0, a, b, k)
-
-    run_chunks(chunk, -(-nfull // step))
-    rest = flat.size - nfull * per
-    if rest:  # the last, partial Philox block, through a scratch block (same function)
-        scratch = np.empty(per, flat.dtype)
-        blocks(scratch, nfull, nfull + 1, nfull, a, b, k)
-        flat[nfull * per :] = scratch[:rest]
+    _fill_stream(target.reshape(-1), dist, a, b, digest, 0)
     if not direct:
         if out.dtype in (_F16, _bf16()) and out.flags.c_contiguous and out.flags.writeable:
             _cast_into(target, out)

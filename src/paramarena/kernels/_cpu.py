@@ -1,8 +1,10 @@
 """CPU kernels: the scalar bodies of ``_bodies`` compiled with ``numba.njit(cache=True)``.
 
-Imported lazily by :mod:`paramarena.kernels` (never by ``import paramarena``). Every loop exists
-as a serial version for small arrays (no thread start-up) and a ``parallel=True`` version
-(``prange`` over chunks, honours ``NUMBA_NUM_THREADS``). Values never depend on which one runs.
+Imported lazily by :mod:`paramarena.kernels` (never by ``import paramarena``): the casts and
+range zeroing. The random fills that ``kernels`` runs are the C-ABI kernels of ``_cpu_fills``
+(loaded through ``_native`` without Numba); ``_fill_parallel`` here is the same fill as a Numba
+``parallel=True`` kernel, kept as the reference that ``benchmarks/bench_contention.py`` compares
+Numba's threading layers with. Values never depend on which one runs.
 
 The scalar bodies are inlined at Numba-IR level so that LLVM sees one straight-line loop body
 and vectorizes across Philox blocks / elements; loop indices are unsigned so that stores carry
@@ -107,17 +109,6 @@ def _f64_normal_blocks(out: Any, b0: int, b1: int, base: int, a: float, b: float
         out[i + _U1] = a + b * z1
 
 
-# One function per (dtype, distribution), so that a process compiles / loads only the ones it
-# uses (a Xavier initialize of float32 parameters: the float32 uniform one only). The
-# ``dist``-switching ``_f32_blocks`` / ``_f64_blocks`` call them (kept for other kernels).
-BLOCK_FUNCTIONS = {
-    (4, 0): _f32_uniform_blocks,
-    (4, 1): _f32_normal_blocks,
-    (2, 0): _f64_uniform_blocks,
-    (2, 1): _f64_normal_blocks,
-}
-
-
 @_jit
 def _f32_blocks(
     out: Any, b0: int, b1: int, base: int, dist: int, a: float, b: float, k: Any
@@ -176,12 +167,6 @@ def _tail(out: Any, per: int, dist: int, a: float, b: float, k: Any) -> None:
     _blocks(tmp, per, nfull, nfull + 1, nfull, dist, a, b, k)
     for j in range(rest):
         out[nfull * per + j] = tmp[j]
-
-
-@_jit
-def _fill_serial(out: Any, per: int, dist: int, a: float, b: float, k: Any) -> None:
-    _blocks(out, per, 0, out.size // per, 0, dist, a, b, k)
-    _tail(out, per, dist, a, b, k)
 
 
 @_pjit

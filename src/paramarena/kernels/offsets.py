@@ -4,8 +4,9 @@ Element ``i`` of :func:`paramarena.kernels.fill_uniform` / :func:`~paramarena.ke
 is a pure function of ``(seed, key, i, dtype)``: Philox block ``i // per`` gives lanes
 ``i % per`` (``per`` is 4 for float32 and the half types, 2 for float64). These functions fill
 ``out`` with elements ``offset ..`` of that stream, so that a rank holding rows ``[r0, r1)`` of
-a parameter fills exactly the values the whole-array fill puts there: the whole blocks straight
-into ``out``, the partial blocks at either end through one scratch block each.
+a parameter fills exactly the values the whole-array fill puts there: the same kernel writes the
+whole blocks and the partial last block straight into ``out``, a partial first block goes
+through a scratch block.
 """
 
 from __future__ import annotations
@@ -31,55 +32,20 @@ def _check(out: Any, offset: int) -> None:
         raise ParameterValueError(f"offset must be a non-negative int, got {offset!r}.")
 
 
-def _blocks(flat: np.ndarray, per: int, b0: int, b1: int, base: int, *args: Any) -> None:
-    """Fill Philox blocks ``[b0, b1)`` into ``flat`` (block ``base`` at ``flat[0]``)."""
-    if b1 <= b0:
-        return
-    from paramarena.kernels import _cpu
-
-    if per == 4:
-        _cpu._f32_blocks(flat, b0, b1, base, *args)
-    else:
-        _cpu._f64_blocks(flat, b0, b1, base, *args)
-
-
 def _fill_at(
     out: np.ndarray, offset: int, dist: int, a: float, b: float, seed: int, key: str
 ) -> None:
-    from paramarena.kernels import _F64, _stream_words
+    from paramarena.kernels import _F64, _stream_digest
+    from paramarena.kernels._streams import _fill_stream
 
     _check(out, offset)
-    k = _stream_words(seed, key)
-    n = int(out.size)
-    if n == 0:
+    digest = _stream_digest(seed, key)
+    if out.size == 0:
         return
-    offset = int(offset)
     wide = _F64 if out.dtype == _F64 else np.dtype(np.float32)
     direct = out.dtype == wide and out.flags.c_contiguous and out.flags.writeable
     target = out if direct else np.empty(out.shape, wide)
-    flat = target.reshape(-1)
-    per = 2 if wide == _F64 else 4
-    end = offset + n
-    first_full = -(-offset // per)  # first block starting at or after offset
-    last_full = end // per  # blocks [first_full, last_full) lie inside the slice
-    args = (dist, a, b, k)
-    if first_full >= last_full:  # the slice lies within one or two blocks
-        b0, b1 = offset // per, -(-end // per)
-        scratch = np.empty((b1 - b0) * per, wide)
-        _blocks(scratch, per, b0, b1, b0, *args)
-        flat[:] = scratch[offset - b0 * per : end - b0 * per]
-    else:
-        head = first_full * per - offset
-        _blocks(flat[head:], per, first_full, last_full, first_full, *args)
-        if head:
-            scratch = np.empty(per, wide)
-            _blocks(scratch, per, first_full - 1, first_full, first_full - 1, *args)
-            flat[:head] = scratch[per - head :]
-        tail = end - last_full * per
-        if tail:
-            scratch = np.empty(per, wide)
-            _blocks(scratch, per, last_full, last_full + 1, last_full, *args)
-            flat[n - tail :] = scratch[:tail]
+    _fill_stream(target.reshape(-1), dist, a, b, digest, int(offset))
     if not direct:
         out[...] = target
 

@@ -9,13 +9,14 @@ from one ``seed(n)`` and the same call order (as in MXNet).
 
 from __future__ import annotations
 
-import secrets
+import os
 import threading
 
 __all__ = ["get_seed", "next_key", "seed"]
 
 _lock = threading.Lock()
-_seed: int = secrets.randbits(63)
+# 63 random bits from the OS, as secrets.randbits(63) (importing secrets costs ~8 ms)
+_seed: int = int.from_bytes(os.urandom(8), "little") >> 1
 _drawn: int = 0  # keys drawn from the stream since the last seed()
 _MASK = (1 << 64) - 1
 

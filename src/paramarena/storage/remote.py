@@ -26,11 +26,9 @@ the client).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import functools
-import http.client
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -129,6 +127,8 @@ class NetworkPolicy:
 
     async def run(self, call: Callable[[], Awaitable[Any]], what: str) -> Any:
         """Await ``call()`` with retries of transient failures; raise :class:`NetworkError`."""
+        import asyncio  # not at module level: the plugin manager imports this module (20 ms)
+
         started = time.monotonic()
         for attempt in range(self.retries + 1):
             # each attempt ends after connect_timeout + read_timeout, and the request, retries
@@ -207,6 +207,8 @@ def _status(exc: BaseException) -> tuple[int | None, str | None]:
 
 
 def _is_transient_one(exc: BaseException) -> bool:
+    import http.client  # only when a request failed: kept out of the first initialize
+
     if isinstance(exc, ConnectionError | TimeoutError | http.client.IncompleteRead):
         return True
     module = type(exc).__module__
