@@ -43,8 +43,9 @@ class PackedGroup:
 class ManifestEntries:
     """The ``parameters`` of a manifest, as columns (see the module docstring).
 
-    ``synced``: every file of the version the writer created is already on disk (fsync'd), so
-    writing the manifest only needs the manifest's and the directories' flushes.
+    ``synced``: every chunk file of the version is already on disk (fsync'd by the writer
+    threads); writing the manifest then flushes only the manifest and ``to_flush`` (the small
+    ``zarr.json`` files and the directories the writer created).
     """
 
     names: list[str]
@@ -52,7 +53,7 @@ class ManifestEntries:
     groups: list[PackedGroup]
     init_keys: Mapping[str, int] = field(default_factory=dict)
     synced: bool = False
-    directories: list[str] = field(default_factory=list)
+    to_flush: list[str] = field(default_factory=list)
     _text: list[str] | None = field(default=None, repr=False)
     _shape_text: dict[tuple[int, ...], str] = field(default_factory=dict, repr=False)
 

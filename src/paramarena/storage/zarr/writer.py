@@ -256,7 +256,7 @@ def _write_direct(
     writers = ChunkFileWriters() if loc.local else None
     pending: list[PackedWrite] = []
     try:
-        _put_metadata(loc, writers, GROUP_METADATA, version, "zarr.json")
+        _put_metadata(loc, entries, GROUP_METADATA, version, "zarr.json")
         for logical, idx in groups.items():
             members = arrays if len(idx) == len(arrays) else [arrays[i] for i in idx]
             sdtype = storage_dtype(logical)
@@ -265,12 +265,12 @@ def _write_direct(
             chunk = _chunk_elements(count, settings["chunk_bytes"], sdtype.itemsize)
             name = f"packed_{logical}"
             meta = array_metadata(count, chunk, sdtype)
-            _put_metadata(loc, writers, meta, version, name, "zarr.json")
+            _put_metadata(loc, entries, meta, version, name, "zarr.json")
             layout = RawLayout(loc.join(version, name), chunk, count, sdtype.itemsize)
             submit: Any
             if writers is not None:
                 os.makedirs(os.path.join(layout.directory, "c"), exist_ok=True)
-                entries.directories += [os.path.join(layout.directory, "c"), layout.directory]
+                entries.to_flush += [os.path.join(layout.directory, "c"), layout.directory]
 
                 def submit(k: int, pieces: Any, pad: int, staged: int, lay: Any = layout) -> Any:
                     return writers.submit(lay.path(k), pieces, pad, staged)
@@ -302,16 +302,12 @@ def _write_direct(
 
 
 def _put_metadata(
-    loc: Location, writers: ChunkFileWriters | None, document: dict[str, Any], *parts: str
+    loc: Location, entries: ManifestEntries, document: dict[str, Any], *parts: str
 ) -> None:
-    """Write a ``zarr.json``: local disk by a writer thread (fsync'd), else one PUT."""
-    data = metadata_bytes(document)
-    if writers is None:
-        loc.put_bytes(data, *parts)
-        return
-    path = loc.join(*parts)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    writers.run(write_file_durably, path, [memoryview(data)])
+    """Write a ``zarr.json`` (local disk: flushed with the directories before the commit)."""
+    loc.put_bytes(metadata_bytes(document), *parts)
+    if loc.local:
+        entries.to_flush.append(loc.join(*parts))
 
 
 def _write_compressed(
@@ -362,10 +358,11 @@ def write_manifest(
 ) -> bytes:
     """Write ``manifest.json`` and make the version durable (local disk); return its bytes.
 
-    When ``entries`` come from :func:`write_version` with every file already fsync'd
-    (``synced``), the manifest is written and fsync'd and then the version's directories, the
-    version directory and the root (their entries) are; otherwise every file and directory of
-    the version is fsync'd (a compressed save, a sharded save's rank 0).
+    When ``entries`` come from :func:`write_version` with every chunk file already fsync'd
+    (``synced``), the manifest is written and fsync'd, then the ``zarr.json`` files and the
+    directories the save created, the version directory and the root (their entries);
+    otherwise every file and directory of the version is fsync'd (a compressed save, a
+    sharded save's rank 0).
     """
     header = {
         "format": MANIFEST_FORMAT,
@@ -381,8 +378,8 @@ def write_manifest(
     if loc.local and synced:
         assert isinstance(entries, ManifestEntries)
         write_file_durably(loc.join(version, MANIFEST), [memoryview(manifest_raw)])
-        for directory in entries.directories:
-            fsync_dir(directory)
+        for written in entries.to_flush:
+            fsync_dir(written)  # a zarr.json or a directory (fsync_dir opens it read-only)
         fsync_dir(loc.join(version))
         fsync_dir(loc.path)
         return manifest_raw
