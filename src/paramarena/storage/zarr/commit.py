@@ -88,10 +88,10 @@ def _version_age(name: str) -> float:
 
 def commit_document(version: str, manifest_raw: bytes) -> bytes:
     """Return the bytes of ``COMMIT`` pointing at ``version`` with that manifest's crc32c."""
-    import crc32c
+    from paramarena.storage.zarr.crc import crc32c
 
     return json.dumps(
-        {"version": version, "manifest_crc32c": f"{crc32c.crc32c(manifest_raw):08x}"}
+        {"version": version, "manifest_crc32c": f"{crc32c(manifest_raw):08x}"}
     ).encode()
 
 
