@@ -325,3 +325,19 @@ def test_chunk_crc_pads_with_zeros() -> None:
     crcs, crc = direct.chunk_crc(pieces, 3)
     assert crcs == [crc_impl.crc32c(b"ab"), crc_impl.crc32c(b"cdef")]
     assert crc == crc_impl.crc32c(b"abcdef\0\0\0")
+
+
+def test_a_save_loads_the_crc32c_extension_without_its_package(tmp_path: Path) -> None:
+    import subprocess
+
+    code = (
+        "import sys, numpy as np\n"
+        "from paramarena import storage\n"
+        f"storage.save({str(tmp_path / 'm.zarr')!r}, {{'w': np.arange(9.0)}})\n"
+        "print('crc32c' in sys.modules)\n"
+        "import crc32c\n"  # the package still imports, sharing the extension module
+        "print(crc32c.crc32c(b'abc') == 910901175)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+    assert storage.verify(tmp_path / "m.zarr").ok
