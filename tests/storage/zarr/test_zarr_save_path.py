@@ -341,3 +341,32 @@ def test_a_save_loads_the_crc32c_extension_without_its_package(tmp_path: Path) -
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
     assert storage.verify(tmp_path / "m.zarr").ok
+
+
+@pytest.mark.parametrize(("small", "early"), [(1 << 20, True), (64, False)])
+def test_the_manifest_is_written_beside_the_chunks_when_every_crc_is_known(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small: int, early: bool
+) -> None:
+    from paramarena.storage.zarr import writer
+    from paramarena.storage.zarr.commit import commit_version
+    from paramarena.storage.zarr.location import Location
+
+    monkeypatch.setattr(direct, "SMALL_BYTES", small)
+    path = tmp_path / "m.zarr"
+    loc = Location(str(path), None)
+    arrays = _mixed(np.random.default_rng(8))
+    settings = writer.save_settings(str(path), {"chunk_bytes": 3000})
+    items, named = writer.save_items(str(path), arrays)
+    version, claim = writer.claim_new_version(loc)
+    with claim:
+        entries = writer.write_version(loc, version, items, settings, False, named)
+        assert (entries.manifest_raw is not None) is early  # only staged pieces: all known
+        raw = writer.write_manifest(loc, version, entries, named, settings)
+        assert (path / version / MANIFEST).read_bytes() == raw
+        if early:
+            assert raw == entries.manifest_raw
+        commit_version(loc, version, raw)
+    got = storage.load(path)
+    assert isinstance(got, dict)
+    assert all(got[k].tobytes() == v.tobytes() for k, v in arrays.items())
+    assert storage.verify(path).ok

@@ -54,6 +54,9 @@ class ManifestEntries:
     init_keys: Mapping[str, int] = field(default_factory=dict)
     synced: bool = False
     to_flush: list[str] = field(default_factory=list)
+    #: the manifest's bytes when the writer already wrote and fsync'd it, and its ``named``
+    manifest_raw: bytes | None = None
+    manifest_named: bool | None = None
     _text: list[str] | None = field(default=None, repr=False)
     _shape_text: dict[tuple[int, ...], str] = field(default_factory=dict, repr=False)
 

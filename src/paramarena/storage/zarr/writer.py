@@ -217,12 +217,16 @@ def write_version(
     items: Sequence[tuple[str, np.ndarray]],
     settings: Mapping[str, Any],
     progress: bool | None,
+    named: bool | None = None,
 ) -> ManifestEntries:
     """Write the packed arrays of ``items`` into ``version``; return the manifest entries.
 
-    Uncompressed (:mod:`paramarena.storage.zarr.direct`): on local disk every file is written
-    and fsync'd by writer threads, so the entries come back ``synced`` (the manifest step then
-    flushes only the manifest and the directories).
+    Uncompressed (:mod:`paramarena.storage.zarr.direct`): on local disk every chunk file is
+    written and fsync'd by writer threads, so the entries come back ``synced`` (the manifest
+    step then flushes only the manifest, the ``zarr.json`` files and the directories). Given
+    ``named`` (what :func:`write_manifest` will be told), a local save whose crc32c are all
+    known before the last chunks are on disk (only staged parameters) writes and fsyncs the
+    manifest then, beside the chunks; :func:`write_manifest` then only flushes the rest.
     """
     arrays = list(map(_SECOND, items))
     groups = _groups(arrays)
@@ -238,7 +242,7 @@ def write_version(
         progress_reporter(total, f"save {loc.uri}", progress) as update,
     ):
         if settings["compression"] in (None, "none"):
-            _write_direct(loc, version, arrays, groups, settings, update, entries)
+            _write_direct(loc, version, arrays, groups, settings, update, entries, named)
         else:
             _write_compressed(loc, version, arrays, groups, settings, update, entries)
     return entries
@@ -252,6 +256,7 @@ def _write_direct(
     settings: Mapping[str, Any],
     update: Any,
     entries: ManifestEntries,
+    named: bool | None,
 ) -> None:
     writers = ChunkFileWriters() if loc.local else None
     pending: list[PackedWrite] = []
@@ -290,6 +295,14 @@ def _write_direct(
         # encoded while the last chunks are written; the crc32c of the parameters written from
         # their own memory (pending) are encoded again once known
         entries.prepare()
+        known = not any(g.columns.pending for g in entries.groups)
+        if writers is not None and named is not None and known:
+            # every crc32c is known already: the manifest is written and fsync'd beside the
+            # last chunks (only COMMIT must come after both)
+            entries.manifest_raw = _encode(entries, named, settings)
+            entries.manifest_named = named
+            path = loc.join(version, MANIFEST)
+            writers.run(write_file_durably, path, [memoryview(entries.manifest_raw)])
         for packed in pending:
             packed.finish()
         if writers is not None:
@@ -349,6 +362,22 @@ def _stored(a: np.ndarray, sdtype: np.dtype[Any]) -> np.ndarray:
     return np.ascontiguousarray(a).reshape(-1).view(sdtype)
 
 
+def _encode(
+    entries: ManifestEntries | Sequence[Mapping[str, Any]], named: bool, settings: Mapping[str, Any]
+) -> bytes:
+    """Return the manifest's bytes: compact JSON, the entries encoded from their columns."""
+    header = {
+        "format": MANIFEST_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "named": named,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "chunk_bytes": settings["chunk_bytes"],
+    }
+    # compact, and without a dict per parameter (storage.zarr.manifest): an indented manifest
+    # costs json's pure-Python encoder
+    return encode_manifest(header, entries)
+
+
 def write_manifest(
     loc: Location,
     version: str,
@@ -364,25 +393,19 @@ def write_manifest(
     otherwise every file and directory of the version is fsync'd (a compressed save, a
     sharded save's rank 0).
     """
-    header = {
-        "format": MANIFEST_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "named": named,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "chunk_bytes": settings["chunk_bytes"],
-    }
-    # compact, and without a dict per parameter (storage.zarr.manifest): an indented manifest
-    # costs json's pure-Python encoder
-    manifest_raw = encode_manifest(header, entries)
     synced = isinstance(entries, ManifestEntries) and entries.synced
     if loc.local and synced:
         assert isinstance(entries, ManifestEntries)
-        write_file_durably(loc.join(version, MANIFEST), [memoryview(manifest_raw)])
+        manifest_raw = entries.manifest_raw  # written and fsync'd during write_version
+        if manifest_raw is None or entries.manifest_named != named:
+            manifest_raw = _encode(entries, named, settings)
+            write_file_durably(loc.join(version, MANIFEST), [memoryview(manifest_raw)])
         for written in entries.to_flush:
             fsync_dir(written)  # a zarr.json or a directory (fsync_dir opens it read-only)
         fsync_dir(loc.join(version))
         fsync_dir(loc.path)
         return manifest_raw
+    manifest_raw = _encode(entries, named, settings)
     loc.write_bytes(manifest_raw, version, MANIFEST)
     if loc.local:
         fsync_tree(loc.join(version))
