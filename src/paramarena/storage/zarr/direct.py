@@ -55,7 +55,7 @@ __all__ = [
 
 #: Parameters smaller than this are copied into staging buffers (larger ones are written from
 #: their own memory).
-SMALL_BYTES = 64 * 1024
+SMALL_BYTES = 16 * 1024
 #: The largest staging buffer.
 STAGE_BYTES = 4 * 1024 * 1024
 #: Staged bytes that may wait for a writer thread before the caller waits (peak extra memory of
