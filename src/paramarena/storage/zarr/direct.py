@@ -24,6 +24,7 @@ buffer and the buffer's checksum), by C loops.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import os
 import sys
@@ -386,6 +387,7 @@ def write_packed(
     nbytes = nb.tolist()
     ends = np.cumsum(nb)
     offsets_b = ends - nb
+    ends_list = ends.tolist()  # bisect on a list: no GIL hand-off to the writer threads
     crcs = [0] * n
     cutter = _Cutter(submit, chunk_bytes)
     spans: dict[int, list[tuple[int, int, int]]] = {}
@@ -393,10 +395,10 @@ def write_packed(
     start = 0
     for stop in [*big, n]:
         while start < stop:  # the small parameters [start, stop): staging buffers
-            base = int(offsets_b[start])
-            cut = int(np.searchsorted(ends, base + STAGE_BYTES, side="right"))
-            cut = min(max(cut, start + 1), stop)
-            buf = np.empty((int(ends[cut - 1]) - base) // itemsize, dtype=dtype)
+            base = ends_list[start] - nbytes[start]
+            cut = bisect.bisect_right(ends_list, base + STAGE_BYTES, start, stop)
+            cut = max(cut, start + 1)
+            buf = np.empty((ends_list[cut - 1] - base) // itemsize, dtype=dtype)
             np.concatenate(arrays[start:cut], axis=None, out=buf)
             view = buf.view(np.uint8).data
             bounds = (np.append(offsets_b[start:cut], ends[cut - 1]) - base).tolist()
