@@ -17,9 +17,11 @@ parameter:
   and ``fsync`` it; on object stores :class:`SinkAdapter` does the same in the caller's thread
   and hands the chunk to a :class:`~paramarena.storage.zarr.local.ChunkSink`.
 
-A large parameter's crc32c is its piece's (combined over its pieces when it spans chunks): the
-data is read once for both checksums. Staged bytes are read twice (the copy into the staging
-buffer and the buffer's checksum), by C loops.
+A large parameter's crc32c is its piece's (combined over its pieces when it spans chunks): its
+bytes are checksummed once for both checksums. Staged bytes are checksummed twice, by C loops:
+each small parameter's slice (in the caller), then the whole buffer (in a writer thread, which
+the ``crc32c`` package lets run without the GIL); deriving the buffer's crc32c from thousands of
+slices by :func:`~paramarena.storage.zarr.crc.crc32c_combine` would cost more Python than that.
 """
 
 from __future__ import annotations
