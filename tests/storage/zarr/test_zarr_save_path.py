@@ -370,3 +370,24 @@ def test_the_manifest_is_written_beside_the_chunks_when_every_crc_is_known(
     assert isinstance(got, dict)
     assert all(got[k].tobytes() == v.tobytes() for k, v in arrays.items())
     assert storage.verify(path).ok
+
+
+@pytest.mark.parametrize("starter", ["linux", "none"])
+def test_writeback_batches_split_pieces_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, starter: str
+) -> None:
+    started: list[tuple[int, int]] = []
+    if starter == "none":  # no sync_file_range (not Linux): plain writes
+        monkeypatch.setattr(direct, "_START_WRITEBACK", [None])
+    else:
+        monkeypatch.setattr(direct, "_START_WRITEBACK", [lambda fd, o, n: started.append((o, n))])
+    monkeypatch.setattr(direct, "WRITEBACK_BYTES", 7)
+    data = [b"abc", b"defghijklmno", b"", b"p", b"qrstuvwxyz0123"]
+    pieces = [memoryview(d) for d in data]
+    path = tmp_path / "chunk"
+    crcs = direct._write_chunk_file(str(path), pieces, 5)
+    body = b"".join(data) + bytes(5)
+    assert path.read_bytes() == body + crc_impl.crc32c(body).to_bytes(4, "little")
+    assert crcs == [crc_impl.crc32c(d) for d in data]
+    if starter == "linux":  # every 7 bytes, in order, then the rest
+        assert started == [(o, min(7, len(body) - o)) for o in range(0, len(body), 7)]
