@@ -218,8 +218,28 @@ def _check_name(name: str) -> None:
         ) from None
 
 
+def _plain_arrays(arrays: Mapping[Any, Any]) -> bool:
+    """Whether every key is a valid Unicode str and every value a numpy array (checked in bulk).
+
+    The common case of a save (a dict of many parameters) then costs no Python call per entry;
+    otherwise :func:`_normalize` checks entry by entry and names the offending one.
+    """
+    keys = list(arrays)
+    if not all(map(str.__instancecheck__, keys)) or not all(
+        map(np.ndarray.__instancecheck__, arrays.values())
+    ):
+        return False
+    try:
+        "".join(keys).encode("utf-8")
+    except UnicodeEncodeError:
+        return False  # a lone surrogate somewhere: the slow path names it
+    return True
+
+
 def _normalize(arrays: Any) -> ArraysLike:
     if isinstance(arrays, Mapping):
+        if _plain_arrays(arrays):
+            return dict(arrays)
         out: dict[str, np.ndarray] = {}
         for key, value in arrays.items():
             if not isinstance(key, str):

@@ -36,8 +36,10 @@ def _same(got: object, expected: dict[str, np.ndarray]) -> bool:
 @pytest.mark.parametrize(
     ("module", "attribute"),
     [
-        ("paramarena.storage.zarr.local", "_write_all"),  # a chunk file
-        ("paramarena.storage.zarr.location.Location", "write_bytes"),  # the manifest
+        ("paramarena.storage.zarr.direct", "_write_all"),  # every file of the version
+        ("paramarena.storage.zarr.direct", "_write_chunk_file"),  # a chunk file
+        ("paramarena.storage.zarr.writer", "write_file_durably"),  # the manifest
+        ("paramarena.storage.zarr.location.Location", "write_bytes"),  # COMMIT
     ],
 )
 def test_disk_full_during_save_cleans_up_and_the_next_save_works(

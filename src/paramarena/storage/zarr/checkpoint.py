@@ -271,7 +271,7 @@ class ZarrCheckpointBackend:
         version, claim = claim_new_version(loc)
         try:
             try:
-                entries = write_version(loc, version, items, settings, progress)
+                entries = write_version(loc, version, items, settings, progress, named)
                 manifest_raw = write_manifest(loc, version, entries, named, settings)
                 replaced = commit_version(
                     loc, version, manifest_raw, timeout=settings["commit_timeout"]

@@ -3,8 +3,9 @@
 :class:`DirectPacker` (no compression) writes the ``zarr.json`` documents zarr would write and
 then cuts the chunks itself (:mod:`paramarena.storage.zarr.local`): on local disk one ``writev`` per
 chunk file straight from the parameters' memory, on object stores one object per chunk,
-``concurrency`` uploads at a time. :class:`ZarrPacker` (``compression="zstd"``) lets zarr encode
-and write, staging ``concurrency`` chunks at a time.
+``concurrency`` uploads at a time (the sharded save's writer; a single-process save cuts its
+chunks with :mod:`paramarena.storage.zarr.direct`). :class:`ZarrPacker` (``compression="zstd"``)
+lets zarr encode and write, staging ``concurrency`` chunks at a time.
 """
 
 from __future__ import annotations

@@ -12,10 +12,11 @@ version, one writer writes the manifest and commits.
 from __future__ import annotations
 
 import functools
-import json
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,25 @@ from paramarena.storage.zarr.commit import (
     new_version_name,
     remove_superseded,
 )
-from paramarena.storage.zarr.location import Location, fsync_dir, fsync_tree, remote_concurrency
-from paramarena.storage.zarr.pack import DirectPacker, ZarrPacker
+from paramarena.storage.zarr.crc import crc32c
+from paramarena.storage.zarr.direct import (
+    ChunkFileWriters,
+    PackedColumns,
+    PackedWrite,
+    SinkAdapter,
+    write_file_durably,
+    write_packed,
+)
+from paramarena.storage.zarr.local import GROUP_METADATA, RawLayout, array_metadata, metadata_bytes
+from paramarena.storage.zarr.location import (
+    Location,
+    RemoteChunkObjects,
+    fsync_dir,
+    fsync_tree,
+    remote_concurrency,
+)
+from paramarena.storage.zarr.manifest import ManifestEntries, PackedGroup, encode_manifest
+from paramarena.storage.zarr.pack import ZarrPacker
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -69,10 +87,8 @@ DEFAULT_CONCURRENCY = 4
 
 def crc_hex(data: np.ndarray) -> str:
     """Return the crc32c of an array's raw bytes as 8 hex digits."""
-    import crc32c
-
     raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
-    return f"{crc32c.crc32c(raw.data):08x}"
+    return f"{crc32c(raw.data):08x}"
 
 
 _LOGICAL_NAMES: dict[tuple[Any, str], str] = {}
@@ -147,17 +163,22 @@ def save_items(uri: str, arrays: ArraysLike) -> tuple[list[tuple[str, np.ndarray
         if isinstance(arrays, Mapping)
         else [(f"arr_{i}", a) for i, a in enumerate(arrays)]
     )
+    checked: set[np.dtype[Any]] = set()
     for name, value in items:
-        if not isinstance(value, np.ndarray):
+        if type(value) is not np.ndarray and not isinstance(value, np.ndarray):
             raise StorageError(
                 f"cannot save {name!r} to {uri!r}: expected a numpy array, got "
                 f"{type(value).__name__}."
             )
-        if value.dtype.kind not in "biufc" and value.dtype.name != "bfloat16":
+        dtype = value.dtype
+        if dtype in checked:
+            continue
+        if dtype.kind not in "biufc" and dtype.name != "bfloat16":
             raise StorageError(
                 f"cannot save {name!r} to {uri!r}: dtype {value.dtype} is not supported "
                 f"(numeric, bool and bfloat16 only)."
             )
+        checked.add(dtype)
     return items, named
 
 
@@ -167,80 +188,224 @@ def claim_new_version(loc: Location) -> tuple[str, VersionClaim]:
     return version, claim_version(loc, version)
 
 
+def _groups(arrays: Sequence[np.ndarray]) -> dict[str, list[int]]:
+    """Positions of the arrays of each logical dtype, in order (one packed array each)."""
+    dtypes = list(map(_DTYPE, arrays))
+    names = {dt: logical_name(dt) for dt in set(dtypes)}
+    if len(set(names.values())) == 1:
+        return {next(iter(names.values())): list(range(len(arrays)))}
+    groups: dict[str, list[int]] = {}
+    for i, dt in enumerate(dtypes):
+        groups.setdefault(names[dt], []).append(i)
+    return groups
+
+
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_DTYPE, _SHAPE = attrgetter("dtype"), attrgetter("shape")
+_SIZE, _NBYTES = attrgetter("size"), attrgetter("nbytes")
+
+
+def _chunk_elements(count: int, chunk_bytes: int, itemsize: int) -> int:
+    """Equal chunks of at most ``chunk_bytes``: the last chunk is not padded out."""
+    limit = max(1, min(chunk_bytes // itemsize, max(count, 1)))
+    return max(1, -(-count // -(-count // limit))) if count else 1
+
+
 def write_version(
     loc: Location,
     version: str,
     items: Sequence[tuple[str, np.ndarray]],
     settings: Mapping[str, Any],
     progress: bool | None,
-) -> list[dict[str, Any]]:
-    """Write the packed arrays of ``items`` into ``version``; return the manifest entries."""
-    concurrency, chunk_bytes = settings["concurrency"], settings["chunk_bytes"]
-    init_keys: Mapping[str, int] = settings.get("init_keys") or {}
-    groups: dict[str, list[int]] = {}
-    for i, (_name, a) in enumerate(items):
-        groups.setdefault(logical_name(a.dtype), []).append(i)
-    entries: list[dict[str, Any]] = [{} for _ in items]
-    total = sum(int(a.nbytes) for _, a in items)
-    packer: DirectPacker | ZarrPacker = (
-        DirectPacker(loc, version, concurrency)
-        if settings["compression"] in (None, "none")
-        else ZarrPacker(loc, version, concurrency)
+    named: bool | None = None,
+) -> ManifestEntries:
+    """Write the packed arrays of ``items`` into ``version``; return the manifest entries.
+
+    Uncompressed (:mod:`paramarena.storage.zarr.direct`): on local disk every chunk file is
+    written and fsync'd by writer threads, so the entries come back ``synced`` (the manifest
+    step then flushes only the manifest, the ``zarr.json`` files and the directories). Given
+    ``named`` (what :func:`write_manifest` will be told), a local save whose crc32c are all
+    known before the last chunks are on disk (only staged parameters) writes and fsyncs the
+    manifest then, beside the chunks; :func:`write_manifest` then only flushes the rest.
+    """
+    arrays = list(map(_SECOND, items))
+    groups = _groups(arrays)
+    entries = ManifestEntries(
+        list(map(_FIRST, items)),
+        list(map(_SHAPE, arrays)),
+        [],
+        settings.get("init_keys") or {},
     )
+    total = sum(map(_NBYTES, arrays))
     with (
-        remote_concurrency(loc.local, concurrency),
+        remote_concurrency(loc.local, settings["concurrency"]),
         progress_reporter(total, f"save {loc.uri}", progress) as update,
     ):
-        for logical, idx in groups.items():
-            sdtype = storage_dtype(logical)
-            count = sum(int(items[i][1].size) for i in idx)
-            limit = max(1, min(chunk_bytes // sdtype.itemsize, max(count, 1)))
-            # equal chunks no larger than the limit: the last chunk is not padded out
-            chunk = max(1, -(-count // -(-count // limit))) if count else 1
-            arr_name = f"packed_{logical}"
-            writer = packer.array(arr_name, count, chunk, sdtype)
-            offset = 0
-            for i in idx:
-                name, a = items[i]
-                flat = np.ascontiguousarray(a).reshape(-1).view(sdtype)
-                entries[i] = {
-                    "name": name,
-                    "shape": list(a.shape),
-                    "dtype": logical,
-                    "array": arr_name,
-                    "offset": offset,
-                    "size": int(a.size),
-                    "nbytes": int(a.nbytes),
-                    "crc32c": crc_hex(flat),
-                }
-                if name in init_keys:
-                    entries[i]["init_key"] = f"{int(init_keys[name]):016x}"
-                offset += int(a.size)
-                writer.add(flat)
-                update(int(a.nbytes))
-            writer.close()
+        if settings["compression"] in (None, "none"):
+            _write_direct(loc, version, arrays, groups, settings, update, entries, named)
+        else:
+            _write_compressed(loc, version, arrays, groups, settings, update, entries)
     return entries
 
 
-def write_manifest(
+def _write_direct(
     loc: Location,
     version: str,
-    entries: Sequence[Mapping[str, Any]],
-    named: bool,
+    arrays: Sequence[np.ndarray],
+    groups: Mapping[str, list[int]],
     settings: Mapping[str, Any],
+    update: Any,
+    entries: ManifestEntries,
+    named: bool | None,
+) -> None:
+    writers = ChunkFileWriters() if loc.local else None
+    pending: list[PackedWrite] = []
+    try:
+        _put_metadata(loc, entries, GROUP_METADATA, version, "zarr.json")
+        for logical, idx in groups.items():
+            members = arrays if len(idx) == len(arrays) else [arrays[i] for i in idx]
+            sdtype = storage_dtype(logical)
+            sizes = list(map(_SIZE, members))
+            count = sum(sizes)
+            chunk = _chunk_elements(count, settings["chunk_bytes"], sdtype.itemsize)
+            name = f"packed_{logical}"
+            meta = array_metadata(count, chunk, sdtype)
+            _put_metadata(loc, entries, meta, version, name, "zarr.json")
+            layout = RawLayout(loc.join(version, name), chunk, count, sdtype.itemsize)
+            submit: Any
+            if writers is not None:
+                os.makedirs(os.path.join(layout.directory, "c"), exist_ok=True)
+                entries.to_flush += [os.path.join(layout.directory, "c"), layout.directory]
+
+                def submit(k: int, pieces: Any, pad: int, staged: int, lay: Any = layout) -> Any:
+                    return writers.submit(lay.path(k), pieces, pad, staged)
+
+            else:
+                remote = RemoteChunkObjects(loc, version, name, settings["concurrency"])
+                adapter = SinkAdapter(remote)
+
+                def submit(k: int, pieces: Any, pad: int, staged: int, ad: Any = adapter) -> Any:
+                    return ad.submit(k, pieces, pad)
+
+            packed = write_packed(members, sizes, logical, layout.chunk_bytes, submit, update)
+            if writers is None:
+                remote.finish()
+            entries.groups.append(PackedGroup(logical, name, idx, packed.columns))
+            pending.append(packed)
+        # encoded while the last chunks are written; the crc32c of the parameters written from
+        # their own memory (pending) are encoded again once known
+        entries.prepare()
+        known = not any(g.columns.pending for g in entries.groups)
+        if writers is not None and named is not None and known:
+            # every crc32c is known already: the manifest is written and fsync'd beside the
+            # last chunks (only COMMIT must come after both)
+            entries.manifest_raw = _encode(entries, named, settings)
+            entries.manifest_named = named
+            path = loc.join(version, MANIFEST)
+            writers.run(write_file_durably, path, [memoryview(entries.manifest_raw)])
+        for packed in pending:
+            packed.finish()
+        if writers is not None:
+            writers.finish()
+            entries.synced = True
+    except BaseException:
+        if writers is not None:
+            writers.stop()  # no thread still creating files while the save cleans up
+        raise
+
+
+def _put_metadata(
+    loc: Location, entries: ManifestEntries, document: dict[str, Any], *parts: str
+) -> None:
+    """Write a ``zarr.json`` (local disk: flushed with the directories before the commit)."""
+    loc.put_bytes(metadata_bytes(document), *parts)
+    if loc.local:
+        entries.to_flush.append(loc.join(*parts))
+
+
+def _write_compressed(
+    loc: Location,
+    version: str,
+    arrays: Sequence[np.ndarray],
+    groups: Mapping[str, list[int]],
+    settings: Mapping[str, Any],
+    update: Any,
+    entries: ManifestEntries,
+) -> None:
+    packer = ZarrPacker(loc, version, settings["concurrency"])
+    for logical, idx in groups.items():
+        sdtype = storage_dtype(logical)
+        members = [arrays[i] for i in idx]
+        count = sum(a.size for a in members)
+        chunk = _chunk_elements(count, settings["chunk_bytes"], sdtype.itemsize)
+        name = f"packed_{logical}"
+        writer = packer.array(name, count, chunk, sdtype)
+        columns = PackedColumns([], [], [], [])
+        offset = 0
+        for a in members:
+            flat = _stored(a, sdtype)
+            columns.offsets.append(offset)
+            columns.sizes.append(a.size)
+            columns.nbytes.append(a.nbytes)
+            columns.crcs.append(crc32c(flat))
+            offset += a.size
+            writer.add(flat)
+            update(a.nbytes)
+        writer.close()
+        entries.groups.append(PackedGroup(logical, name, idx, columns))
+
+
+def _stored(a: np.ndarray, sdtype: np.dtype[Any]) -> np.ndarray:
+    """Return ``a`` as stored: C order, little endian, viewed as the storage dtype."""
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(a).reshape(-1).view(sdtype)
+
+
+def _encode(
+    entries: ManifestEntries | Sequence[Mapping[str, Any]], named: bool, settings: Mapping[str, Any]
 ) -> bytes:
-    """Write ``manifest.json`` (local disk: then fsync the version); return its bytes."""
-    manifest = {
+    """Return the manifest's bytes: compact JSON, the entries encoded from their columns."""
+    header = {
         "format": MANIFEST_FORMAT,
         "format_version": FORMAT_VERSION,
         "named": named,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "chunk_bytes": settings["chunk_bytes"],
-        "parameters": list(entries),
     }
-    # compact: an indented manifest costs json's pure-Python encoder (half of the save of
-    # 10k small parameters); the C encoder writes this form
-    manifest_raw = json.dumps(manifest, separators=(",", ":")).encode()
+    # compact, and without a dict per parameter (storage.zarr.manifest): an indented manifest
+    # costs json's pure-Python encoder
+    return encode_manifest(header, entries)
+
+
+def write_manifest(
+    loc: Location,
+    version: str,
+    entries: ManifestEntries | Sequence[Mapping[str, Any]],
+    named: bool,
+    settings: Mapping[str, Any],
+) -> bytes:
+    """Write ``manifest.json`` and make the version durable (local disk); return its bytes.
+
+    When ``entries`` come from :func:`write_version` with every chunk file already fsync'd
+    (``synced``), the manifest is written and fsync'd, then the ``zarr.json`` files and the
+    directories the save created, the version directory and the root (their entries);
+    otherwise every file and directory of the version is fsync'd (a compressed save, a
+    sharded save's rank 0).
+    """
+    synced = isinstance(entries, ManifestEntries) and entries.synced
+    if loc.local and synced:
+        assert isinstance(entries, ManifestEntries)
+        manifest_raw = entries.manifest_raw  # written and fsync'd during write_version
+        if manifest_raw is None or entries.manifest_named != named:
+            manifest_raw = _encode(entries, named, settings)
+            write_file_durably(loc.join(version, MANIFEST), [memoryview(manifest_raw)])
+        for written in entries.to_flush:
+            fsync_dir(written)  # a zarr.json or a directory (fsync_dir opens it read-only)
+        fsync_dir(loc.join(version))
+        fsync_dir(loc.path)
+        return manifest_raw
+    manifest_raw = _encode(entries, named, settings)
     loc.write_bytes(manifest_raw, version, MANIFEST)
     if loc.local:
         fsync_tree(loc.join(version))
