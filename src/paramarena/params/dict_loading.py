@@ -426,6 +426,38 @@ def load_file(
     **options: Any,
 ) -> LoadReport:
     """Load ``pdict``'s parameters from ``filename``: :meth:`ParameterDict.load`."""
+    from paramarena.storage.session import shared_reads
+
+    with shared_reads():  # the manifest is parsed and validated once for all reads below
+        return _load_file(
+            pdict,
+            filename,
+            ctx,
+            allow_missing=allow_missing,
+            ignore_extra=ignore_extra,
+            restore_prefix=restore_prefix,
+            cast_dtype=cast_dtype,
+            dtype_source=dtype_source,
+            rename=rename,
+            match=match,
+            **options,
+        )
+
+
+def _load_file(
+    pdict: ParameterDict,
+    filename: str | os.PathLike[str],
+    ctx: CtxArg,
+    *,
+    allow_missing: bool,
+    ignore_extra: bool,
+    restore_prefix: str,
+    cast_dtype: bool,
+    dtype_source: str,
+    rename: pio.Rename = None,
+    match: str = "name",
+    **options: Any,
+) -> LoadReport:
     from paramarena import storage
 
     pio.check_restore_prefix(pdict.keys(), restore_prefix)

@@ -48,6 +48,7 @@ from paramarena.hooks.records import (
     LoadedArrays,
     VerifyReport,
 )
+from paramarena.storage import session
 from paramarena.storage.failures import describe_local
 from paramarena.storage.fileio import progress_reporter
 from paramarena.storage.remote import is_transient
@@ -218,9 +219,16 @@ class ZarrCheckpointBackend:
             raise CorruptCheckpointError(
                 f"zarr checkpoint {loc.uri!r}: manifest checksum disagrees with the commit marker."
             )
+        shared = session.memo()
+        key = ("zarr-manifest", loc.uri, version)
+        hit = shared.get(key) if shared is not None else None
+        if hit is not None and hit[0] == manifest_raw:  # the very bytes validated before
+            return version, hit[1], hit[2]
         where = f"zarr checkpoint {loc.uri!r}: {version}/{MANIFEST}"
         manifest = validate.parse_json(manifest_raw, where)
         record = validate.manifest(manifest, where, MANIFEST_FORMATS, FORMAT_VERSION)
+        if shared is not None:
+            shared[key] = (manifest_raw, manifest, record)
         return version, manifest, record
 
     # -- save ----------------------------------------------------------------------------------

@@ -194,7 +194,8 @@ def check_version(loc: Any, version: str, manifest: validate.Manifest) -> None:
     """
     uri = loc.uri
     if getattr(loc, "local", False):
-        for parts in [(version,), *((version, e.array) for e in manifest.entries)]:
+        arrays_named = dict.fromkeys(e.array for e in manifest.entries)  # once per array
+        for parts in [(version,), *((version, a) for a in arrays_named)]:
             path = loc.join(*parts)
             if os.path.lexists(path) and (os.path.islink(path) or not inside(loc.path, path)):
                 raise CorruptCheckpointError(
