@@ -15,6 +15,7 @@ using zarr.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ __all__ = [
     "metadata_bytes",
     "raw_layout",
     "read_ranges",
+    "read_scattered",
 ]
 
 _IOV_MAX = 1024
@@ -54,11 +56,16 @@ def _write_all(fd: int, buffers: Sequence[memoryview]) -> None:
         pending = _advance(pending, os.writev(fd, pending[:_IOV_MAX]))
 
 
-def _advance(pending: list[memoryview], done: int) -> list[memoryview]:
-    """Drop the first ``done`` bytes of ``pending`` (a short transfer leaves a partial buffer)."""
+def _advance(pending: list[Any], done: int) -> list[Any]:
+    """Drop the first ``done`` bytes of ``pending`` (a short transfer leaves a partial buffer).
+
+    Buffers are memoryviews or C-contiguous numpy arrays (both have ``nbytes``); a partial
+    one continues as a byte view.
+    """
     for i, b in enumerate(pending):
         if done < b.nbytes:
-            return [b[done:], *pending[i + 1 :]]
+            rest = b if done == 0 else memoryview(b).cast("B")[done:]
+            return [rest, *pending[i + 1 :]]
         done -= b.nbytes
     return []
 
@@ -279,7 +286,7 @@ class ChunkWriter:
         self.sink.finish()
 
 
-def _read_all(fd: int, buffers: Sequence[memoryview]) -> bool:
+def _read_all(fd: int, buffers: Sequence[Any]) -> bool:
     """Fill ``buffers`` in order from the file position with ``readv``; False at end of file."""
     pending = [b for b in buffers if b.nbytes]
     while pending:
@@ -291,7 +298,7 @@ def _read_all(fd: int, buffers: Sequence[memoryview]) -> bool:
 
 
 def _read_chunk(
-    path: str, parts: Sequence[tuple[int, memoryview]], layout: RawLayout, valid: int
+    path: str, parts: Sequence[tuple[int, Any]], layout: RawLayout, valid: int
 ) -> str | None:
     """Read ``parts`` (byte offset in the chunk, destination) of one chunk file.
 
@@ -376,6 +383,48 @@ def read_ranges(layout: RawLayout, ranges: Sequence[tuple[int, np.ndarray]]) -> 
     problems: dict[int, str] = {}
     for k, parts in sorted(by_chunk.items()):
         valid = min(layout.chunk, layout.count - k * layout.chunk) * isz
+        why = _read_chunk(layout.path(k), parts, layout, valid)
+        if why is not None:
+            problems[k] = f"chunk {k} {why}"
+    return problems
+
+
+def read_scattered(
+    layout: RawLayout, offsets: np.ndarray, sizes: np.ndarray, dests: Sequence[np.ndarray]
+) -> dict[int, str]:
+    """Read parameters of a packed array into their own arrays: :func:`read_ranges` for many.
+
+    Parameter ``i`` (elements ``[offsets[i], offsets[i] + sizes[i])``) goes to ``dests[i]``
+    (1-D, C-contiguous, of the storage itemsize, ``sizes[i]`` elements). A parameter inside
+    one chunk is handed to ``readv`` as it is (no per-parameter view); chunks covered
+    completely are read in one ``readv`` each and their crc32c checked, as by
+    :func:`read_ranges`. Returns the same problem description per failed chunk.
+    """
+    c, isz = layout.chunk, layout.itemsize
+    by_chunk: dict[int, list[tuple[int, Any]]] = {}
+    if len(dests):
+        first = offsets // c
+        last = (offsets + np.maximum(sizes, 1) - 1) // c
+        nonempty = sizes > 0
+        single = np.flatnonzero(nonempty & (first == last))
+        if single.size:
+            order = single[np.argsort(first[single], kind="stable")]
+            ks = first[order]
+            at = ((offsets[order] - ks * c) * isz).tolist()
+            picked = [dests[j] for j in order.tolist()]
+            cuts = [0, *(np.flatnonzero(np.diff(ks)) + 1).tolist(), len(picked)]
+            for a, b in itertools.pairwise(cuts):
+                by_chunk[int(ks[a])] = list(zip(at[a:b], picked[a:b], strict=True))
+        for j in np.flatnonzero(nonempty & (first != last)).tolist():
+            lo, end = int(offsets[j]), int(offsets[j]) + int(sizes[j])
+            buf = memoryview(dests[j]).cast("B")  # type: ignore[arg-type]
+            for k in range(int(first[j]), int(last[j]) + 1):
+                a, b = max(lo, k * c), min(end, (k + 1) * c)
+                part = buf[(a - lo) * isz : (b - lo) * isz]
+                by_chunk.setdefault(k, []).append(((a - k * c) * isz, part))
+    problems: dict[int, str] = {}
+    for k, parts in sorted(by_chunk.items()):
+        valid = min(c, layout.count - k * c) * isz
         why = _read_chunk(layout.path(k), parts, layout, valid)
         if why is not None:
             problems[k] = f"chunk {k} {why}"
