@@ -279,6 +279,27 @@ class ZarrCheckpointBackend:
             return list(ordered.values())
         return ordered
 
+    def check(self, uri: str, *, names: Collection[str] | None = None, **options: Any) -> None:
+        """Read and check ``names`` (all if None) as :meth:`load` does, keeping nothing.
+
+        Raises what :meth:`load` would raise for them; memory: one chunk (local uncompressed
+        checkpoints) or one batch of :data:`~paramarena.storage.zarr.reader.CHECK_BATCH_BYTES`.
+        """
+        self._check_options(uri, options)
+        retrying(_open_root, uri, options, lambda loc: self._check_once(loc, uri, names, options))
+
+    def _check_once(
+        self, loc: _Root, uri: str, names: Collection[str] | None, options: Mapping[str, Any]
+    ) -> None:
+        version, _manifest, record = self._committed_record(loc)
+        guard.check_version(loc, version, record)
+        picked = reader.select(loc.uri, record, names)
+        with remote_concurrency(loc.local, _concurrency(uri, options)):
+            problems = reader.check(loc, version, record, picked)
+        if problems:
+            detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
+            raise CorruptCheckpointError(f"zarr checkpoint {uri!r} is corrupt: {detail}.")
+
     def inspect(self, uri: str, **options: Any) -> CheckpointInfo:
         """Describe the checkpoint from its manifest (uncommitted: ``committed=False``)."""
         self._check_options(uri, options)

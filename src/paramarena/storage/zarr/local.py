@@ -49,6 +49,13 @@ def _crc32c(data: Any, value: int = 0) -> int:
     return result
 
 
+def _crc32c_function() -> Any:
+    """Return ``crc32c.crc32c`` itself (one call per buffer, no wrapper)."""
+    import crc32c
+
+    return crc32c.crc32c
+
+
 def _write_all(fd: int, buffers: Sequence[memoryview]) -> None:
     """Write every buffer in order with ``writev`` (batches of IOV_MAX, short writes resumed)."""
     pending = [b for b in buffers if b.nbytes]
@@ -327,10 +334,10 @@ def _read_chunk(
             tail = memoryview(bytearray(expected - valid))
             if not _read_all(fd, [v for _, v in ordered] + [tail]):
                 return "short read (truncated)"
-            crc = 0
+            crc, update = 0, _crc32c_function()
             for _, view in ordered:
-                crc = _crc32c(view, crc)
-            crc = _crc32c(tail[:-_CRC_BYTES], crc)
+                crc = update(view, crc)
+            crc = update(tail[:-_CRC_BYTES], crc)
             if int.from_bytes(tail[-_CRC_BYTES:], "little") != crc:
                 return "crc32c checksum of the chunk failed"
             return None

@@ -314,3 +314,130 @@ def _read_range(loc: Any, zarr_array: Any, lo: int, hi: int, arr_name: str) -> A
             f"zarr checkpoint {loc.uri!r}: array {arr_name!r} elements [{lo}, {hi}) cannot "
             f"be read: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+#: Bytes read at once when checking arrays that are not read chunk file by chunk file.
+CHECK_BATCH_BYTES = 64 << 20
+
+
+def check(loc: Any, version: str, record: Manifest, picked: Sequence[int]) -> Problems:
+    """Read and check the parameters ``picked`` like :func:`read`, keeping nothing.
+
+    Local uncompressed arrays are streamed one chunk file at a time through one chunk-sized
+    buffer (each chunk the parameters cover completely has its crc32c checked, every parameter
+    its own crc32c, carried across chunk boundaries); other arrays are read through zarr in
+    batches of :data:`CHECK_BATCH_BYTES`. Memory: one chunk, or one batch.
+    """
+    problems: Problems = []
+    by_array: dict[str, list[int]] = {}
+    arrays = record.arrays
+    for i in picked:
+        by_array.setdefault(arrays[i], []).append(i)
+    group: Any = None
+    for arr_name, idx in by_array.items():
+        sdtype = storage_dtype(record.dtypes[idx[0]])
+        layout = raw_layout(loc.join(version, arr_name), sdtype) if loc.local else None
+        if layout is not None:
+            _check_raw(layout, arr_name, record, idx, problems)
+            continue
+        if group is None:
+            group = guard.open_group(loc, version)
+        batch: list[int] = []
+        size = 0
+        for i in [*idx, -1]:
+            nbytes = int(record.nbytes[i]) if i >= 0 else 0
+            if batch and (i < 0 or size + nbytes > CHECK_BATCH_BYTES):
+                _read_zarr(loc, group, version, arr_name, record, batch, {}, problems)
+                batch, size = [], 0
+            if i >= 0:
+                batch.append(i)
+                size += nbytes
+    return problems
+
+
+def _check_raw(
+    layout: RawLayout, arr_name: str, record: Manifest, idx: list[int], problems: Problems
+) -> None:
+    """Stream the chunk files holding ``idx`` and check them (see :func:`check`)."""
+    crc = _crc32c()
+    isz, cb = layout.itemsize, layout.chunk * layout.itemsize  # cb: data bytes per chunk
+    at = np.asarray(idx, dtype=np.intp)
+    at = at[np.argsort(record.offsets[at], kind="stable")]
+    lo_a = record.offsets[at] * isz
+    hi_a = lo_a + record.sizes[at] * isz
+    full = hi_a > lo_a
+    first, last = lo_a[full] // cb, (hi_a[full] - 1) // cb
+    spans = [
+        np.arange(f, g + 1) for f, g in zip(first.tolist(), last.tolist(), strict=True) if g > f
+    ]
+    needed = np.unique(np.concatenate([first, *spans])).tolist() if first.size else []
+    lo, hi = lo_a.tolist(), hi_a.tolist()
+    names = [record.names[i] for i in at.tolist()]
+    n = len(names)
+    running = [0] * n
+    reasons: dict[int, str] = {}
+    raw = memoryview(np.empty(cb + 4, dtype=np.uint8))  # type: ignore[arg-type]
+    j = 0  # first entry not finished before the current chunk
+    for k in needed:
+        start = k * cb
+        stop = start + cb
+        while j < n and hi[j] <= start:
+            j += 1
+        e, covered, need = j, 0, 0
+        while e < n and lo[e] < stop:
+            if hi[e] > start:
+                covered += min(hi[e], stop) - max(lo[e], start)
+                need = max(need, min(hi[e], stop) - start)
+            e += 1
+        valid = min(layout.count * isz - start, cb)
+        why = _read_chunk_file(layout.path(k), raw, cb, need, whole=covered == valid)
+        for r in range(j, e):
+            if hi[r] <= start:
+                continue
+            if why is not None:
+                reasons.setdefault(r, f"chunk {k} {why} in {arr_name!r}")
+            elif r not in reasons:
+                running[r] = crc(
+                    raw[max(lo[r], start) - start : min(hi[r], stop) - start], running[r]
+                )
+    crcs = "".join([record.crc32c[i] for i in at.tolist()])
+    expected = np.frombuffer(bytes.fromhex(crcs), ">u4")
+    for r in np.flatnonzero(expected != np.array(running, dtype=np.uint32)).tolist():
+        reasons.setdefault(r, "crc32c checksum mismatch")
+    for r in sorted(reasons):
+        problems.append((names[r], reasons[r]))
+
+
+def _read_chunk_file(path: str, raw: memoryview, cb: int, need: int, *, whole: bool) -> str | None:
+    """Read chunk file ``path`` into ``raw`` (data, padding, crc32c); return what is wrong.
+
+    With ``whole`` (the caller checks every data byte of the chunk) the file must have its
+    full size and its crc32c must match; otherwise only its first ``need`` data bytes are.
+    """
+    import os
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    try:
+        size = os.fstat(fd).st_size
+        expected = cb + 4
+        if whole and size != expected:
+            return f"has {size} bytes, expected {expected} (truncated or damaged)"
+        if not whole and need > size - 4:
+            return f"has {size} bytes, too short for the requested range (truncated)"
+        want = min(size, expected)
+        got = 0
+        while got < want:
+            step = os.readv(fd, [raw[got:want]])
+            if step == 0:
+                return "short read (truncated)"
+            got += step
+    finally:
+        os.close(fd)
+    if whole and int.from_bytes(raw[cb : cb + 4], "little") != _crc32c()(raw[:cb]):
+        return "crc32c checksum of the chunk failed"
+    return None
