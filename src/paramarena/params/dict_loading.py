@@ -501,8 +501,12 @@ def _load_file(
         source=source,
         rename=rename,
         match=match,
-        own_specs=own_specs(pdict),
-        stored_specs={pio.strip_arg_aux(a.name): (a.shape, a.dtype) for a in info.arrays},
+        own_specs=own_specs(pdict) if match == "order" else None,
+        stored_specs=(
+            {pio.strip_arg_aux(a.name): (a.shape, a.dtype) for a in info.arrays}
+            if match == "order"
+            else None
+        ),
         cast_dtype=cast_dtype,
     )
     targets = {name: stored[s] for name, s in plan.targets.items()}

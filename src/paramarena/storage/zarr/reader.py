@@ -84,10 +84,7 @@ def read(
     """
     out: dict[str, np.ndarray] = {}
     problems: Problems = []
-    by_array: dict[str, list[int]] = {}
-    arrays = record.arrays
-    for i in picked:
-        by_array.setdefault(arrays[i], []).append(i)
+    by_array = _by_array(record, picked)
     total = int(record.nbytes[np.asarray(picked, dtype=np.intp)].sum()) if len(picked) else 0
     group: Any = None
     with progress_reporter(total, f"load {loc.uri}", progress) as update:
@@ -102,6 +99,20 @@ def read(
                 _read_zarr(loc, group, version, arr_name, record, idx, out, problems)
             update(int(record.nbytes[np.asarray(idx, dtype=np.intp)].sum()))
     return out, problems
+
+
+def _by_array(record: Manifest, picked: Sequence[int]) -> dict[str, list[int]]:
+    """Group ``picked`` (stored order) by packed array."""
+    if len(picked) == len(record.names):  # everything: the manifest's own grouping
+        return {a: idx for a, (idx, _dtypes, _end) in record.groups.items()}
+    by_array: dict[str, list[int]] = {}
+    arrays = record.arrays
+    for i in picked:
+        group = by_array.get(arrays[i])
+        if group is None:
+            group = by_array[arrays[i]] = []
+        group.append(i)
+    return by_array
 
 
 def _fitting(array: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | None:
@@ -329,10 +340,7 @@ def check(loc: Any, version: str, record: Manifest, picked: Sequence[int]) -> Pr
     batches of :data:`CHECK_BATCH_BYTES`. Memory: one chunk, or one batch.
     """
     problems: Problems = []
-    by_array: dict[str, list[int]] = {}
-    arrays = record.arrays
-    for i in picked:
-        by_array.setdefault(arrays[i], []).append(i)
+    by_array = _by_array(record, picked)
     group: Any = None
     for arr_name, idx in by_array.items():
         sdtype = storage_dtype(record.dtypes[idx[0]])

@@ -193,6 +193,21 @@ class Manifest:
         return dict(zip(self.names, range(len(self.names)), strict=True))
 
     @functools.cached_property
+    def groups(self) -> dict[str, tuple[list[int], frozenset[str], int]]:
+        """Per packed array: its parameters' positions, their dtypes and their largest end."""
+        positions: dict[str, list[int]] = {}
+        for i, a in enumerate(self.arrays):
+            group = positions.get(a)
+            if group is None:
+                group = positions[a] = []
+            group.append(i)
+        ends = self.offsets + self.sizes  # each <= 2**63 - 2: no overflow
+        return {
+            a: (idx, frozenset(self.dtypes[i] for i in idx), int(ends[idx].max()))
+            for a, idx in positions.items()
+        }
+
+    @functools.cached_property
     def entries(self) -> tuple[ManifestEntry, ...]:
         """The parameters as records (built on first use)."""
         return tuple(
@@ -534,23 +549,21 @@ def check_entries_fit(manifest: Manifest, arrays: Mapping[str, ArrayMetadata], w
 
     Parameters of arrays not in ``arrays`` (missing ones, which the reader reports) are skipped.
     """
-    names = manifest.arrays
+    groups = manifest.groups
     for array, meta in arrays.items():
-        picked = [i for i, a in enumerate(names) if a == array]
-        if not picked:
+        if array not in groups:
             continue
-        for i in picked:
-            dtype = manifest.dtypes[i]
-            if storage_dtype_name(dtype) != meta.data_type:
-                name = manifest.names[i]
-                raise _fail(
-                    where, f"parameter {name!r} is {dtype} but {array!r} holds {meta.data_type}"
-                )
-        idx = np.array(picked, dtype=np.intp)
-        ends = manifest.offsets[idx] + manifest.sizes[idx]  # each <= 2**63: no overflow
-        over = np.flatnonzero(ends > meta.count)
-        if over.size:
-            i = picked[int(over[0])]
+        idx, dtypes, end = groups[array]
+        if any(storage_dtype_name(d) != meta.data_type for d in dtypes):
+            i = next(i for i in idx if storage_dtype_name(manifest.dtypes[i]) != meta.data_type)
+            raise _fail(
+                where,
+                f"parameter {manifest.names[i]!r} is {manifest.dtypes[i]} but {array!r} holds "
+                f"{meta.data_type}",
+            )
+        if end > meta.count:
+            ends = manifest.offsets[idx] + manifest.sizes[idx]
+            i = idx[int(np.flatnonzero(ends > meta.count)[0])]
             lo, size = int(manifest.offsets[i]), int(manifest.sizes[i])
             raise _fail(
                 where,
