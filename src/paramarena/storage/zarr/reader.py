@@ -384,7 +384,7 @@ def _check_raw(
     n = len(names)
     running = [0] * n
     reasons: dict[int, str] = {}
-    raw = memoryview(np.empty(cb + 4, dtype=np.uint8))  # type: ignore[arg-type]
+    window = memoryview(np.empty(min(CHECK_WINDOW, cb + 4), dtype=np.uint8))  # type: ignore[arg-type]
     j = 0  # first entry not finished before the current chunk
     for k in needed:
         start = k * cb
@@ -398,16 +398,12 @@ def _check_raw(
                 need = max(need, min(hi[e], stop) - start)
             e += 1
         valid = min(layout.count * isz - start, cb)
-        why = _read_chunk_file(layout.path(k), raw, cb, need, whole=covered == valid)
-        for r in range(j, e):
-            if hi[r] <= start:
-                continue
-            if why is not None:
-                reasons.setdefault(r, f"chunk {k} {why} in {arr_name!r}")
-            elif r not in reasons:
-                running[r] = crc(
-                    raw[max(lo[r], start) - start : min(hi[r], stop) - start], running[r]
-                )
+        spans_k = _Spans(lo, hi, running, j, e, start, cb, crc)
+        why = _stream_chunk(layout.path(k), window, cb, need, covered == valid, spans_k)
+        if why is not None:
+            for r in range(j, e):
+                if hi[r] > start:
+                    reasons.setdefault(r, f"chunk {k} {why} in {arr_name!r}")
     crcs = "".join([record.crc32c[i] for i in at.tolist()])
     expected = np.frombuffer(bytes.fromhex(crcs), ">u4")
     for r in np.flatnonzero(expected != np.array(running, dtype=np.uint32)).tolist():
@@ -416,14 +412,55 @@ def _check_raw(
         problems.append((names[r], reasons[r]))
 
 
-def _read_chunk_file(path: str, raw: memoryview, cb: int, need: int, *, whole: bool) -> str | None:
-    """Read chunk file ``path`` into ``raw`` (data, padding, crc32c); return what is wrong.
+#: Bytes of a chunk file read at once by :func:`check` (cache-sized: checksummed while hot).
+CHECK_WINDOW = 1 << 20
 
-    With ``whole`` (the caller checks every data byte of the chunk) the file must have its
-    full size and its crc32c must match; otherwise only its first ``need`` data bytes are.
+
+class _Spans:
+    """The parameters ``[j, e)`` touching one chunk: feeds each its bytes as they stream by."""
+
+    def __init__(
+        self,
+        lo: list[int],
+        hi: list[int],
+        running: list[int],
+        j: int,
+        e: int,
+        start: int,
+        cb: int,
+        crc: Any,
+    ) -> None:
+        self.lo, self.hi, self.running, self.p, self.e = lo, hi, running, j, e
+        self.start, self.cb, self.crc = start, cb, crc
+
+    def feed(self, pos: int, view: memoryview) -> None:
+        """Add the chunk's data bytes ``[pos, pos + len(view))`` to the parameters' crc32c."""
+        lo, hi, running, crc = self.lo, self.hi, self.running, self.crc
+        ws = self.start + pos
+        we = ws + len(view)
+        p = self.p
+        while p < self.e and hi[p] <= ws:
+            p += 1
+        self.p = p
+        while p < self.e and lo[p] < we:
+            a, b = max(lo[p], ws), min(hi[p], we)
+            if b > a:
+                running[p] = crc(view[a - ws : b - ws], running[p])
+            p += 1
+
+
+def _stream_chunk(
+    path: str, window: memoryview, cb: int, need: int, whole: bool, spans: _Spans
+) -> str | None:
+    """Stream chunk file ``path`` through ``window``, feeding ``spans``; return what is wrong.
+
+    With ``whole`` (every data byte of the chunk is checked) the file must have its full size
+    (``cb`` data bytes and the crc32c) and its crc32c must match; otherwise only its first
+    ``need`` data bytes are read.
     """
     import os
 
+    crc = spans.crc
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -437,15 +474,23 @@ def _read_chunk_file(path: str, raw: memoryview, cb: int, need: int, *, whole: b
             return f"has {size} bytes, expected {expected} (truncated or damaged)"
         if not whole and need > size - 4:
             return f"has {size} bytes, too short for the requested range (truncated)"
-        want = min(size, expected)
-        got = 0
-        while got < want:
-            step = os.readv(fd, [raw[got:want]])
-            if step == 0:
+        end = expected if whole else need
+        pos, chunk_crc, trailer = 0, 0, b""
+        while pos < end:
+            got = os.readv(fd, [window[: min(len(window), end - pos)]])
+            if got == 0:
                 return "short read (truncated)"
-            got += step
+            view = window[:got]
+            data = max(0, min(got, cb - pos))
+            if data:
+                spans.feed(pos, view[:data])
+                if whole:
+                    chunk_crc = crc(view[:data], chunk_crc)
+            if data < got:
+                trailer += bytes(view[data:])
+            pos += got
     finally:
         os.close(fd)
-    if whole and int.from_bytes(raw[cb : cb + 4], "little") != _crc32c()(raw[:cb]):
+    if whole and int.from_bytes(trailer[:4], "little") != chunk_crc:
         return "crc32c checksum of the chunk failed"
     return None
