@@ -166,7 +166,7 @@ def test_reads_into_out_arrays_across_chunk_boundaries(tmp_path: Path, chunk_byt
     storage.check(path, names=names)
 
 
-def _damage_inside(path: Path, name: str) -> None:
+def _damage_inside(path: Path, name: str, element: int = 0) -> None:
     """Change one value of ``name`` and give its chunk a matching crc32c: only the
     parameter's own checksum can tell."""
     manifest_file = next(path.glob("v*/manifest.json"))
@@ -178,7 +178,7 @@ def _damage_inside(path: Path, name: str) -> None:
         "chunk_shape"
     ][0]
     isz = entry["nbytes"] // entry["size"]
-    at = entry["offset"] * isz
+    at = (entry["offset"] + element) * isz
     chunk_file = array_dir / "c" / str(at // (chunk * isz))
     raw = bytearray(chunk_file.read_bytes())
     raw[at % (chunk * isz)] ^= 0x01
@@ -302,3 +302,24 @@ def test_load_parses_the_manifest_once(tmp_path: Path, monkeypatch: pytest.Monke
     assert calls[0] == 1
     for name, p in d.items():
         np.testing.assert_array_equal(p.data(), src[name].data())
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 3 << 20, 16 << 20])
+def test_large_parameters_are_read_window_by_window(tmp_path: Path, chunk_bytes: int) -> None:
+    rng = np.random.default_rng(3)
+    arrays = {
+        "small": rng.standard_normal(5).astype(np.float32),
+        "big": rng.standard_normal((700, 1100)).astype(np.float32),  # ~2.9 MiB
+        "tail": rng.standard_normal(300_001).astype(np.float64),
+    }
+    path = tmp_path / "w.zarr"
+    storage.save(path, arrays, chunk_bytes=chunk_bytes)
+    out = {n: np.zeros_like(a) for n, a in arrays.items()}
+    got = storage.load(path, names=list(arrays), out=out)
+    _same(got, arrays)
+    storage.check(path)
+    _damage_inside(path, "big", element=700 * 1100 - 3)  # in the last window
+    for call in (storage.check, lambda p: storage.load(p, names=list(arrays), out=out)):
+        with pytest.raises(errors.CorruptCheckpointError, match="'big': crc32c checksum mismatch"):
+            call(path)
