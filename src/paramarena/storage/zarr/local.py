@@ -442,7 +442,7 @@ def read_scattered(
     """Read parameters of a packed array into their own arrays: :func:`read_ranges` for many.
 
     Parameter ``i`` (elements ``[offsets[i], offsets[i] + sizes[i])``) goes to ``dests[i]``
-    (1-D, C-contiguous, of the storage itemsize, ``sizes[i]`` elements). A parameter inside
+    (C-contiguous, of the storage itemsize, ``sizes[i]`` elements, any shape). A parameter inside
     one chunk is handed to ``readv`` as it is (no per-parameter view); chunks covered
     completely are read in one ``readv`` each and their crc32c checked, as by
     :func:`read_ranges`. Returns the same problem description per failed chunk.

@@ -206,8 +206,11 @@ def _read_raw(
         return
     sizes_l = sizes.tolist()
     if given:
+        # the given arrays themselves (C-contiguous: readv and crc32c take them as they are);
+        # viewed as the storage dtype where they hold another (bfloat16, bool)
+        as_is = dtype == sdtype
         targets = [
-            g.reshape(-1).view(sdtype) if g is not None else np.empty(n, sdtype)
+            (g if as_is else g.reshape(-1).view(sdtype)) if g is not None else np.empty(n, sdtype)
             for g, n in zip(given, sizes_l, strict=True)
         ]
     else:
