@@ -318,8 +318,10 @@ def test_large_parameters_are_read_window_by_window(tmp_path: Path, chunk_bytes:
     out = {n: np.zeros_like(a) for n, a in arrays.items()}
     got = storage.load(path, names=list(arrays), out=out)
     _same(got, arrays)
+    _same(storage.load(path), arrays)  # into one new buffer per packed array
     storage.check(path)
     _damage_inside(path, "big", element=700 * 1100 - 3)  # in the last window
-    for call in (storage.check, lambda p: storage.load(p, names=list(arrays), out=out)):
+    into = lambda p: storage.load(p, names=list(arrays), out=out)  # noqa: E731
+    for call in (storage.check, storage.load, into):
         with pytest.raises(errors.CorruptCheckpointError, match="'big': crc32c checksum mismatch"):
             call(path)

@@ -101,6 +101,10 @@ def read(
     return out, problems
 
 
+#: Mean bytes per parameter from which a whole packed array is read window by window.
+LARGE_PARAMETER_BYTES = 64 << 10
+
+
 def _by_array(record: Manifest, picked: Sequence[int]) -> dict[str, list[int]]:
     """Group ``picked`` (stored order) by packed array."""
     if len(picked) == len(record.names):  # everything: the manifest's own grouping
@@ -185,23 +189,25 @@ def _read_raw(
         last = (offsets + np.maximum(sizes, 1) - 1) // layout.chunk
     chunk_of = (first, np.where(sizes > 0, last, first - 1))
     if not any(g is not None for g in given) and int(sizes.sum()) == layout.count:
-        # the whole array: one buffer, every chunk read whole and its crc32c checked
+        # the whole array: one buffer, each parameter a view of it; every chunk read whole
+        # a window at a time, its crc32c and the parameters' checked while in cache
+        # (many small parameters: one readv per chunk, then a crc32c call per parameter)
         packed = np.empty(layout.count, dtype=sdtype)
-        bad = read_ranges(layout, [(0, packed)])
-        raw = memoryview(packed.view(np.uint8))  # type: ignore[arg-type]
-        isz = layout.itemsize
-        lo_b = (offsets * isz).tolist()
-        hi_b = ((offsets + sizes) * isz).tolist()
-        crcs = [crc(raw[a:b]) for a, b in zip(lo_b, hi_b, strict=True)]
-        why = _check(record, idx, crcs, bad, chunk_of, arr_name)
         lo, hi = offsets.tolist(), (offsets + sizes).tolist()
+        flats = [packed[a:b] for a, b in zip(lo, hi, strict=True)]
+        if layout.count * layout.itemsize >= len(idx) * LARGE_PARAMETER_BYTES:
+            crcs = [0] * len(flats)
+            bad = read_scattered(layout, offsets, sizes, flats, crcs)
+        else:
+            bad = read_ranges(layout, [(0, packed)])
+            crcs = [crc(f) for f in flats]
+        why = _check(record, idx, crcs, bad, chunk_of, arr_name)
         view_as = None if dtype == sdtype else dtype
-        for r, (name, shape, a, b) in enumerate(zip(names, shapes, lo, hi, strict=True)):
+        for r, (name, shape, flat) in enumerate(zip(names, shapes, flats, strict=True)):
             reason = why.get(r)
             if reason is not None:
                 problems.append((name, reason))
                 continue
-            flat = packed[a:b]
             out[name] = (flat if view_as is None else flat.view(view_as)).reshape(shape)
         return
     sizes_l = sizes.tolist()
