@@ -30,7 +30,7 @@ def check(
 
     What a load that overwrites arrays in place runs first, so that a corrupt, missing or
     unreadable array raises before anything is overwritten. A backend with a ``check`` method
-    streams (zarr: one chunk at a time); for the others the arrays are loaded in batches of
+    streams (zarr: a 1 MiB window at a time); for the others the arrays are loaded in batches of
     at most :data:`CHECK_BATCH_BYTES` (or the largest array) and dropped.
 
     Parameters

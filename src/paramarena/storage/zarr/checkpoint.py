@@ -282,8 +282,9 @@ class ZarrCheckpointBackend:
     def check(self, uri: str, *, names: Collection[str] | None = None, **options: Any) -> None:
         """Read and check ``names`` (all if None) as :meth:`load` does, keeping nothing.
 
-        Raises what :meth:`load` would raise for them; memory: one chunk (local uncompressed
-        checkpoints) or one batch of :data:`~paramarena.storage.zarr.reader.CHECK_BATCH_BYTES`.
+        Raises what :meth:`load` would raise for them; memory: a 1 MiB window (local
+        uncompressed checkpoints) or one batch of
+        :data:`~paramarena.storage.zarr.reader.CHECK_BATCH_BYTES`.
         """
         self._check_options(uri, options)
         retrying(_open_root, uri, options, lambda loc: self._check_once(loc, uri, names, options))

@@ -343,10 +343,11 @@ CHECK_BATCH_BYTES = 64 << 20
 def check(loc: Any, version: str, record: Manifest, picked: Sequence[int]) -> Problems:
     """Read and check the parameters ``picked`` like :func:`read`, keeping nothing.
 
-    Local uncompressed arrays are streamed one chunk file at a time through one chunk-sized
-    buffer (each chunk the parameters cover completely has its crc32c checked, every parameter
-    its own crc32c, carried across chunk boundaries); other arrays are read through zarr in
-    batches of :data:`CHECK_BATCH_BYTES`. Memory: one chunk, or one batch.
+    Local uncompressed arrays are streamed one chunk file at a time through a window of
+    :data:`CHECK_WINDOW` bytes (each chunk the parameters cover completely has its crc32c
+    checked, every parameter its own crc32c, carried across windows and chunks); other arrays
+    are read through zarr in batches of :data:`CHECK_BATCH_BYTES`. Memory: one window, or one
+    batch.
     """
     problems: Problems = []
     by_array = _by_array(record, picked)
