@@ -325,3 +325,22 @@ def test_large_parameters_are_read_window_by_window(tmp_path: Path, chunk_bytes:
     for call in (storage.check, storage.load, into):
         with pytest.raises(errors.CorruptCheckpointError, match="'big': crc32c checksum mismatch"):
             call(path)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["00000000000000ff", "FFFFFFFFFFFFFFFF", "0123456789abcdef"],  # one decode for all
+        ["00000000000000ff", None, "0123456789abcdef"],  # older entries without a key
+        ["ff", "0123456789abcdef", "0x12"],  # not the writer's 16 digits: entry by entry
+    ],
+)
+def test_init_keys_decode_as_entry_by_entry(keys: list[Any]) -> None:
+    from paramarena.storage.zarr.checkpoint import _init_keys
+
+    params = [
+        {"name": f"k{i}"} | ({} if k is None else {"init_key": k}) for i, k in enumerate(keys)
+    ]
+    names = [p["name"] for p in params]
+    expected = {p["name"]: int(p["init_key"], 16) for p in params if "init_key" in p}
+    assert _init_keys(params, names) == expected

@@ -27,6 +27,7 @@ checked) and parameters whose crc32c disagrees.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -103,6 +104,24 @@ def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
     if is_zip_uri(uri) or is_local_zip_file(uri):  # a zarr zip under any name (issue 12)
         return ZipLocation(uri)
     return Location(uri, options.get("storage_options"), client_option(uri, options))
+
+
+_HEX = re.compile(r"[0-9a-fA-F]*")
+
+
+def _init_keys(params: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, int]:
+    """Return ``{name: init_key}`` of the entries that record one (issue 12, optional field).
+
+    Every entry recording 16 hex digits (what the writer stores) is decoded in one call;
+    anything else entry by entry.
+    """
+    keys: list[Any] = [e.get("init_key") for e in params]
+    if keys and set(map(type, keys)) == {str} and set(map(len, keys)) == {16}:
+        joined = "".join(keys)
+        if _HEX.fullmatch(joined):
+            values = np.frombuffer(bytes.fromhex(joined), dtype=">u8").tolist()
+            return dict(zip(names, values, strict=True))
+    return {n: int(k, 16) for n, k in zip(names, keys, strict=True) if isinstance(k, str)}
 
 
 class ZarrCheckpointBackend:
@@ -323,11 +342,7 @@ class ZarrCheckpointBackend:
             "version": version,
             "created": manifest.get("created"),
             "format_version": manifest.get("format_version"),
-            "init_keys": {  # optional per-array field (issue 12): absent in older manifests
-                e["name"]: int(e["init_key"], 16)
-                for e in manifest["parameters"]
-                if isinstance(e.get("init_key"), str)
-            },
+            "init_keys": _init_keys(manifest["parameters"], record.names),
         }
         return CheckpointInfo(uri, "zarr", True, bool(manifest.get("named", True)), arrays, meta)
 
