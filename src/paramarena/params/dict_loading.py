@@ -354,7 +354,8 @@ def in_place_destinations(
     """
     picked: dict[str, Any] = {}
     given = None if ctx is None else set(chk.normalize_ctx(ctx, "load"))
-    cpu_ok: dict[Context, bool] = {}
+    # contexts by identity (they live as long as the loop): no Context.__hash__ per parameter
+    cpu_ok: dict[int, bool] = {}
     dtype_of = _dtype_cache()
     params = pdict._params
     for name, key in targets.items():
@@ -367,13 +368,16 @@ def in_place_destinations(
         view, info = data[0], stored[key]
         if not isinstance(view, np.ndarray):
             continue
-        ok = cpu_ok.get(contexts[0])
+        c = contexts[0]
+        ok = cpu_ok.get(id(c))
         if ok is None:
-            ok = cpu_ok[contexts[0]] = _is_cpu(contexts[0])
+            ok = cpu_ok[id(c)] = _is_cpu(c)
         if not ok:
             continue
         shape = info.shape if type(info.shape) is tuple else tuple(info.shape)
-        if view.shape != shape or view.dtype != dtype_of(info.dtype):
+        if view.shape != shape:
+            continue
+        if view.dtype != dtype_of(info.dtype):
             continue
         flags = view.flags
         if flags.c_contiguous and flags.writeable:
