@@ -102,18 +102,21 @@ def load_targets(
                 cast_dtype,
                 dtype_source,
             )
+        params = pdict._params
         jobs = []
+        keep = not (cast_dtype and dtype_source == "saved")
         for name, key in targets.items():
-            p, a = pdict._params[name], arrays[key]
-            if key not in adopted and p._data is None and hasattr(a, "shape"):
-                keep = not (cast_dtype and dtype_source == "saved")
+            if key in adopted:
+                continue
+            p, a = params[name], arrays[key]
+            if p._data is None and hasattr(a, "shape"):
                 dtype = chk.as_np_dtype(p.dtype) if keep else np.dtype(a.dtype)
                 jobs.append((p, tuple(a.shape), dtype, load_contexts(p, ctx)))
         reserve(pdict, jobs)
         batch = []
         for name, key in targets.items():
             view = adopted.get(key)
-            p = pdict._params[name]
+            p = params[name]
             if view is not None and arrays[key] is view:
                 batch.append((p, view))
                 del adopted[key]
@@ -156,18 +159,20 @@ def check_targets(
             f"(loading Parameter '{first}')."
         )
     ctx_list = None if ctx is None else chk.normalize_ctx(ctx, "load")
-    dtype_of = _dtype_cache()
+    ctx_set = None if ctx_list is None else set(ctx_list)
+    same = _dtype_pairs()
+    params = pdict._params
     for name, key in targets.items():
-        p = pdict._params[name]
+        p = params[name]
         if p._stype != "default" or p._grad_stype != "default":
             p._check_dense("load data into")
-        if ctx_list is not None:
+        if ctx_set is not None:
             current = (
                 p._ctx_list
                 if p._data is not None
                 else (p._deferred_init[1] if p._deferred_init else None)
             )
-            if current is not None and set(ctx_list) != set(current):
+            if current is not None and ctx_set != set(current):
                 raise WrongContextError(
                     f"Failed to load Parameter '{name}' on {ctx_list} because it was previous "
                     f"initialized on {list(current)}."
@@ -175,19 +180,41 @@ def check_targets(
         info = stored.get(key)
         if info is None:
             continue
-        shape = tuple(info.shape)
-        if p._shape is not None and p._shape != shape and not chk.shape_fits(p._shape, shape):
+        shape = info.shape if type(info.shape) is tuple else tuple(info.shape)
+        own = p._shape
+        if own is not None and own != shape and not chk.shape_fits(own, shape):
             raise ShapeMismatchError(
                 f"Failed loading Parameter '{name}' from saved params: shape "
-                f"incompatible expected {p._shape} vs saved {shape}"
+                f"incompatible expected {own} vs saved {shape}"
             )
-        saved = dtype_of(info.dtype)
-        if not cast_dtype and saved != dtype_of(p._dtype):
+        if not cast_dtype and not same(info.dtype, p._dtype)[1]:
             raise DTypeMismatchError(
                 f"Failed loading Parameter '{name}' from saved params: dtype "
-                f"incompatible expected {p.dtype} vs saved {saved.type}. "
+                f"incompatible expected {p.dtype} vs saved {same(info.dtype, p._dtype)[0].type}. "
                 "Set cast_dtype=True to cast the dtype of saved params."
             )
+
+
+def _dtype_pairs() -> Callable[[Any, Any], tuple[np.dtype[Any], bool]]:
+    """Return ``f(saved, own) -> (saved numpy dtype, whether own is the same dtype)``.
+
+    Remembers its answers for the duration of one call (by the pair of specs as given).
+    """
+    dtype_of = _dtype_cache()
+    found: dict[Any, tuple[np.dtype[Any], bool]] = {}
+
+    def same(saved: Any, own: Any) -> tuple[np.dtype[Any], bool]:
+        try:
+            got = found.get((saved, own))
+        except TypeError:  # an unhashable spec: no memory
+            a = dtype_of(saved)
+            return a, a == dtype_of(own)
+        if got is None:
+            a = dtype_of(saved)
+            got = found[(saved, own)] = (a, a == dtype_of(own))
+        return got
+
+    return same
 
 
 def _dtype_cache() -> Callable[[Any], np.dtype[Any]]:
@@ -227,23 +254,26 @@ def _adopt_all(pdict: ParameterDict, batch: list[tuple[Parameter, Any]], ctx: Ct
     # adopted views live on one CPU context: the given one, or cpu(0)
     c = _CPU0[0] if ctx is None else chk.normalize_ctx(ctx, "load")[0]
     ctx_map = chk.build_ctx_map([c])
-    grads: dict[int, tuple[np.dtype[Any], list[tuple[Parameter, Any]]]] = {}
+    grads: dict[np.dtype[Any], list[tuple[Parameter, Any]]] = {}
     for p, view in batch:
-        if p._shape != view.shape:
+        shape = view.shape
+        if p._shape != shape:
             if p._shape is None:
-                p._shape = tuple(view.shape)
+                p._shape = shape
             else:
-                p.shape = tuple(view.shape)
+                p.shape = shape
         p._ctx_list = [c]
         p._ctx_map = ctx_map
         p._data = [view]
         p._deferred_init = ()
         if p._grad_req != "null":
-            dtype = view.dtype
-            grads.setdefault(id(dtype), (dtype, []))[1].append((p, view))
+            group = grads.get(view.dtype)
+            if group is None:
+                group = grads[view.dtype] = []
+            group.append((p, view))
         else:
             p._grad_arrays = None
-    for dtype, group in grads.values():
+    for dtype, group in grads.items():
         arena = pdict._storage.grad.arena(c, dtype)
         views, _, _ = arena.allocate_packed([v.shape for _, v in group])
         for (p, _), g in zip(group, views, strict=True):
@@ -282,32 +312,30 @@ def load_destinations(
     """
     picked: dict[tuple[Context, np.dtype[Any]], list[tuple[str, tuple[int, ...]]]] = {}
     given = None if ctx is None else chk.normalize_ctx(ctx, "load")
-    cpu_ok: dict[Context, bool] = {}
-    dtype_of = _dtype_cache()
-
+    contexts = given if given is not None else _CPU0
+    if len(contexts) != 1 or not _is_cpu(contexts[0]):
+        return {}  # adopted views live on one CPU context
+    c = contexts[0]
+    same = _dtype_pairs()
     adopt_saved = cast_dtype and dtype_source == "saved"
+    params, own_storage = pdict._params, pdict._storage
     for name, key in targets.items():
-        p, info = pdict._params[name], stored[key]
-        if p._storage is not pdict._storage or p._data is not None or p._deferred_init:
+        p, info = params[name], stored[key]
+        if p._storage is not own_storage or p._data is not None or p._deferred_init:
             continue
         if p._stype != "default" or p._grad_stype != "default":
             continue
-        contexts = given if given is not None else _CPU0
-        if len(contexts) != 1:
+        saved, equal = same(info.dtype, p._dtype)
+        if not equal and not adopt_saved:
             continue
-        c = contexts[0]
-        ok = cpu_ok.get(c)
-        if ok is None:
-            ok = cpu_ok[c] = _is_cpu(c)
-        if not ok:
+        shape = info.shape if type(info.shape) is tuple else tuple(info.shape)
+        own = p._shape
+        if own is not None and own != shape and not chk.shape_fits(own, shape):
             continue
-        saved = dtype_of(info.dtype)
-        if saved != dtype_of(p._dtype) and not adopt_saved:
-            continue
-        shape = tuple(info.shape)
-        if p._shape is not None and p._shape != shape and not chk.shape_fits(p._shape, shape):
-            continue
-        picked.setdefault((c, saved), []).append((key, shape))
+        group = picked.get((c, saved))
+        if group is None:
+            group = picked[(c, saved)] = []
+        group.append((key, shape))
     views: dict[str, Any] = {}
     for (c, dtype), group in picked.items():
         arena = pdict._storage.data.arena(c, dtype)
@@ -325,19 +353,34 @@ def in_place_destinations(
     numpy array of the stored shape and dtype (no cast).
     """
     picked: dict[str, Any] = {}
+    given = None if ctx is None else set(chk.normalize_ctx(ctx, "load"))
+    # contexts by identity (they live as long as the loop): no Context.__hash__ per parameter
+    cpu_ok: dict[int, bool] = {}
+    dtype_of = _dtype_cache()
+    params = pdict._params
     for name, key in targets.items():
-        p = pdict._params[name]
-        data = p._data
-        if data is None or len(data) != 1 or p._ctx_list is None:
+        p = params[name]
+        data, contexts = p._data, p._ctx_list
+        if data is None or len(data) != 1 or contexts is None:
             continue
-        if ctx is not None and set(chk.normalize_ctx(ctx, name)) != set(p._ctx_list):
+        if given is not None and given != set(contexts):
             continue
         view, info = data[0], stored[key]
-        if not isinstance(view, np.ndarray) or not _is_cpu(p._ctx_list[0]):
+        if not isinstance(view, np.ndarray):
             continue
-        if view.shape != tuple(info.shape) or view.dtype != chk.as_np_dtype(info.dtype):
+        c = contexts[0]
+        ok = cpu_ok.get(id(c))
+        if ok is None:
+            ok = cpu_ok[id(c)] = _is_cpu(c)
+        if not ok:
             continue
-        if view.flags.c_contiguous and view.flags.writeable:
+        shape = info.shape if type(info.shape) is tuple else tuple(info.shape)
+        if view.shape != shape:
+            continue
+        if view.dtype != dtype_of(info.dtype):
+            continue
+        flags = view.flags
+        if flags.c_contiguous and flags.writeable:
             picked[key] = view
     return picked
 
@@ -366,40 +409,26 @@ def _reads_in_place(filename: str | os.PathLike[str], options: Mapping[str, Any]
     return path is not None and _os.path.isdir(path)
 
 
-#: Bytes read at once by the verification pass of a load that overwrites parameters in place.
-VERIFY_BATCH_BYTES = 64 << 20
-
-
 def verify_before_overwrite(
-    filename: str | os.PathLike[str],
-    names: Sequence[str],
-    nbytes: Mapping[str, int],
-    options: Mapping[str, Any],
+    filename: str | os.PathLike[str], names: Sequence[str], options: Mapping[str, Any]
 ) -> None:
-    """Read and check ``names`` in batches of at most :data:`VERIFY_BATCH_BYTES`, keep nothing.
+    """Read and check ``names``, keeping nothing (:func:`paramarena.storage.check`).
 
     A load that reads straight into parameters' current arrays runs this first, so that a
     corrupt, missing or unreadable array raises before any parameter is overwritten. Memory:
-    one batch (or the largest array, if larger).
+    one chunk (zarr on local disk) or one bounded batch.
     """
     from paramarena import storage
 
-    batch: list[str] = []
-    size = 0
-    for name in names:
-        if batch and size + nbytes[name] > VERIFY_BATCH_BYTES:
-            storage.load(filename, names=batch, **options)
-            batch, size = [], 0
-        batch.append(name)
-        size += nbytes[name]
-    if batch:
-        storage.load(filename, names=batch, **options)
+    storage.check(filename, names=names, **options)
 
 
 def release_unadopted(
     pdict: ParameterDict, targets: Mapping[str, str], views: Mapping[str, Any], ctx: CtxArg
 ) -> None:
     """Hand back destination views that no parameter took over."""
+    if not views:
+        return
     for name, key in targets.items():
         if key in views:
             contexts = load_contexts(pdict._params[name], ctx)
@@ -426,6 +455,38 @@ def load_file(
     **options: Any,
 ) -> LoadReport:
     """Load ``pdict``'s parameters from ``filename``: :meth:`ParameterDict.load`."""
+    from paramarena.storage.session import shared_reads
+
+    with shared_reads():  # the manifest is parsed and validated once for all reads below
+        return _load_file(
+            pdict,
+            filename,
+            ctx,
+            allow_missing=allow_missing,
+            ignore_extra=ignore_extra,
+            restore_prefix=restore_prefix,
+            cast_dtype=cast_dtype,
+            dtype_source=dtype_source,
+            rename=rename,
+            match=match,
+            **options,
+        )
+
+
+def _load_file(
+    pdict: ParameterDict,
+    filename: str | os.PathLike[str],
+    ctx: CtxArg,
+    *,
+    allow_missing: bool,
+    ignore_extra: bool,
+    restore_prefix: str,
+    cast_dtype: bool,
+    dtype_source: str,
+    rename: pio.Rename = None,
+    match: str = "name",
+    **options: Any,
+) -> LoadReport:
     from paramarena import storage
 
     pio.check_restore_prefix(pdict.keys(), restore_prefix)
@@ -444,8 +505,12 @@ def load_file(
         source=source,
         rename=rename,
         match=match,
-        own_specs=own_specs(pdict),
-        stored_specs={pio.strip_arg_aux(a.name): (a.shape, a.dtype) for a in info.arrays},
+        own_specs=own_specs(pdict) if match == "order" else None,
+        stored_specs=(
+            {pio.strip_arg_aux(a.name): (a.shape, a.dtype) for a in info.arrays}
+            if match == "order"
+            else None
+        ),
         cast_dtype=cast_dtype,
     )
     targets = {name: stored[s] for name, s in plan.targets.items()}
@@ -457,12 +522,7 @@ def load_file(
     try:
         if in_place:
             # parameters are about to be overwritten where they are: check everything first
-            verify_before_overwrite(
-                filename,
-                list(targets.values()),
-                {a.name: int(a.nbytes) for a in info.arrays},
-                {k: v for k, v in options.items() if k != "progress"},
-            )
+            verify_before_overwrite(filename, list(targets.values()), options)
         arrays = (
             storage.load(
                 filename, names=list(targets.values()), out={**views, **in_place}, **options

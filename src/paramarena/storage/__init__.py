@@ -42,10 +42,21 @@ from paramarena.hooks.records import (
     VerifyReport,
 )
 from paramarena.storage import sniff
+from paramarena.storage.checking import CHECK_BATCH_BYTES, check
 from paramarena.storage.failures import api_errors
 from paramarena.storage.fileio import split_scheme
 
-__all__ = ["dumps", "inspect", "load", "loads", "resolve", "save", "verify"]
+__all__ = [
+    "CHECK_BATCH_BYTES",
+    "check",
+    "dumps",
+    "inspect",
+    "load",
+    "loads",
+    "resolve",
+    "save",
+    "verify",
+]
 
 PathLike = str | os.PathLike[str]
 

@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -256,22 +257,22 @@ def test_loads_racing_saves_never_report_false_errors(tmp_path: Path, name: str)
 def test_a_load_that_loses_its_version_to_a_commit_reads_the_new_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from paramarena.storage.zarr.checkpoint import ZarrCheckpointBackend
+    from paramarena.storage.zarr import reader
 
     path = tmp_path / "r.zarr"
     storage.save(path, SET_LIST[0], chunk_bytes=1024)
     _join_cleanups()
-    real = ZarrCheckpointBackend._read
+    real = reader.read
     calls = [0]
 
-    def resave_first(self: ZarrCheckpointBackend, *args: object, **kwargs: object) -> object:
+    def resave_first(*args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         if calls[0] == 1:  # a concurrent save commits and deletes the version being read
             storage.save(path, SET_LIST[1], chunk_bytes=1024)
             _join_cleanups()
-        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(ZarrCheckpointBackend, "_read", resave_first)
+    monkeypatch.setattr(reader, "read", resave_first)
     got = storage.load(path)
     assert calls[0] == 2
     assert _matches_a_set(got)

@@ -26,9 +26,8 @@ checked) and parameters whose crc32c disagrees.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
+import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -37,7 +36,6 @@ import numpy as np
 from paramarena.errors import (
     ConfigurationError,
     CorruptCheckpointError,
-    MissingParameterError,
     StorageError,
     UncommittedCheckpointError,
 )
@@ -48,18 +46,11 @@ from paramarena.hooks.records import (
     LoadedArrays,
     VerifyReport,
 )
+from paramarena.storage import session
 from paramarena.storage.failures import describe_local
-from paramarena.storage.fileio import progress_reporter
-from paramarena.storage.remote import is_transient
 from paramarena.storage.sniff import is_local_zip_file
-from paramarena.storage.zarr import guard, validate
+from paramarena.storage.zarr import guard, reader, validate
 from paramarena.storage.zarr.commit import COMMIT_MARKER, commit_version
-from paramarena.storage.zarr.local import (
-    RawLayout,
-    chunks_of,
-    raw_layout,
-    read_ranges,
-)
 from paramarena.storage.zarr.location import Location, remote_concurrency
 from paramarena.storage.zarr.obstore import client_option
 from paramarena.storage.zarr.racing import retrying
@@ -77,8 +68,6 @@ from paramarena.storage.zarr.writer import (
     write_version,
 )
 from paramarena.storage.zarr.writer import concurrency_option as _concurrency
-from paramarena.storage.zarr.writer import crc_hex as _crc
-from paramarena.storage.zarr.writer import storage_dtype as _storage_dtype
 from paramarena.storage.zarr.zip import ZipLocation, is_zip_uri, save_zip, save_zip_streamed
 
 __all__ = [
@@ -105,54 +94,9 @@ _OPTIONS = frozenset(
 )
 
 
-@functools.lru_cache(maxsize=64)
-def _logical_dtype(logical: str) -> np.dtype[Any]:
-    if logical == "bfloat16":
-        import ml_dtypes
-
-        bf16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
-        return bf16
-    return np.dtype(logical)
-
-
-def _accept(
-    entry: Mapping[str, Any],
-    flat: np.ndarray,
-    out: dict[str, np.ndarray],
-    problems: list[tuple[str, str]],
-    update: Any,
-) -> None:
-    """Check a parameter's crc32c; add its array to ``out``, or a problem when it disagrees."""
-    if _crc(flat) != entry["crc32c"]:
-        problems.append((entry["name"], "crc32c checksum mismatch"))
-        return
-    out[entry["name"]] = flat.view(_logical_dtype(entry["dtype"])).reshape(tuple(entry["shape"]))
-    update(int(entry["nbytes"]))
-
-
-def _fitting(array: Any, entry: Mapping[str, Any]) -> np.ndarray | None:
-    """Return ``array`` if a parameter's stored bytes can be read straight into it, else None."""
-    if (
-        isinstance(array, np.ndarray)
-        and array.flags.c_contiguous
-        and array.flags.writeable
-        and array.shape == tuple(entry["shape"])
-        and array.dtype == _logical_dtype(entry["dtype"])
-    ):
-        return array
-    return None
-
-
-def _packed(group: Any, name: str) -> Any:
-    import zarr
-
-    node = guard.zarr_node(group, name)
-    if not isinstance(node, zarr.Array):
-        raise KeyError(name)
-    return node
-
-
 _Root = Location | ZipLocation
+#: Kept here for :mod:`paramarena.distributed.sharded_load`.
+_logical_dtype = reader.logical_dtype
 
 
 def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
@@ -160,6 +104,24 @@ def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
     if is_zip_uri(uri) or is_local_zip_file(uri):  # a zarr zip under any name (issue 12)
         return ZipLocation(uri)
     return Location(uri, options.get("storage_options"), client_option(uri, options))
+
+
+_HEX = re.compile(r"[0-9a-fA-F]*")
+
+
+def _init_keys(params: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, int]:
+    """Return ``{name: init_key}`` of the entries that record one (issue 12, optional field).
+
+    Every entry recording 16 hex digits (what the writer stores) is decoded in one call;
+    anything else entry by entry.
+    """
+    keys: list[Any] = [e.get("init_key") for e in params]
+    if keys and set(map(type, keys)) == {str} and set(map(len, keys)) == {16}:
+        joined = "".join(keys)
+        if _HEX.fullmatch(joined):
+            values = np.frombuffer(bytes.fromhex(joined), dtype=">u8").tolist()
+            return dict(zip(names, values, strict=True))
+    return {n: int(k, 16) for n, k in zip(names, keys, strict=True) if isinstance(k, str)}
 
 
 class ZarrCheckpointBackend:
@@ -218,9 +180,16 @@ class ZarrCheckpointBackend:
             raise CorruptCheckpointError(
                 f"zarr checkpoint {loc.uri!r}: manifest checksum disagrees with the commit marker."
             )
+        shared = session.memo()
+        key = ("zarr-manifest", loc.uri, version)
+        hit = shared.get(key) if shared is not None else None
+        if hit is not None and hit[0] == manifest_raw:  # the very bytes validated before
+            return version, hit[1], hit[2]
         where = f"zarr checkpoint {loc.uri!r}: {version}/{MANIFEST}"
         manifest = validate.parse_json(manifest_raw, where)
         record = validate.manifest(manifest, where, MANIFEST_FORMATS, FORMAT_VERSION)
+        if shared is not None:
+            shared[key] = (manifest_raw, manifest, record)
         return version, manifest, record
 
     # -- save ----------------------------------------------------------------------------------
@@ -287,181 +256,6 @@ class ZarrCheckpointBackend:
 
     # -- load ----------------------------------------------------------------------------------
 
-    def _entries(
-        self, loc: _Root, manifest: Mapping[str, Any], names: Collection[str] | None
-    ) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = list(manifest["parameters"])
-        if names is None:
-            return entries
-        by_name = {e["name"]: e for e in entries}
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise MissingParameterError(
-                f"zarr checkpoint {loc.uri!r} has no parameter(s) {missing}; it contains "
-                f"{len(by_name)} parameters."
-            )
-        wanted = set(names)
-        return [e for e in entries if e["name"] in wanted]
-
-    def _read(
-        self,
-        loc: _Root,
-        version: str,
-        entries: Sequence[Mapping[str, Any]],
-        progress: bool | None,
-        into: Mapping[str, np.ndarray] | None = None,
-    ) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
-        group: Any = None
-        out: dict[str, np.ndarray] = {}
-        problems: list[tuple[str, str]] = []
-        by_array: dict[str, list[Mapping[str, Any]]] = {}
-        for e in entries:
-            by_array.setdefault(e["array"], []).append(e)
-        total = sum(int(e["nbytes"]) for e in entries)
-        with progress_reporter(total, f"load {loc.uri}", progress) as update:
-            for arr_name, group_entries in by_array.items():
-                layout = (
-                    raw_layout(
-                        loc.join(version, arr_name), _storage_dtype(group_entries[0]["dtype"])
-                    )
-                    if loc.local
-                    else None
-                )
-                if layout is not None:
-                    self._read_raw(
-                        layout, arr_name, group_entries, out, problems, update, into or {}
-                    )
-                    continue
-                if group is None:
-                    group = guard.open_group(loc, version)
-                try:
-                    zarr_array = _packed(group, arr_name)
-                except KeyError:
-                    for e in group_entries:
-                        problems.append((e["name"], f"packed array {arr_name!r} is missing"))
-                    continue
-                chunk = int(zarr_array.chunks[0])
-                present = set(loc.list_dir(version, arr_name, "c"))
-                whole = sum(int(e["size"]) for e in group_entries) == int(zarr_array.shape[0])
-                packed = None
-                cache: dict[int, np.ndarray] = {}
-                n_chunks = -(-int(zarr_array.shape[0]) // chunk)
-                if whole and all(str(i) in present for i in range(n_chunks)):
-                    # one read for the whole array; on a checksum failure fall back to
-                    # per-parameter reads so that only the damaged parameters are reported
-                    with contextlib.suppress(CorruptCheckpointError):
-                        packed = self._read_range(
-                            loc, zarr_array, 0, int(zarr_array.shape[0]), arr_name
-                        )
-                for e in group_entries:
-                    lo, size = int(e["offset"]), int(e["size"])
-                    need = range(lo // chunk, -(-(lo + size) // chunk)) if size else range(0)
-                    absent = [c for c in need if str(c) not in present]
-                    if absent:
-                        problems.append(
-                            (e["name"], f"chunk(s) {absent} of {arr_name!r} are missing")
-                        )
-                        continue
-                    try:
-                        flat = (
-                            packed[lo : lo + size]
-                            if packed is not None
-                            else self._from_chunks(
-                                loc, zarr_array, cache, lo, size, _storage_dtype(e["dtype"])
-                            )
-                        )
-                    except CorruptCheckpointError as exc:
-                        problems.append((e["name"], f"chunk checksum failed: {exc}"))
-                        continue
-                    _accept(e, flat, out, problems, update)
-        return out, problems
-
-    @staticmethod
-    def _read_raw(
-        layout: RawLayout,
-        arr_name: str,
-        entries: Sequence[Mapping[str, Any]],
-        out: dict[str, np.ndarray],
-        problems: list[tuple[str, str]],
-        update: Any,
-        into: Mapping[str, np.ndarray],
-    ) -> None:
-        """Read ``entries`` of one packed array straight from its chunk files (local disk).
-
-        An entry named in ``into`` whose array fits (C-contiguous, writable, same shape and
-        dtype) is read into that array; the others get new arrays.
-        """
-        sdtype = _storage_dtype(entries[0]["dtype"])
-        given = [_fitting(into.get(e["name"]), e) for e in entries]
-        if not any(g is not None for g in given) and (
-            sum(int(e["size"]) for e in entries) == layout.count
-        ):
-            # the whole array: one buffer, every chunk read whole and its crc32c checked
-            packed = np.empty(layout.count, dtype=sdtype)
-            bad = read_ranges(layout, [(0, packed)])
-            targets = [
-                packed[int(e["offset"]) : int(e["offset"]) + int(e["size"])] for e in entries
-            ]
-        else:
-            targets = [
-                g.reshape(-1).view(sdtype) if g is not None else np.empty(int(e["size"]), sdtype)
-                for g, e in zip(given, entries, strict=True)
-            ]
-            bad = read_ranges(
-                layout, [(int(e["offset"]), t) for e, t in zip(entries, targets, strict=True)]
-            )
-        reasons: dict[int, str] = {}
-        for r, e in enumerate(entries):
-            failed = [
-                bad[k] for k in chunks_of(layout, int(e["offset"]), int(e["size"])) if k in bad
-            ]
-            if failed:
-                reasons[r] = "; ".join(failed)
-        for r, (e, flat) in enumerate(zip(entries, targets, strict=True)):
-            if r in reasons:
-                problems.append((e["name"], f"{reasons[r]} in {arr_name!r}"))
-                continue
-            _accept(e, flat, out, problems, update)
-            mine = given[r]
-            if mine is not None and e["name"] in out:
-                out[e["name"]] = mine  # the caller's very array, filled in place
-
-    def _from_chunks(
-        self,
-        loc: _Root,
-        zarr_array: Any,
-        cache: dict[int, np.ndarray],
-        lo: int,
-        size: int,
-        dtype: np.dtype[Any],
-    ) -> np.ndarray:
-        """Assemble elements ``[lo, lo + size)`` reading each chunk at most once."""
-        chunk = int(zarr_array.chunks[0])
-        end = lo + size
-        parts = []
-        for c in range(lo // chunk, -(-end // chunk)):
-            if c not in cache:
-                hi = min((c + 1) * chunk, int(zarr_array.shape[0]))
-                cache[c] = self._read_range(loc, zarr_array, c * chunk, hi, zarr_array.path)
-            parts.append(
-                cache[c][max(lo, c * chunk) - c * chunk : min(end, (c + 1) * chunk) - c * chunk]
-            )
-        if not parts:
-            return np.empty(0, dtype=dtype)
-        return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
-
-    @staticmethod
-    def _read_range(loc: _Root, zarr_array: Any, lo: int, hi: int, arr_name: str) -> Any:
-        try:
-            return np.asarray(zarr_array[lo:hi])
-        except Exception as exc:  # zarr raises codec errors on crc32c mismatch
-            if isinstance(exc, StorageError) or is_transient(exc):
-                raise  # a network failure is not damage (paramarena.storage.remote)
-            raise CorruptCheckpointError(
-                f"zarr checkpoint {loc.uri!r}: array {arr_name!r} elements [{lo}, {hi}) cannot "
-                f"be read: {type(exc).__name__}: {exc}"
-            ) from exc
-
     #: ``load`` takes ``out=``: arrays to read into (see :func:`paramarena.storage.load`).
     accepts_out = True
 
@@ -490,18 +284,41 @@ class ZarrCheckpointBackend:
         into: Mapping[str, np.ndarray] | None,
         options: Mapping[str, Any],
     ) -> LoadedArrays:
-        version, manifest, record = self._committed_record(loc)
+        version, _manifest, record = self._committed_record(loc)
         guard.check_version(loc, version, record)  # zarr metadata and stored sizes, before reading
-        entries = self._entries(loc, manifest, names)
+        picked = reader.select(loc.uri, record, names)
         with remote_concurrency(loc.local, _concurrency(uri, options)):
-            out, problems = self._read(loc, version, entries, options.get("progress"), into)
+            out, problems = reader.read(loc, version, record, picked, options.get("progress"), into)
         if problems:
             detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
             raise CorruptCheckpointError(f"zarr checkpoint {uri!r} is corrupt: {detail}.")
-        ordered = {e["name"]: out[e["name"]] for e in entries}
-        if not manifest.get("named", True) and names is None:
+        stored = record.names
+        ordered = {stored[i]: out[stored[i]] for i in picked}
+        if not record.named and names is None:
             return list(ordered.values())
         return ordered
+
+    def check(self, uri: str, *, names: Collection[str] | None = None, **options: Any) -> None:
+        """Read and check ``names`` (all if None) as :meth:`load` does, keeping nothing.
+
+        Raises what :meth:`load` would raise for them; memory: a 1 MiB window (local
+        uncompressed checkpoints) or one batch of
+        :data:`~paramarena.storage.zarr.reader.CHECK_BATCH_BYTES`.
+        """
+        self._check_options(uri, options)
+        retrying(_open_root, uri, options, lambda loc: self._check_once(loc, uri, names, options))
+
+    def _check_once(
+        self, loc: _Root, uri: str, names: Collection[str] | None, options: Mapping[str, Any]
+    ) -> None:
+        version, _manifest, record = self._committed_record(loc)
+        guard.check_version(loc, version, record)
+        picked = reader.select(loc.uri, record, names)
+        with remote_concurrency(loc.local, _concurrency(uri, options)):
+            problems = reader.check(loc, version, record, picked)
+        if problems:
+            detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
+            raise CorruptCheckpointError(f"zarr checkpoint {uri!r} is corrupt: {detail}.")
 
     def inspect(self, uri: str, **options: Any) -> CheckpointInfo:
         """Describe the checkpoint from its manifest (uncommitted: ``committed=False``)."""
@@ -510,7 +327,7 @@ class ZarrCheckpointBackend:
 
     def _inspect_once(self, loc: _Root, uri: str) -> CheckpointInfo:
         try:
-            version, manifest = self._committed(loc)
+            version, manifest, record = self._committed_record(loc)
         except UncommittedCheckpointError:
             if not any(name.startswith("v") for name in loc.list_dir()):
                 raise StorageError(
@@ -519,18 +336,13 @@ class ZarrCheckpointBackend:
                 ) from None
             return CheckpointInfo(uri, "zarr", committed=False, named=True, arrays=())
         arrays = tuple(
-            ArrayInfo(e["name"], tuple(e["shape"]), e["dtype"], int(e["nbytes"]))
-            for e in manifest["parameters"]
+            map(ArrayInfo, record.names, record.shapes, record.dtypes, record.nbytes.tolist())
         )
         meta = {
             "version": version,
             "created": manifest.get("created"),
             "format_version": manifest.get("format_version"),
-            "init_keys": {  # optional per-array field (issue 12): absent in older manifests
-                e["name"]: int(e["init_key"], 16)
-                for e in manifest["parameters"]
-                if isinstance(e.get("init_key"), str)
-            },
+            "init_keys": _init_keys(manifest["parameters"], record.names),
         }
         return CheckpointInfo(uri, "zarr", True, bool(manifest.get("named", True)), arrays, meta)
 
@@ -546,12 +358,12 @@ class ZarrCheckpointBackend:
         )
 
     def _verify_once(self, loc: _Root, uri: str, options: Mapping[str, Any]) -> VerifyReport:
-        version, manifest, record = self._committed_record(loc)
-        entries = self._entries(loc, manifest, None)
+        version, _manifest, record = self._committed_record(loc)
+        picked = reader.select(loc.uri, record, None)
         try:
             guard.check_version(loc, version, record)
             with remote_concurrency(loc.local, _concurrency(uri, options)):
-                _out, problems = self._read(loc, version, entries, options.get("progress"))
+                _out, problems = reader.read(loc, version, record, picked, options.get("progress"))
         except CorruptCheckpointError as exc:
             problems = [("*", str(exc))]
-        return VerifyReport(uri, len(entries), tuple(problems))
+        return VerifyReport(uri, len(picked), tuple(problems))

@@ -193,8 +193,11 @@ def check_version(loc: Any, version: str, manifest: validate.Manifest) -> None:
         something other than regular files where chunks belong.
     """
     uri = loc.uri
+    named = dict.fromkeys(manifest.arrays)  # each packed array once, in stored order
+    # the dtype of each array's first parameter (check_entries_fit checks the others)
+    dtypes = dict(zip(manifest.arrays[::-1], manifest.dtypes[::-1], strict=True))
     if getattr(loc, "local", False):
-        for parts in [(version,), *((version, e.array) for e in manifest.entries)]:
+        for parts in [(version,), *((version, a) for a in named)]:
             path = loc.join(*parts)
             if os.path.lexists(path) and (os.path.islink(path) or not inside(loc.path, path)):
                 raise CorruptCheckpointError(
@@ -206,18 +209,15 @@ def check_version(loc: Any, version: str, manifest: validate.Manifest) -> None:
         raise CorruptCheckpointError(f"{where} is missing")
     validate.group_metadata(group, where)
     arrays: dict[str, validate.ArrayMetadata] = {}
-    for e in manifest.entries:
-        if e.array in arrays:
-            continue
-        where = f"zarr checkpoint {uri!r}: {version}/{e.array}/zarr.json"
-        document = _document(loc, where, version, e.array, "zarr.json")
+    for array in named:
+        where = f"zarr checkpoint {uri!r}: {version}/{array}/zarr.json"
+        document = _document(loc, where, version, array, "zarr.json")
         if document is _MISSING:
             continue  # the reader reports the array's parameters as missing
-        meta = validate.array_metadata(document, where, validate.storage_dtype_name(e.dtype))
-        _check_backed(uri, e.array, meta, _chunk_objects(loc, version, e.array))
-        arrays[e.array] = meta
-    present = [e for e in manifest.entries if e.array in arrays]
-    validate.check_entries_fit(present, arrays, f"zarr checkpoint {uri!r}: manifest of {version}")
+        meta = validate.array_metadata(document, where, validate.storage_dtype_name(dtypes[array]))
+        _check_backed(uri, array, meta, _chunk_objects(loc, version, array))
+        arrays[array] = meta
+    validate.check_entries_fit(manifest, arrays, f"zarr checkpoint {uri!r}: manifest of {version}")
 
 
 def open_group(loc: Any, version: str) -> Any:

@@ -12,11 +12,15 @@ Only the layouts paramarena writes are accepted: 1-D packed arrays with the code
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from paramarena.errors import CorruptCheckpointError
 
@@ -157,14 +161,69 @@ class ManifestEntry:
     crc32c: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Manifest:
-    """A validated manifest: its parameters in stored order."""
+    """A validated manifest: its parameters in stored order, one column per field.
+
+    Attributes
+    ----------
+    names, shapes, dtypes, arrays : tuple
+        Per parameter, in stored order.
+    offsets, sizes, nbytes : numpy.ndarray
+        ``int64`` per parameter (each in ``[0, 2**62]``).
+    crc32c : tuple of str
+        Per parameter, 8 lower-case hex digits.
+    """
 
     format: str
     format_version: int
     named: bool
-    entries: tuple[ManifestEntry, ...]
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[str, ...]
+    arrays: tuple[str, ...]
+    offsets: np.ndarray
+    sizes: np.ndarray
+    nbytes: np.ndarray
+    crc32c: tuple[str, ...]
+
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        """``{name: position}`` of every parameter (built on first use)."""
+        return dict(zip(self.names, range(len(self.names)), strict=True))
+
+    @functools.cached_property
+    def groups(self) -> dict[str, tuple[list[int], frozenset[str], int]]:
+        """Per packed array: its parameters' positions, their dtypes and their largest end."""
+        positions: dict[str, list[int]] = {}
+        for i, a in enumerate(self.arrays):
+            group = positions.get(a)
+            if group is None:
+                group = positions[a] = []
+            group.append(i)
+        ends = self.offsets + self.sizes  # each <= 2**63 - 2: no overflow
+        return {
+            a: (idx, frozenset(self.dtypes[i] for i in idx), int(ends[idx].max()))
+            for a, idx in positions.items()
+        }
+
+    @functools.cached_property
+    def entries(self) -> tuple[ManifestEntry, ...]:
+        """The parameters as records (built on first use)."""
+        return tuple(
+            ManifestEntry(n, s, d, a, int(o), int(z), int(b), c)
+            for n, s, d, a, o, z, b, c in zip(
+                self.names,
+                self.shapes,
+                self.dtypes,
+                self.arrays,
+                self.offsets.tolist(),
+                self.sizes.tolist(),
+                self.nbytes.tolist(),
+                self.crc32c,
+                strict=True,
+            )
+        )
 
 
 def _shape(value: Any, where: str, field: str) -> tuple[int, ...]:
@@ -223,13 +282,110 @@ def manifest(
     params = _field(doc, "parameters", where)
     if not isinstance(params, list):
         raise _fail(where, "field 'parameters' must be a list")
-    entries = tuple(_entry(raw, i, where) for i, raw in enumerate(params))
-    seen: set[str] = set()
-    for e in entries:
-        if e.name in seen:
-            raise _fail(where, f"parameter name {e.name!r} appears twice")
-        seen.add(e.name)
-    return Manifest(fmt, version, named, entries)
+    columns = _bulk_entries(params)
+    if columns is None:  # something is off (or unusual): check entry by entry, naming it
+        entries = [_entry(raw, i, where) for i, raw in enumerate(params)]
+        seen: set[str] = set()
+        for e in entries:
+            if e.name in seen:
+                raise _fail(where, f"parameter name {e.name!r} appears twice")
+            seen.add(e.name)
+        columns = (
+            tuple(e.name for e in entries),
+            tuple(e.shape for e in entries),
+            tuple(e.dtype for e in entries),
+            tuple(e.array for e in entries),
+            np.array([e.offset for e in entries], np.int64),
+            np.array([e.size for e in entries], np.int64),
+            np.array([e.nbytes for e in entries], np.int64),
+            tuple(e.crc32c for e in entries),
+        )
+    return Manifest(fmt, version, named, *columns)
+
+
+_Columns = tuple[
+    tuple[str, ...],
+    tuple[tuple[int, ...], ...],
+    tuple[str, ...],
+    tuple[str, ...],
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    tuple[str, ...],
+]
+_HEX_RUN = re.compile(r"[0-9a-f]*")
+_MAX_INT = 2**62
+
+
+def _ints(values: list[Any]) -> np.ndarray | None:
+    """Return ``values`` as int64 if every one is an int (not bool) in ``[0, 2**62]``."""
+    if values and set(map(type, values)) != {int}:
+        return None
+    if values and not (min(values) >= 0 and max(values) <= _MAX_INT):
+        return None
+    return np.array(values, dtype=np.int64)
+
+
+def _bulk_entries(params: list[Any]) -> _Columns | None:
+    """Validate every parameter entry at once; None if any check fails (or is unusual).
+
+    The same checks as :func:`_entry` and the unique-name check, column by column with no
+    Python call per entry for the common case; the caller re-checks entry by entry when this
+    returns None, to raise the error naming the entry.
+    """
+    if params and set(map(type, params)) != {dict}:
+        return None
+    try:
+        names = [p["name"] for p in params]
+        shapes = [p["shape"] for p in params]
+        dtypes = [p["dtype"] for p in params]
+        arrays = [p["array"] for p in params]
+        offsets, sizes, nbytes = (
+            _ints([p[k] for p in params]) for k in ("offset", "size", "nbytes")
+        )
+        crcs = [p["crc32c"] for p in params]
+        if params and (
+            set(map(type, names)) != {str}
+            or set(map(type, dtypes)) != {str}
+            or not set(dtypes) <= _ITEMSIZE.keys()
+            or set(map(type, crcs)) != {str}
+            or set(map(len, crcs)) != {8}
+            or set(map(type, shapes)) != {list}
+            or max(map(len, shapes)) > MAX_NDIM
+        ):
+            return None
+        for a in set(arrays):
+            plain_name(a, "", "array")
+    except (KeyError, TypeError, CorruptCheckpointError):
+        return None
+    if offsets is None or sizes is None or nbytes is None:
+        return None
+    if not _HEX_RUN.fullmatch("".join(crcs)) or len(set(names)) != len(names):
+        return None
+    dims = [d for s in shapes for d in s]
+    if dims and _ints(dims) is None:
+        return None
+    counts = list(map(math.prod, shapes))
+    if any(0 in s for s in shapes) or (counts and max(counts) > _MAX_INT):
+        return None  # zero-size or huge parameters: the entry checks compute their extent
+    itemsize = np.array([_ITEMSIZE[d] for d in dtypes], dtype=np.int64)
+    count = np.array(counts, dtype=np.int64)
+    if (
+        np.any(count > (2**63 - 1) // np.maximum(itemsize, 1))
+        or not np.array_equal(sizes, count)
+        or not np.array_equal(nbytes, count * itemsize)
+    ):
+        return None
+    return (
+        tuple(names),
+        tuple(map(tuple, shapes)),
+        tuple(dtypes),
+        tuple(arrays),
+        offsets,
+        sizes,
+        nbytes,
+        tuple(crcs),
+    )
 
 
 # -- zarr.json ---------------------------------------------------------------------------------
@@ -388,19 +544,29 @@ def array_metadata(document: Any, where: str, data_type: str) -> ArrayMetadata:
     return ArrayMetadata(count, chunk, data_type, codecs)
 
 
-def check_entries_fit(
-    entries: Sequence[ManifestEntry], arrays: Mapping[str, ArrayMetadata], where: str
-) -> None:
-    """Check that every parameter lies inside its packed array, with the array's dtype."""
-    for e in entries:
-        meta = arrays[e.array]
-        if storage_dtype_name(e.dtype) != meta.data_type:
-            raise _fail(
-                where, f"parameter {e.name!r} is {e.dtype} but {e.array!r} holds {meta.data_type}"
-            )
-        if e.offset + e.size > meta.count:
+def check_entries_fit(manifest: Manifest, arrays: Mapping[str, ArrayMetadata], where: str) -> None:
+    """Check that every parameter of an array in ``arrays`` lies inside it, with its dtype.
+
+    Parameters of arrays not in ``arrays`` (missing ones, which the reader reports) are skipped.
+    """
+    groups = manifest.groups
+    for array, meta in arrays.items():
+        if array not in groups:
+            continue
+        idx, dtypes, end = groups[array]
+        if any(storage_dtype_name(d) != meta.data_type for d in dtypes):
+            i = next(i for i in idx if storage_dtype_name(manifest.dtypes[i]) != meta.data_type)
             raise _fail(
                 where,
-                f"parameter {e.name!r} spans elements [{e.offset}, {e.offset + e.size}) but "
-                f"{e.array!r} holds {meta.count}",
+                f"parameter {manifest.names[i]!r} is {manifest.dtypes[i]} but {array!r} holds "
+                f"{meta.data_type}",
+            )
+        if end > meta.count:
+            ends = manifest.offsets[idx] + manifest.sizes[idx]
+            i = idx[int(np.flatnonzero(ends > meta.count)[0])]
+            lo, size = int(manifest.offsets[i]), int(manifest.sizes[i])
+            raise _fail(
+                where,
+                f"parameter {manifest.names[i]!r} spans elements [{lo}, {lo + size}) but "
+                f"{array!r} holds {meta.count}",
             )
