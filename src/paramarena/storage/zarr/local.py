@@ -332,6 +332,16 @@ def _windows(ordered: Sequence[tuple[Any, ...]]) -> list[list[tuple[Any, int]]]:
     return batches
 
 
+def open_chunk(path: str) -> int | str:
+    """Open a chunk file for reading: its descriptor, or why not (``"missing"``, ...)."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+
+
 def _read_chunk(
     path: str,
     parts: Sequence[tuple[Any, ...]],
@@ -355,12 +365,9 @@ def _read_chunk(
         whole = whole and offset == pos
         pos = offset + view.nbytes
     whole = whole and pos == valid
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        return f"unreadable ({exc.strerror})"
+    fd = open_chunk(path)
+    if isinstance(fd, str):
+        return fd
     try:
         size = os.fstat(fd).st_size
         if whole:
@@ -497,12 +504,9 @@ def _read_chunk_owned(
         whole = whole and offset == pos
         pos = offset + view.nbytes
     whole = whole and pos == valid
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        return f"unreadable ({exc.strerror})"
+    fd = open_chunk(path)
+    if isinstance(fd, str):
+        return fd
     try:
         size = os.fstat(fd).st_size
         if whole:

@@ -21,7 +21,13 @@ from paramarena.errors import CorruptCheckpointError, MissingParameterError, Sto
 from paramarena.storage.fileio import progress_reporter
 from paramarena.storage.remote import is_transient
 from paramarena.storage.zarr import guard
-from paramarena.storage.zarr.local import RawLayout, raw_layout, read_ranges, read_scattered
+from paramarena.storage.zarr.local import (
+    RawLayout,
+    open_chunk,
+    raw_layout,
+    read_ranges,
+    read_scattered,
+)
 from paramarena.storage.zarr.validate import Manifest
 from paramarena.storage.zarr.writer import storage_dtype
 
@@ -471,12 +477,9 @@ def _stream_chunk(
     import os
 
     crc = spans.crc
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        return f"unreadable ({exc.strerror})"
+    fd = open_chunk(path)
+    if isinstance(fd, str):
+        return fd
     try:
         size = os.fstat(fd).st_size
         expected = cb + 4
