@@ -22,6 +22,7 @@ This module must not import numba (it does so only to compile).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import importlib.util
@@ -243,7 +244,8 @@ def _cache_dir() -> Path | None:
     base = os.environ.get("NUMBA_CACHE_DIR", "").strip()
     candidates = [Path(base) / "paramarena"] if base else [_HERE / "__pycache__"]
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    candidates.append(Path(xdg or Path.home() / ".cache") / "paramarena")
+    with contextlib.suppress(RuntimeError):  # no home directory (no HOME, no passwd entry)
+        candidates.append(Path(xdg or Path.home() / ".cache") / "paramarena")
     for directory in candidates:
         try:
             directory.mkdir(parents=True, exist_ok=True)
