@@ -240,8 +240,8 @@ def run(
     path = base / f"{model}{FORMAT_SUFFIXES[fmt]}"
     out.write(f"paramarena {paramarena.__version__} demo: {title} ({fmt}, seed {seed})\n")
     out.write(
-        "The first run after installing compiles paramarena's Numba kernels (several seconds)\n"
-        "and caches them on disk; later runs load them from the cache. 'first' is each step's\n"
+        "The first run after installing compiles the kernels it uses (about a second) and\n"
+        "caches them on disk; later runs load them from the cache. 'first' is each step's\n"
         "first call in this process, 'warm' the same step repeated, as a training loop sees it.\n\n"
     )
     out.flush()
