@@ -307,9 +307,10 @@ def report(
         extra = ""
         if "paramarena zarr save" in case and "no fsync" not in case:
             nofsync = case.split(":")[0] + ": safetensors save_file (no fsync)"
-            extra = f"; {_ratio(times, nofsync, case)} vs no fsync"
+            extra = f"; {_ratio(times, nofsync, case)} vs safetensors (no fsync)"
         if "paramarena npz save" in case:
-            extra = f"; {_ratio(times, case.split(':')[0] + ': np.savez + fsync', case)} vs +fsync"
+            savez_fsync = case.split(":")[0] + ": np.savez + fsync"
+            extra = f"; {_ratio(times, savez_fsync, case)} vs np.savez + fsync"
         if torch and case.startswith("new path: paramarena"):
             for peer in ("torch.save + fsync", "torch.save (no fsync)"):
                 extra += f"; {_ratio(times, 'new path: ' + peer, case)} vs {peer}"

@@ -14,7 +14,9 @@ Sources, in this order of preference:
    with ``"peer": true`` is another library, drawn in a neutral colour.
 2. The markdown tables in ``docs/benchmarks*.md``: every table with a column whose header
    contains ``ratio``, ``speedup`` or ``vs`` is plotted, its first column naming the cases and
-   values like ``2.35x`` read from that column (rows without a number are skipped, as are
+   values like ``2.35x`` read from that column (a range over runs, ``0.32-0.34x``, is drawn as
+   its worst run; cells saying ``x the time`` are time ratios and are skipped; rows without a
+   number are skipped, as are
    columns named ``target`` or ``status``, so "met / not met" columns do no harm). A table
    with several ratio columns (``save speed vs X``, ``load speed vs X``) gets one panel per
    column; rows naming their own baseline (``..., vs PyTorch``) go to a panel of their own. A
@@ -45,6 +47,7 @@ DEFAULT_OUT_DIR = ROOT / "docs" / "img"
 _RATIO_HEADERS = ("ratio", "speedup", "vs")
 _NOT_RATIO_HEADERS = ("target", "status", "met")
 _NUMBER_X = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?|\.\d+)\s*[x×]", re.I)
+_RANGE_X = re.compile(r"(\d+(?:\.\d+)?)\s*-\s*\d+(?:\.\d+)?\s*[x×]", re.I)
 _TARGET = re.compile(r"(>=|≥|>)\s*(\d+(?:\.\d+)?|\.\d+)\s*[x×]", re.I)
 _ROW_BASELINE = re.compile(r",?\s+vs\.?\s+(?P<peer>[\w.\- ]+?)\s*$", re.I)
 
@@ -82,7 +85,7 @@ class Series:
 
 def is_peer(label: str) -> bool:
     """Whether a row names another library rather than paramarena."""
-    text = label.lower()
+    text = re.sub(r"^(?:new path|same path|load|save):\s*", "", label.lower())
     return "paramarena" not in text and text.startswith(PEER_PREFIXES)
 
 
@@ -135,9 +138,10 @@ def _split_labels(case: str, n: int) -> list[str]:
 def _column_baseline(header: list[str], column: int) -> tuple[str, str]:
     """Return ``(baseline, measure)`` of a ratio column (``"save speed vs X"`` -> X, save)."""
     ratio_header = header[column]
-    if " vs " in f" {ratio_header} ":
-        before, after = re.split(r"(?:^|\s)vs\.?\s", ratio_header, maxsplit=1)
-        measure = before.strip() or "speed"
+    if re.search(r"(?:^|[\s(])vs\.?\s", ratio_header):
+        before, after = re.split(r"(?:^|[\s(])vs\.?\s", ratio_header, maxsplit=1)
+        # "initialize s (vs numpy loop)": measure "initialize", baseline "numpy loop"
+        measure = re.sub(r"\s+s$", "", before.strip(" (")) or "speed"
         if after.strip():
             return after.strip(" ()"), measure
     reference = next((h for h in header if "reference" in h or "baseline" in h), "")
@@ -214,7 +218,23 @@ def _table_series(
         for row in rows:
             if len(row) <= column:
                 continue
-            values = [float(m.group(1)) for m in _NUMBER_X.finditer(row[column])]
+            cell = row[column]
+            if "the time" in cell:  # "1.4x the time": a time ratio (lower is better), not a speed
+                continue
+            segments = _baseline_segments(cell)
+            if segments:  # "1.25x (0.68-1.30) vs A; 0.42x (...) vs B": one panel per baseline
+                case = _strip_md(row[0])
+                for peer, value in segments:
+                    key = (peer.lower(), measure)
+                    if key not in panels:
+                        panels[key] = Series(title, peer, family=family, measure=measure)
+                    panels[key].cases.append((case, value))
+                    if is_peer(case):
+                        panels[key].peers.add(case)
+                continue
+            # a range over runs, "0.32-0.34x": the worst run is drawn
+            cell = _RANGE_X.sub(lambda m: f"{m.group(1)}x", cell)
+            values = [float(m.group(1)) for m in _NUMBER_X.finditer(cell)]
             if not values:
                 continue
             case = _strip_md(row[0])
@@ -241,7 +261,24 @@ def _table_series(
                     series.targets[label] = target
                 if is_peer(label):
                     series.peers.add(label)
-    return [s for s in panels.values() if s.cases]
+    # a panel of nothing but 1.00x bars is a column of baselines (each row its own): no panel
+    return [s for s in panels.values() if any(v != 1.0 for _, v in s.cases)]
+
+
+_SEGMENT = re.compile(
+    r"^\s*(\d+(?:\.\d+)?)\s*[x×](?:\s*\([^)]*\))?\s+vs\.?\s+(?P<peer>.+?)\s*$", re.I
+)
+
+
+def _baseline_segments(cell: str) -> list[tuple[str, float]]:
+    """``[(baseline, ratio), ...]`` of a cell naming a baseline per ratio, else ``[]``.
+
+    ``"1.25x (0.68-1.30) vs safetensors + fsync; 0.42x (0.25-0.48) vs no fsync"`` gives two.
+    """
+    found = [_SEGMENT.match(part) for part in _strip_md(cell).split(";")]
+    if not found or any(m is None for m in found):
+        return []
+    return [(m.group("peer"), float(m.group(1))) for m in found if m is not None]
 
 
 _TARGET_SCOPES = {"r50": ("r50", "resnet-50", "resnet50")}

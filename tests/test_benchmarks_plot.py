@@ -224,3 +224,18 @@ def test_bars_start_at_1x_peers_are_grey_and_targets_are_lines() -> None:
         assert "safetensors" in ax.get_xlabel()
     finally:
         plt.close(fig)
+
+
+def test_ranges_draw_the_worst_run_and_time_ratios_are_skipped() -> None:
+    """The scaling table: ``a-bx`` ranges, ``(vs X)`` headers and ``x the time`` cells."""
+    text = (
+        "## Dict-level\n\n"
+        "| model | initialize s (vs numpy loop) | re-init s (vs fresh init) |\n"
+        "|---|---|---|\n"
+        "| ResNet-50 | 0.010 (4.82-5.49x) | 0.010 (0.89-0.94x) (x the time) |\n"
+        "| 100k params | 0.238 (0.32x) | 0.330 (1.37x) (x the time) |\n"
+    )
+    (series,) = plot.parse_markdown_tables(text)
+    assert series.baseline == "numpy loop"
+    assert series.measure == "initialize"
+    assert series.cases == [("ResNet-50", 4.82), ("100k params", 0.32)]
