@@ -342,6 +342,16 @@ def open_chunk(path: str) -> int | str:
         return f"unreadable ({exc.strerror})"
 
 
+def _covers(ordered: Sequence[tuple[Any, ...]], valid: int) -> bool:
+    """Whether parts ``(offset, view, ...)``, sorted by offset, cover ``[0, valid)`` exactly."""
+    pos = 0
+    for part in ordered:
+        if part[0] != pos:
+            return False
+        pos = part[0] + part[1].nbytes
+    return pos == valid
+
+
 def _read_chunk(
     path: str,
     parts: Sequence[tuple[Any, ...]],
@@ -360,11 +370,7 @@ def _read_chunk(
     ordered = sorted(parts, key=lambda p: p[0])
     if running is not None:
         return _read_chunk_owned(path, ordered, layout, valid, running)
-    pos, whole = 0, True
-    for offset, view in ordered:
-        whole = whole and offset == pos
-        pos = offset + view.nbytes
-    whole = whole and pos == valid
+    whole = _covers(ordered, valid)
     fd = open_chunk(path)
     if isinstance(fd, str):
         return fd
@@ -499,11 +505,7 @@ def _read_chunk_owned(
 ) -> str | None:
     """:func:`_read_chunk` adding every part to its owner's crc32c (see there)."""
     crc = _crc32c_function()
-    pos, whole = 0, True
-    for offset, view, _owner in ordered:
-        whole = whole and offset == pos
-        pos = offset + view.nbytes
-    whole = whole and pos == valid
+    whole = _covers(ordered, valid)
     fd = open_chunk(path)
     if isinstance(fd, str):
         return fd
