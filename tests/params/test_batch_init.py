@@ -163,3 +163,23 @@ def test_reinit_with_new_parameters_fills_two_segments_like_fresh_ones() -> None
             assert p.data() is before[name]
         np.testing.assert_array_equal(p.data(), fresh[name].data(), err_msg=name)
         assert p.init_key == 6
+
+
+class _Failing(init.Initializer):
+    def _init_weight(self, desc: Any, arr: np.ndarray) -> None:
+        raise RuntimeError("initializer failed on purpose")
+
+
+@pytest.mark.timeout(60)
+def test_failing_initializer_in_any_group_leaves_in_place_parameters_untouched() -> None:
+    """A float32 group re-filled in place, a float64 one whose initializer raises: no change."""
+    d = ParameterDict()
+    d.get("a_weight", shape=(3, 3))
+    d.initialize(init.Normal(1.0), seed=1)
+    before = d["a_weight"].data().copy()
+    d.get("b_weight", shape=(2,), dtype="float64", init=_Failing())
+    with pytest.raises(RuntimeError, match="on purpose"):
+        d.initialize(init.Uniform(), seed=2, force_reinit=True)
+    np.testing.assert_array_equal(d["a_weight"].data(), before)
+    assert d["a_weight"].init_key == 1
+    assert d["b_weight"]._data is None

@@ -138,7 +138,7 @@ def _initialize(
     if not params:
         return
     default = _initializer.create(init)
-    ctx_list = chk.normalize_ctx(ctx, params[0].name if params else "")
+    ctx_list = chk.normalize_ctx(ctx, params[0].name)
     batch_ctx = ctx_list[0] if len(ctx_list) == 1 and _is_cpu(ctx_list[0]) else None
     groups: list[_Group]
     if batch_ctx is None or verbose:
@@ -209,8 +209,8 @@ def _allocate(pdict: ParameterDict, group: _Group, ctx: Context) -> list[Any]:
     return list(views)
 
 
-def _plans(group: _Group, seed: int) -> tuple[Any, list[Any]]:
-    """Return the group's initializer object and each parameter's fill plan (or None)."""
+def _plans(group: _Group, seed: int) -> list[Any]:
+    """Return each parameter's fill plan (None: its initializer is called on its own)."""
     obj = _initializer.create(group.spec)
     by_shape: dict[tuple[int, ...], Any] = {}
     plans = []
@@ -219,23 +219,21 @@ def _plans(group: _Group, seed: int) -> tuple[Any, list[Any]]:
             desc = _initializer.InitDesc(p.name, {"__init__": group.spec}, seed=seed)
             by_shape[shape] = obj._fill_plan(desc, shape, group.dtype)
         plans.append(by_shape[shape])
-    return obj, plans
+    return plans
 
 
-def _fill_one_by_one(group: _Group, plans: Sequence[Any], default: Any, seed: int) -> None:
-    """Call the initializer of every parameter without a plan, one by one.
-
-    Fresh views first: if an initializer raises, parameters re-filled in place are untouched.
-    """
-    for in_place in (False, True):
-        for i, plan in enumerate(plans):
-            if plan is None and group.in_place[i] is in_place:
-                p = group.params[i]
-                desc = _initializer.InitDesc(p.name, {"__init__": group.spec}, seed=seed)
-                view = group.views[i]
-                if in_place:
-                    view.fill(0)  # what a fresh (zeroed) view holds
-                default(desc, view)
+def _fill_one_by_one(
+    group: _Group, plans: Sequence[Any], default: Any, seed: int, *, in_place: bool
+) -> None:
+    """Call the initializer of every parameter without a plan whose view is (not) in place."""
+    for i, plan in enumerate(plans):
+        if plan is None and group.in_place[i] is in_place:
+            p = group.params[i]
+            desc = _initializer.InitDesc(p.name, {"__init__": group.spec}, seed=seed)
+            view = group.views[i]
+            if in_place:
+                view.fill(0)  # what a fresh (zeroed) view holds
+            default(desc, view)
 
 
 def _fill(group: _Group, plans: Sequence[Any], seed: int) -> None:
@@ -280,13 +278,18 @@ def _fill(group: _Group, plans: Sequence[Any], seed: int) -> None:
 
 
 def _run(pdict: ParameterDict, groups: list[_Group], default: Any, ctx: Context, seed: int) -> None:
+    plans = [_plans(group, seed) for group in groups]
     allocated: list[Any] = []
     try:
         for group in groups:
-            _, plans = _plans(group, seed)
             allocated.extend(_allocate(pdict, group, ctx))
-            _fill_one_by_one(group, plans, default, seed)
-            _fill(group, plans, seed)
+        # the initializers that may raise, on fresh views first (of every group): if one
+        # raises, no parameter re-filled in place has been touched; the kernel fills last
+        for in_place in (False, True):
+            for group, group_plans in zip(groups, plans, strict=True):
+                _fill_one_by_one(group, group_plans, default, seed, in_place=in_place)
+        for group, group_plans in zip(groups, plans, strict=True):
+            _fill(group, group_plans, seed)
     except BaseException:
         pdict._storage.release("data", [ctx] * len(allocated), allocated)
         raise
