@@ -233,12 +233,11 @@ class Arena:
                     members = groups[got] = []
             members.append(i)
         count = len(shapes)
-        a = self._align
         total = 0
         for shp, members in groups.items():
             n = math.prod(shp)
             if n:
-                total += (n + a - 1) // a * a * len(members)
+                total += self._round(n) * len(members)
         seg = self._segments[-1] if self._segments else None
         if total and (seg is None or seg.capacity - seg.used < total):
             seg = self._new_segment(total, exact=True)
@@ -256,16 +255,16 @@ class Arena:
                 for i in members:
                     views[i] = self.backend.empty(shp, self.dtype, self.device_id)
                 continue
-            step = (n + a - 1) // a * a
+            step = self._round(n)
             k = len(members)
             starts = range(at, at + k * step, step)
-            run = self._run_of_views(buf, at, k, step, shp)
+            run = self._run_of_views(buf, starts, step, shp)
             if k == count:
                 views = run
             else:
                 for i, view in zip(members, run, strict=True):
                     views[i] = view
-            offsets[members] = np.arange(at, at + k * step, step, dtype=np.int64)
+            offsets[members] = starts
             placed.extend(run)
             placed_at.extend(starts)
             placed_sizes.extend([n] * k)
@@ -278,18 +277,20 @@ class Arena:
         return views, buf, offsets
 
     def _run_of_views(
-        self, buf: Any, at: int, k: int, step: int, shape: tuple[int, ...]
+        self, buf: Any, starts: range, step: int, shape: tuple[int, ...]
     ) -> list[Any]:
-        """Return ``k`` views of ``shape`` starting at element ``at`` of ``buf``, ``step`` apart."""
-        n = math.prod(shape)
-        if k >= 8 and shape and isinstance(buf, np.ndarray):
+        """Return a view of ``shape`` at each element offset of ``starts`` (``step`` apart)."""
+        if len(starts) >= 8 and shape and isinstance(buf, np.ndarray):
             isz = self.dtype.itemsize
             inner = [isz] * len(shape)
             for d in range(len(shape) - 2, -1, -1):
                 inner[d] = inner[d + 1] * shape[d + 1]
-            rows = np.ndarray((k, *shape), self.dtype, buf, at * isz, (step * isz, *inner))
+            rows = np.ndarray(
+                (len(starts), *shape), self.dtype, buf, starts[0] * isz, (step * isz, *inner)
+            )
             return list(rows)  # each row a C-contiguous view of ``buf``
-        return [buf[o : o + n].reshape(shape) for o in range(at, at + k * step, step)]
+        n = math.prod(shape)
+        return [buf[o : o + n].reshape(shape) for o in starts]
 
     def locate(self, view: Any) -> tuple[Any, int] | None:
         """Return ``(segment buffer, element offset)`` of a live view, or None if not one."""
