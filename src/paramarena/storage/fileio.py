@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import os
 import re
@@ -44,6 +45,7 @@ __all__ = [
     "start_writeback",
     "temp_path",
     "try_lock",
+    "writeback_starter",
 ]
 
 #: Seconds after which a temporary file of a save whose lock is free is removed even when its
@@ -151,9 +153,35 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-#: libc's ``sync_file_range`` once looked up: a callable, or False where there is none.
-_SYNC_FILE_RANGE: Any = None
+#: ``start(fd, offset, nbytes)`` bound to libc's ``sync_file_range`` once looked up (None where
+#: there is none); a list so that it is looked up once and tests can replace it.
+_WRITEBACK: list[Callable[[int, int, int], Any] | None] = []
 _SYNC_FILE_RANGE_WRITE = 2
+
+
+def writeback_starter() -> Callable[[int, int, int], Any] | None:
+    """Return ``start(fd, offset, nbytes)``, asynchronous writeback of a range, or None.
+
+    Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, looked up once; None where the call does
+    not exist (other systems), so that a writer can skip the batching that only serves it.
+    """
+    if not _WRITEBACK:
+        func = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                func = ctypes.CDLL(None, use_errno=True).sync_file_range
+                func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+                func.restype = ctypes.c_int
+            except (OSError, AttributeError):  # pragma: no cover - libc without the call
+                func = None
+        _WRITEBACK.append(None if func is None else functools.partial(_start, func))
+    return _WRITEBACK[0]
+
+
+def _start(func: Any, fd: int, offset: int, nbytes: int) -> Any:
+    return func(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
 
 
 def start_writeback(fd: int, offset: int, nbytes: int) -> None:
@@ -163,21 +191,9 @@ def start_writeback(fd: int, offset: int, nbytes: int) -> None:
     now, so that a later ``fsync`` finds most of them written. It is no durability guarantee by
     itself (the ``fsync`` still follows); a no-op where the call does not exist or fails.
     """
-    global _SYNC_FILE_RANGE
-    if _SYNC_FILE_RANGE is None:
-        _SYNC_FILE_RANGE = False
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-
-                func = ctypes.CDLL(None, use_errno=True).sync_file_range
-                func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-                func.restype = ctypes.c_int
-                _SYNC_FILE_RANGE = func
-            except (OSError, AttributeError):  # pragma: no cover - libc without the call
-                pass
-    if _SYNC_FILE_RANGE:
-        _SYNC_FILE_RANGE(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
+    start = writeback_starter()
+    if start is not None:
+        start(fd, offset, nbytes)
 
 
 def temp_path(path: str, suffix: str = ".tmp") -> str:

@@ -27,9 +27,7 @@ slices by :func:`~paramarena.storage.zarr.crc.crc32c_combine` would cost more Py
 from __future__ import annotations
 
 import bisect
-import functools
 import os
-import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from paramarena.storage.fileio import writeback_starter
 from paramarena.storage.zarr.crc import crc32c, crc32c_combine, crc32c_slices
 from paramarena.storage.zarr.local import ChunkSink
 
@@ -113,29 +112,15 @@ def write_file_durably(path: str, buffers: Sequence[memoryview]) -> None:
 #: Bytes written before a chunk writer starts their writeback (the disk works while the rest
 #: of the chunk is copied and checksummed).
 WRITEBACK_BYTES = 4 * 1024 * 1024
+#: The writeback starter this module uses (looked up once; tests replace it).
 _START_WRITEBACK: list[Callable[[int, int, int], Any] | None] = []
 
 
 def _writeback_starter() -> Callable[[int, int, int], Any] | None:
-    """Return ``start(fd, offset, nbytes)``: asynchronous writeback of a range (Linux), or None."""
+    """Return ``start(fd, offset, nbytes)`` or None (see ``fileio.writeback_starter``)."""
     if not _START_WRITEBACK:
-        start = None
-        if sys.platform.startswith("linux"):
-            import ctypes
-
-            try:
-                fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-                fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-                fn.restype = ctypes.c_int
-                start = functools.partial(_sync_file_range_write, fn)
-            except (OSError, AttributeError):  # pragma: no cover - a libc without it
-                start = None
-        _START_WRITEBACK.append(start)
+        _START_WRITEBACK.append(writeback_starter())
     return _START_WRITEBACK[0]
-
-
-def _sync_file_range_write(fn: Any, fd: int, offset: int, nbytes: int) -> None:
-    fn(fd, offset, nbytes, 2)  # SYNC_FILE_RANGE_WRITE: start writeback, do not wait for it
 
 
 def _write_started(fd: int, buffers: Sequence[memoryview]) -> int:
