@@ -208,13 +208,7 @@ def _read_raw(
             bad = read_ranges(layout, [(0, packed)])
             crcs = [crc(f) for f in flats]
         why = _check(record, idx, crcs, bad, chunk_of, arr_name)
-        view_as = None if dtype == sdtype else dtype
-        for r, (name, shape, flat) in enumerate(zip(names, shapes, flats, strict=True)):
-            reason = why.get(r)
-            if reason is not None:
-                problems.append((name, reason))
-                continue
-            out[name] = (flat if view_as is None else flat.view(view_as)).reshape(shape)
+        _hand_out(names, shapes, flats, [], dtype, why, out, problems)
         return
     sizes_l = sizes.tolist()
     if given:
@@ -230,8 +224,25 @@ def _read_raw(
     crcs = [0] * len(targets)  # each target's crc32c, computed as its bytes arrive
     bad = read_scattered(layout, offsets, sizes, targets, crcs)
     why = _check(record, idx, crcs, bad, chunk_of, arr_name)
-    view_as = None if dtype == sdtype else dtype
-    for r, (name, shape, t) in enumerate(zip(names, shapes, targets, strict=True)):
+    _hand_out(names, shapes, targets, given, dtype, why, out, problems)
+
+
+def _hand_out(
+    names: Sequence[str],
+    shapes: Sequence[tuple[int, ...]],
+    flats: Sequence[np.ndarray],
+    given: Sequence[np.ndarray | None],
+    dtype: np.dtype[Any],
+    why: Mapping[int, str],
+    out: dict[str, np.ndarray],
+    problems: Problems,
+) -> None:
+    """Put each checked parameter in ``out`` (``why``'s failures in ``problems``).
+
+    A parameter read into the caller's array (``given``) is that very array; the others are
+    their flat storage buffer, viewed as ``dtype`` and reshaped.
+    """
+    for r, (name, shape, flat) in enumerate(zip(names, shapes, flats, strict=True)):
         reason = why.get(r)
         if reason is not None:
             problems.append((name, reason))
@@ -240,7 +251,7 @@ def _read_raw(
         if mine is not None:
             out[name] = mine  # the caller's very array, filled in place
         else:
-            out[name] = (t if view_as is None else t.view(view_as)).reshape(shape)
+            out[name] = (flat if flat.dtype == dtype else flat.view(dtype)).reshape(shape)
 
 
 def _packed(group: Any, name: str) -> Any:
