@@ -454,39 +454,11 @@ def load_file(
     match: str = "name",
     **options: Any,
 ) -> LoadReport:
-    """Load ``pdict``'s parameters from ``filename``: :meth:`ParameterDict.load`."""
-    from paramarena.storage.session import shared_reads
+    """Load ``pdict``'s parameters from ``filename``: :meth:`ParameterDict.load`.
 
-    with shared_reads():  # the manifest is parsed and validated once for all reads below
-        return _load_file(
-            pdict,
-            filename,
-            ctx,
-            allow_missing=allow_missing,
-            ignore_extra=ignore_extra,
-            restore_prefix=restore_prefix,
-            cast_dtype=cast_dtype,
-            dtype_source=dtype_source,
-            rename=rename,
-            match=match,
-            **options,
-        )
-
-
-def _load_file(
-    pdict: ParameterDict,
-    filename: str | os.PathLike[str],
-    ctx: CtxArg,
-    *,
-    allow_missing: bool,
-    ignore_extra: bool,
-    restore_prefix: str,
-    cast_dtype: bool,
-    dtype_source: str,
-    rename: pio.Rename = None,
-    match: str = "name",
-    **options: Any,
-) -> LoadReport:
+    Call it inside ``storage.session.shared_reads()`` (``ParameterDict.load`` does): the
+    inspect, the check and the read below then parse and validate the manifest once.
+    """
     from paramarena import storage
 
     pio.check_restore_prefix(pdict.keys(), restore_prefix)

@@ -518,7 +518,9 @@ class ParameterDict:
         LoadReport
             Loaded, missing and skipped names.
         """
-        with paused_gc():
+        from paramarena.storage.session import shared_reads
+
+        with paused_gc(), shared_reads():  # the manifest is parsed and validated once
             return dict_loading.load_file(
                 self,
                 filename,
