@@ -12,7 +12,7 @@ import pytest
 
 from paramarena.devices.arena import Arena, ArenaSet
 from paramarena.devices.context import Context
-from paramarena.errors import DeviceUnavailableError, ParameterValueError
+from paramarena.errors import DeviceUnavailableError, ParameterTypeError, ParameterValueError
 
 
 def test_allocate_many_gives_aligned_contiguous_views_of_one_buffer():
@@ -234,3 +234,13 @@ def test_allocate_packed_finds_views_by_address_after_more_allocations() -> None
     arena.release(twin)
     assert not arena.owns(views[3])
     assert arena.live_count == 29
+
+
+@pytest.mark.parametrize("bad", [("a",), (2.5,), "x", None, (3, 1.0)])
+def test_non_integer_shapes_raise_the_packages_type_error(bad: Any) -> None:
+    arena = Arena(np.float32)
+    with pytest.raises(ParameterTypeError, match="must be integers"):
+        arena.allocate_packed([(2,), bad])
+    with pytest.raises(ParameterTypeError, match="must be integers"):
+        arena.allocate(bad)
+    assert arena.live_count == 0  # nothing handed out by the failed calls

@@ -22,13 +22,14 @@ Lifetime rules (what a stale view means)
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from paramarena.errors import ParameterValueError
+from paramarena.errors import ParameterTypeError, ParameterValueError
 
 __all__ = ["Arena", "ArenaSet"]
 
@@ -47,7 +48,12 @@ def _shape_tuple(shape: Any) -> tuple[int, ...]:
         shape = (shape,)
     out = shape if type(shape) is tuple and all(type(s) is int for s in shape) else None
     if out is None:
-        out = tuple(int(s) for s in shape)
+        try:
+            out = tuple(operator.index(s) for s in shape)
+        except TypeError:
+            raise ParameterTypeError(
+                f"Arena shapes must be integers (or a sequence of them), got {shape!r}."
+            ) from None
     if any(s < 0 for s in out):
         raise ParameterValueError(f"Arena shapes must be non-negative, got {out}.")
     return out
