@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import math
 from typing import Any
 
 import ml_dtypes
@@ -244,3 +245,52 @@ def test_non_integer_shapes_raise_the_packages_type_error(bad: Any) -> None:
     with pytest.raises(ParameterTypeError, match="must be integers"):
         arena.allocate(bad)
     assert arena.live_count == 0  # nothing handed out by the failed calls
+
+
+def test_allocate_rows_makes_no_view_until_asked_and_keeps_every_promise() -> None:
+    """``allocate_rows`` hands out runs; the arena's books agree before and after views exist."""
+    shapes = [(3, 5) if i % 3 else (16,) for i in range(30)] + [(0,), (0,)]
+    arena = Arena(np.float32, zeroed=True)
+    grouped = arena.group_shapes(shapes)
+    runs, buffer, offsets = arena.allocate_rows(grouped, len(shapes))
+    assert [members for members, _ in runs] == list(grouped.values())
+    assert all(run._views is None for _, run in runs if run.rows is not None)
+    assert arena.live_count == 30  # counted without making views
+    assert arena.live_elements == sum(math.prod(s) for s in shapes)
+    views: list[Any] = [None] * len(shapes)
+    for members, run in runs:
+        for i, view in zip(members, run.views(), strict=True):
+            views[i] = view
+    assert run.views() is run.views()  # made once
+    for shape, view, off in zip(shapes, views, offsets.tolist(), strict=True):
+        assert view.shape == shape
+        if off >= 0:
+            assert _address_of(view) == _address_of(buffer) + off * 4
+            assert arena.owns(view)
+        else:
+            assert view.size == 0
+    for i, view in enumerate(views):
+        view[...] = i + 1
+    arena.release(views[1])
+    arena.zero()
+    assert (views[1] == 2).all()  # released: no longer zeroed
+    assert all(not v.any() for i, v in enumerate(views) if i != 1)
+    assert arena.live_count == 29
+
+
+def test_allocate_rows_rejects_a_grouping_that_does_not_cover_the_count() -> None:
+    arena = Arena(np.float32)
+    with pytest.raises(ParameterValueError, match="covers 2 views, not 3"):
+        arena.allocate_rows({(2,): [0, 1]}, 3)
+    with pytest.raises(ParameterTypeError, match="must be integers"):
+        arena.allocate_rows({(2.5,): [0]}, 1)  # type: ignore[dict-item]
+
+
+def test_a_view_of_a_pending_run_is_found_by_address_before_the_run_is_made() -> None:
+    arena = Arena(np.float64)
+    runs, buffer, offsets = arena.allocate_rows({(4,): list(range(10))}, 10)
+    twin = buffer[int(offsets[3]) : int(offsets[3]) + 4]  # not an object the arena made
+    assert arena.owns(twin)
+    arena.release(twin)
+    assert arena.live_count == 9
+    assert not arena.owns(runs[0][1].views()[3])

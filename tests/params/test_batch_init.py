@@ -183,3 +183,70 @@ def test_failing_initializer_in_any_group_leaves_in_place_parameters_untouched()
     np.testing.assert_array_equal(d["a_weight"].data(), before)
     assert d["a_weight"].init_key == 1
     assert d["b_weight"]._data is None
+
+
+def _many(count: int = 40) -> ParameterDict:
+    d = ParameterDict("lazy_")
+    for i in range(count):
+        d.get(f"p{i}", shape=(3, 4) if i % 2 else (5,))
+    return d
+
+
+def test_arrays_of_a_batched_initialize_are_made_on_first_access_and_stay_the_same() -> None:
+    d = _many()
+    d.initialize(init.Uniform(0.5), seed=11)  # the seed of _one_by_one
+    params = list(d.values())
+    assert all(p._lazy is not None for p in params)  # nothing made yet
+    first = params[5].data()
+    assert params[5]._lazy is None
+    assert params[5].data() is first  # the same object every time
+    assert params[5].grad() is params[5].grad()
+    assert params[6]._lazy is not None  # the others still pending
+    for p in params:
+        want = _one_by_one(p.name, p.shape, "float32", init.Uniform(0.5))
+        np.testing.assert_array_equal(_bits(p.data()), _bits(want))
+        assert not p.grad().any()
+        assert p.list_ctx() == params[0].list_ctx()
+
+
+def test_pending_parameters_behave_like_made_ones_for_every_operation() -> None:
+    """cast, grad_req='null', zero_grad, set_data and re-init on pending parameters."""
+    d = _many()
+    d.initialize(init.Normal(1.0), seed=4)
+    params = list(d.values())
+    values = [np.array(p.data()) for p in _many_initialized(seed=4)]
+    params[0].cast("float64")  # pending until cast: converts the made arrays
+    assert params[0].data().dtype == np.float64
+    np.testing.assert_allclose(params[0].data(), values[0])
+    params[1].grad_req = "null"
+    with pytest.raises(Exception, match="grad_req='null'"):
+        params[1].grad()
+    np.testing.assert_array_equal(params[1].data(), values[1])
+    params[2].set_data(np.full(params[2].shape, 7.0, np.float32))
+    assert (params[2].data() == 7).all()
+    for p in params[3:]:
+        p.grad()[...] = 1  # makes them; the arena's zero must still reach every gradient
+    d.zero_grad()
+    assert all(not p.grad().any() for p in params[3:])
+    d.initialize(init.Normal(1.0), seed=4, force_reinit=True)  # in place, same values
+    for p, want in zip(params[1:], values[1:], strict=True):
+        if p.name != params[2].name:
+            np.testing.assert_array_equal(p.data(), want)
+
+
+def _many_initialized(seed: int) -> list[Parameter]:
+    d = _many()
+    d.initialize(init.Normal(1.0), seed=seed)
+    return list(d.values())
+
+
+def test_a_pending_parameter_can_be_replaced_and_its_old_view_is_released() -> None:
+    d = _many()
+    d.initialize(init.Uniform(), seed=5)
+    p = d["lazy_p0"]
+    arena = d._storage.data.arena(p.list_ctx()[0], np.dtype(np.float32))
+    live = arena.live_count
+    p.shape = (5,)
+    p.initialize(init.Uniform(), seed=6, force_reinit=True)  # the per-parameter path
+    assert arena.live_count == live  # one view released, one allocated
+    assert p._lazy is None

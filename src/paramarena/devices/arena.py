@@ -22,52 +22,18 @@ Lifetime rules (what a stale view means)
 from __future__ import annotations
 
 import math
-import operator
+from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from paramarena.errors import ParameterTypeError, ParameterValueError
+from paramarena.devices.segments import RowRun, Segment, address_of, shape_tuple
+from paramarena.errors import ParameterValueError
 
-__all__ = ["Arena", "ArenaSet"]
+__all__ = ["Arena", "ArenaSet", "RowRun"]
 
 _ALIGN_BYTES = 64
-
-
-def _address(array: Any) -> int:
-    iface = getattr(array, "__cuda_array_interface__", None)
-    if iface is None:
-        iface = array.__array_interface__
-    return int(iface["data"][0])
-
-
-def _shape_tuple(shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, int | np.integer):
-        shape = (shape,)
-    out = shape if type(shape) is tuple and all(type(s) is int for s in shape) else None
-    if out is None:
-        try:
-            out = tuple(operator.index(s) for s in shape)
-        except TypeError:
-            raise ParameterTypeError(
-                f"Arena shapes must be integers (or a sequence of them), got {shape!r}."
-            ) from None
-    if any(s < 0 for s in out):
-        raise ParameterValueError(f"Arena shapes must be non-negative, got {out}.")
-    return out
-
-
-@dataclass
-class _Segment:
-    buffer: Any
-    base: int
-    capacity: int
-    used: int = 0
-    live: dict[int, tuple[int, Any]] = field(default_factory=dict)  # offset -> (size, view)
-    by_id: dict[int, int] = field(default_factory=dict)  # id(view handed out) -> offset
-    ranges: tuple[np.ndarray, np.ndarray] | None = None  # cached zero table
 
 
 class Arena:
@@ -114,11 +80,11 @@ class Arena:
         self.zeroed = zeroed
         self._min_segment = max(1, int(min_segment_elements))
         self._align = max(1, _ALIGN_BYTES // self.dtype.itemsize)
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         # address of each live view -> (segment, offset), built on first need (finding a view
         # that is not the very object handed out) and dropped by every allocation: keeping it
         # up to date would cost a dict entry (and an ``__array_interface__`` dict) per view
-        self._by_address: dict[int, tuple[_Segment, int]] | None = None
+        self._by_address: dict[int, tuple[Segment, int]] | None = None
 
     # --- allocation -------------------------------------------------------------------------
 
@@ -126,17 +92,17 @@ class Arena:
         a = self._align
         return int((n + a - 1) // a * a)
 
-    def _new_segment(self, elements: int, *, exact: bool = False) -> _Segment:
+    def _new_segment(self, elements: int, *, exact: bool = False) -> Segment:
         last = self._segments[-1].capacity if self._segments else 0
         grown = elements if exact else max(elements, 2 * last)
         capacity = self._round(max(grown, self._min_segment))
         extra = self._align
         raw = self._raw_segment(capacity + extra)
-        skip = (-_address(raw) % _ALIGN_BYTES) // self.dtype.itemsize
-        if skip >= extra or _address(raw) % self.dtype.itemsize:
+        skip = (-address_of(raw) % _ALIGN_BYTES) // self.dtype.itemsize
+        if skip >= extra or address_of(raw) % self.dtype.itemsize:
             skip = 0  # cannot align (odd base): correctness does not depend on it
         buffer = raw[skip : skip + capacity]
-        seg = _Segment(buffer, _address(buffer), capacity)
+        seg = Segment(buffer, address_of(buffer), capacity)
         self._segments.append(seg)
         return seg
 
@@ -154,7 +120,7 @@ class Arena:
         return raw
 
     def _total(self, shapes: Iterable[Any]) -> tuple[list[tuple[int, ...]], list[int], int]:
-        parsed = [_shape_tuple(s) for s in shapes]
+        parsed = [shape_tuple(s) for s in shapes]
         sizes = [math.prod(shp) for shp in parsed]
         return parsed, sizes, sum(self._round(n) for n in sizes if n)
 
@@ -187,7 +153,7 @@ class Arena:
         array
             A view into a segment (numpy array on the CPU).
         """
-        shp = _shape_tuple(shape)
+        shp = shape_tuple(shape)
         n = math.prod(shp)
         if n == 0:
             return self.backend.empty(shp, self.dtype, self.device_id)
@@ -197,7 +163,7 @@ class Arena:
         seg.ranges = None
         return self._place(seg, shp, n)
 
-    def _place(self, seg: _Segment, shape: tuple[int, ...], n: int) -> Any:
+    def _place(self, seg: Segment, shape: tuple[int, ...], n: int) -> Any:
         """Hand out the next ``n`` elements of ``seg`` (which has room) as a view of ``shape``."""
         off = seg.used
         view = seg.buffer[off : off + n].reshape(shape)
@@ -207,7 +173,35 @@ class Arena:
         self._by_address = None
         return view
 
-    def allocate_packed(self, shapes: Sequence[Any]) -> tuple[list[Any], Any, np.ndarray]:
+    @staticmethod
+    def group_shapes(shapes: Sequence[Any]) -> dict[tuple[int, ...], list[int]]:
+        """Return the positions in ``shapes`` of each distinct shape (validated, first-seen order).
+
+        The result can be handed to :meth:`allocate_packed` (``grouped=``) for several
+        allocations of the same shapes (a dict's data and its gradients).
+
+        Raises
+        ------
+        paramarena.errors.ParameterTypeError, paramarena.errors.ParameterValueError
+            If a shape is not a sequence of non-negative integers.
+        """
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, shp in enumerate(shapes):
+            members = groups.get(shp) if type(shp) is tuple else None
+            if members is None:
+                got = shape_tuple(shp)  # validated once per distinct shape
+                members = groups.get(got)
+                if members is None:
+                    members = groups[got] = []
+            members.append(i)
+        return groups
+
+    def allocate_packed(
+        self,
+        shapes: Sequence[Any],
+        *,
+        grouped: dict[tuple[int, ...], list[int]] | None = None,
+    ) -> tuple[list[Any], Any, np.ndarray]:
         """Allocate views for ``shapes`` in one segment and say where they are.
 
         Views of one shape are laid out next to each other and made in one go (a host segment
@@ -218,6 +212,8 @@ class Arena:
         ----------
         shapes : sequence of (int or tuple of int)
             One shape per view.
+        grouped : dict, optional
+            :meth:`group_shapes` of ``shapes``, when the caller has it already.
 
         Returns
         -------
@@ -229,16 +225,48 @@ class Arena:
         offsets : numpy.ndarray
             ``int64`` element offset of each view in ``buffer`` (``-1`` for zero-size views).
         """
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, shp in enumerate(shapes):
-            members = groups.get(shp) if type(shp) is tuple else None
-            if members is None:
-                got = _shape_tuple(shp)  # validated once per distinct shape
-                members = groups.get(got)
-                if members is None:
-                    members = groups[got] = []
-            members.append(i)
         count = len(shapes)
+        runs, buf, offsets = self.allocate_rows(
+            self.group_shapes(shapes) if grouped is None else grouped, count
+        )
+        if len(runs) == 1 and len(runs[0][0]) == count:
+            return list(runs[0][1].views()), buf, offsets
+        views: list[Any] = [None] * count
+        for members, run in runs:  # views[members[j]] = run.views()[j], looped in C
+            deque(map(views.__setitem__, members, run.views()), maxlen=0)
+        return views, buf, offsets
+
+    def allocate_rows(
+        self, grouped: dict[tuple[int, ...], list[int]], count: int
+    ) -> tuple[list[tuple[list[int], RowRun]], Any, np.ndarray]:
+        """Allocate one :class:`RowRun` per distinct shape, in one segment.
+
+        The lazy form of :meth:`allocate_packed`: no view object exists until one is asked
+        for (``ParameterDict.initialize`` of 100k parameters hands each parameter its run and
+        row, and makes the views on first access).
+
+        Parameters
+        ----------
+        grouped : dict
+            Positions of each distinct shape (:meth:`group_shapes`), ``count`` in all.
+        count : int
+            Number of views.
+
+        Returns
+        -------
+        runs : list of (members, RowRun)
+            For each distinct shape, its positions and their views (``members[j]`` is row
+            ``j``).
+        buffer : array
+            The segment's flat buffer holding every non-empty view.
+        offsets : numpy.ndarray
+            ``int64`` element offset of each position in ``buffer`` (``-1``: zero-size).
+        """
+        groups = {shape_tuple(shp): members for shp, members in grouped.items()}
+        if sum(map(len, groups.values())) != count:
+            raise ParameterValueError(
+                f"grouped covers {sum(map(len, groups.values()))} views, not {count}."
+            )
         total = 0
         for shp, members in groups.items():
             n = math.prod(shp)
@@ -247,45 +275,35 @@ class Arena:
         seg = self._segments[-1] if self._segments else None
         if total and (seg is None or seg.capacity - seg.used < total):
             seg = self._new_segment(total, exact=True)
-        views: list[Any] = [None] * count
-        offsets = np.full(count, -1, np.int64)
         if seg is None:  # nothing but zero-size views
             seg = self._new_segment(0, exact=True)
+        offsets = np.full(count, -1, np.int64)
         buf, at = seg.buffer, seg.used
-        placed: list[Any] = []
-        placed_at: list[int] = []
-        placed_sizes: list[int] = []
+        runs: list[tuple[list[int], RowRun]] = []
         for shp, members in groups.items():
             n = math.prod(shp)
+            k = len(members)
             if not n:
-                for i in members:
-                    views[i] = self.backend.empty(shp, self.dtype, self.device_id)
+                empty = [self.backend.empty(shp, self.dtype, self.device_id) for _ in members]
+                runs.append((members, RowRun(None, empty)))
                 continue
             step = self._round(n)
-            k = len(members)
             starts = range(at, at + k * step, step)
             run = self._run_of_views(buf, starts, step, shp)
+            runs.append((members, run))
             if k == count:
-                views = run
+                offsets[:] = np.arange(at, at + k * step, step, dtype=np.int64)
             else:
-                for i, view in zip(members, run, strict=True):
-                    views[i] = view
-            offsets[members] = starts
-            placed.extend(run)
-            placed_at.extend(starts)
-            placed_sizes.extend([n] * k)
+                offsets[members] = np.arange(at, at + k * step, step, dtype=np.int64)
+            seg.pending.append((starts, n, run))
             at += k * step
-        seg.live.update(zip(placed_at, zip(placed_sizes, placed, strict=True), strict=True))
-        seg.by_id.update(zip(map(id, placed), placed_at, strict=True))
         self._by_address = None
         seg.used = at
         seg.ranges = None
-        return views, buf, offsets
+        return runs, buf, offsets
 
-    def _run_of_views(
-        self, buf: Any, starts: range, step: int, shape: tuple[int, ...]
-    ) -> list[Any]:
-        """Return a view of ``shape`` at each element offset of ``starts`` (``step`` apart)."""
+    def _run_of_views(self, buf: Any, starts: range, step: int, shape: tuple[int, ...]) -> RowRun:
+        """Return the views of ``shape`` at each element offset of ``starts`` (``step`` apart)."""
         if len(starts) >= 8 and shape and isinstance(buf, np.ndarray):
             isz = self.dtype.itemsize
             inner = [isz] * len(shape)
@@ -294,9 +312,9 @@ class Arena:
             rows = np.ndarray(
                 (len(starts), *shape), self.dtype, buf, starts[0] * isz, (step * isz, *inner)
             )
-            return list(rows)  # each row a C-contiguous view of ``buf``
+            return RowRun(rows, None)  # each row a C-contiguous view of ``buf``
         n = math.prod(shape)
-        return [buf[o : o + n].reshape(shape) for o in starts]
+        return RowRun(None, [buf[o : o + n].reshape(shape) for o in starts])
 
     def locate(self, view: Any) -> tuple[Any, int] | None:
         """Return ``(segment buffer, element offset)`` of a live view, or None if not one."""
@@ -331,14 +349,14 @@ class Arena:
         seg.ranges = None
         return views
 
-    def _find(self, view: Any) -> tuple[_Segment, int]:
+    def _find(self, view: Any) -> tuple[Segment, int]:
         key = id(view)
         for seg in self._segments:
             off = seg.by_id.get(key)
             if off is not None and seg.live[off][1] is view:
                 return seg, off
         size = math.prod(view.shape)
-        hit = self._addresses().get(_address(view)) if size else None
+        hit = self._addresses().get(address_of(view)) if size else None
         if hit is None or hit[0].live.get(hit[1], (-1,))[0] != size:
             raise ParameterValueError(
                 f"array of shape {tuple(view.shape)} is not a live view of this "
@@ -346,7 +364,7 @@ class Arena:
             )
         return hit
 
-    def _addresses(self) -> dict[int, tuple[_Segment, int]]:
+    def _addresses(self) -> dict[int, tuple[Segment, int]]:
         """Return the address -> (segment, offset) map of every live view (built when stale)."""
         if self._by_address is None:
             isz = self.dtype.itemsize
@@ -385,7 +403,7 @@ class Arena:
         if self._by_address is not None:
             self._by_address.pop(seg.base + off * self.dtype.itemsize, None)
         seg.ranges = None
-        if not seg.live:  # nothing live is left in it: let its memory go with the old views
+        if not seg.has_live():  # nothing live is left in it: let its memory go with the old views
             self._segments = [s for s in self._segments if s is not seg]
 
     def compact(self) -> list[tuple[Any, Any]]:
@@ -410,7 +428,7 @@ class Arena:
 
     # --- bulk operations ------------------------------------------------------------------
 
-    def _ranges(self, seg: _Segment) -> tuple[np.ndarray, np.ndarray]:
+    def _ranges(self, seg: Segment) -> tuple[np.ndarray, np.ndarray]:
         if seg.ranges is None:
             starts: list[int] = []
             stops: list[int] = []
@@ -461,7 +479,7 @@ class Arena:
     @property
     def live_count(self) -> int:
         """Number of live (not released) views."""
-        return sum(len(seg.live) for seg in self._segments)
+        return sum(seg.live_count() for seg in self._segments)
 
     @property
     def live_elements(self) -> int:

@@ -18,13 +18,17 @@ verbose logging) goes through :meth:`Parameter.initialize` one parameter at a ti
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import operator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from paramarena import init as _initializer
 from paramarena.devices.context import Context
+from paramarena.devices.segments import RowRun
 from paramarena.hooks.manager import get_device_spec, get_plugin_manager
 from paramarena.params import checks as chk
 from paramarena.params.bulk import paused_gc
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
     from paramarena.params.parameter_dict import ParameterDict
 
 __all__ = ["initialize_batched"]
+
+_NAME = operator.attrgetter("name")
+_GRAD_REQ = operator.attrgetter("_grad_req")
 
 
 def _is_cpu(ctx: Context) -> bool:
@@ -50,13 +57,32 @@ class _Group:
     current one, re-filled in place.
     """
 
-    __slots__ = ("buffers", "dtype", "in_place", "offsets", "params", "shapes", "spec", "views")
+    __slots__ = (
+        "buffers",
+        "by_shape",
+        "dtype",
+        "fresh",
+        "in_place",
+        "offsets",
+        "params",
+        "runs",
+        "shapes",
+        "spec",
+        "views",
+    )
 
     def __init__(self, dtype: np.dtype[Any], spec: Any) -> None:
         self.dtype = dtype
         self.spec = spec
         self.params: list[Parameter] = []
         self.shapes: list[tuple[int, ...]] = []
+        #: positions in ``params`` of each distinct shape (``Arena.group_shapes`` of ``shapes``)
+        self.by_shape: dict[tuple[int, ...], list[int]] = {}
+        #: every view is new (nothing re-filled in place): one buffer, no per-view checks
+        self.fresh = True
+        #: when fresh: each distinct shape's positions and views (``by_shape`` order); the
+        #: view objects are made only if asked for (``views`` is then unused)
+        self.runs: list[tuple[list[int], RowRun]] = []
         self.views: list[Any] = []
         self.buffers: list[Any] = []
         self.offsets: list[int] | np.ndarray = []
@@ -76,6 +102,7 @@ def _collect(
     dtypes: dict[int, tuple[Any, np.dtype[Any]]] = {}  # id(declared dtype) -> (it, numpy dtype)
     groups: dict[tuple[int, int], _Group] = {}
     single: list[Parameter] = []
+    last: tuple[Any, Any, _Group] | None = None  # (declared dtype, init attribute, its group)
     for p in params:
         shape = p._shape
         if (
@@ -83,27 +110,40 @@ def _collect(
             or p._storage is not storage
             or p._stype != "default"
             or p._grad_stype != "default"
-            or (p._data is not None and not force_reinit)
+            or ((has_data := p._data_list is not None or p._lazy is not None) and not force_reinit)
         ):
             single.append(p)
             continue
         if type(shape) is not tuple:
             shape = tuple(shape)
-        ok = known.get(shape)
-        if ok is None:
-            ok = known[shape] = (not shape or min(shape) > 0) or chk.shape_is_known(shape, p.name)
-        if not ok:
-            single.append(p)
-            continue
-        declared = p._dtype
-        hit = dtypes.get(id(declared))
-        if hit is None:
-            hit = dtypes[id(declared)] = (declared, chk.as_np_dtype(declared))
-        spec = init if p.init is None else p.init
-        key = (id(declared), id(spec))
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _Group(hit[1], spec)
+        declared, attr = p._dtype, p.init
+        if last is not None and declared is last[0] and attr is last[1]:
+            group = last[2]  # the usual case: the same dtype and initializer as the one before
+        else:
+            hit = dtypes.get(id(declared))
+            if hit is None:
+                hit = dtypes[id(declared)] = (declared, chk.as_np_dtype(declared))
+            spec = init if attr is None else attr
+            key = (id(declared), id(spec))
+            found = groups.get(key)
+            if found is None:
+                found = groups[key] = _Group(hit[1], spec)
+            group = found
+            last = (declared, attr, group)
+        members = group.by_shape.get(shape)
+        if members is None:
+            ok = known.get(shape)
+            if ok is None:
+                ok = known[shape] = (not shape or min(shape) > 0) or chk.shape_is_known(
+                    shape, p.name
+                )
+            if not ok:
+                single.append(p)
+                continue
+            members = group.by_shape[shape] = []
+        members.append(len(group.params))
+        if has_data:
+            group.fresh = False  # re-filled in place where possible: checked per parameter
         group.params.append(p)
         group.shapes.append(shape)
     # groups with equal numpy dtypes and specs given as equal-but-distinct objects stay apart:
@@ -176,113 +216,145 @@ def _in_place(p: Parameter, arena: Any, ctx: Context, shape: tuple[int, ...]) ->
     return None if where is None else (view, where[0], where[1])
 
 
-def _allocate(pdict: ParameterDict, group: _Group, ctx: Context) -> list[Any]:
-    """Give every parameter of ``group`` its data view (current one in place, or a new one).
-
-    Returns the new views, to hand back on failure.
-    """
+def _allocate(pdict: ParameterDict, group: _Group, ctx: Context) -> None:
+    """Give every parameter of ``group`` its data view (current one in place, or a new one)."""
     arena = pdict._storage.data.arena(ctx, group.dtype)
     count = len(group.params)
-    group.views = [None] * count
-    group.buffers = [None] * count
-    group.offsets = [-1] * count
-    group.in_place = [False] * count
+    if group.fresh:  # the usual case: nothing initialized yet
+        group.runs, buffer, group.offsets = arena.allocate_rows(group.by_shape, count)
+        group.buffers = [buffer]
+        group.in_place = [False] * count
+        return
     fresh: list[int] = []
+    hits: dict[int, tuple[Any, Any, int]] = {}
     for i, p in enumerate(group.params):
         hit = None if p._data is None else _in_place(p, arena, ctx, group.shapes[i])
         if hit is None:
             fresh.append(i)
         else:
-            group.views[i], group.buffers[i], group.offsets[i] = hit
-            group.in_place[i] = True
-    if len(fresh) == count:  # the usual case: nothing initialized yet
-        views, buffer, offsets = arena.allocate_packed(group.shapes)
-        group.views = views
-        group.buffers = [buffer] * count
-        group.offsets = offsets
-        return list(views)
+            hits[i] = hit
+    group.views = [None] * count
+    group.buffers = [None] * count
+    group.offsets = [-1] * count
+    group.in_place = [False] * count
+    for i, (view, buffer, offset) in hits.items():
+        group.views[i], group.buffers[i], group.offsets[i] = view, buffer, offset
+        group.in_place[i] = True
     if not fresh:
-        return []
+        return
     views, buffer, offsets = arena.allocate_packed([group.shapes[i] for i in fresh])
     for i, view, offset in zip(fresh, views, offsets.tolist(), strict=True):
         group.views[i], group.buffers[i], group.offsets[i] = view, buffer, offset
-    return list(views)
 
 
-def _plans(group: _Group, seed: int) -> list[Any]:
-    """Return each parameter's fill plan (None: its initializer is called on its own)."""
+def _plans(group: _Group, seed: int) -> dict[tuple[int, ...], Any]:
+    """Return the fill plan of each distinct shape (None: the initializer is called per view)."""
     obj = _initializer.create(group.spec)
-    by_shape: dict[tuple[int, ...], Any] = {}
-    plans = []
-    for shape, p in zip(group.shapes, group.params, strict=True):
-        if shape not in by_shape:
-            desc = _initializer.InitDesc(p.name, {"__init__": group.spec}, seed=seed)
-            by_shape[shape] = obj._fill_plan(desc, shape, group.dtype)
-        plans.append(by_shape[shape])
+    plans: dict[tuple[int, ...], Any] = {}
+    for shape, members in group.by_shape.items():
+        p = group.params[members[0]]
+        desc = _initializer.InitDesc(p.name, {"__init__": group.spec}, seed=seed)
+        plans[shape] = obj._fill_plan(desc, shape, group.dtype)
     return plans
 
 
 def _fill_one_by_one(
-    group: _Group, plans: Sequence[Any], default: Any, seed: int, *, in_place: bool
+    group: _Group, plans: dict[tuple[int, ...], Any], default: Any, seed: int, *, in_place: bool
 ) -> None:
     """Call the initializer of every parameter without a plan whose view is (not) in place."""
-    for i, plan in enumerate(plans):
-        if plan is None and group.in_place[i] is in_place:
-            p = group.params[i]
-            desc = _initializer.InitDesc(p.name, {"__init__": group.spec}, seed=seed)
-            view = group.views[i]
-            if in_place:
-                view.fill(0)  # what a fresh (zeroed) view holds
-            default(desc, view)
+    for shape, members, views in _views_by_shape(group):
+        if plans[shape] is None:
+            for i, view in zip(members, views(), strict=True):
+                if group.in_place[i] is in_place:
+                    p = group.params[i]
+                    desc = _initializer.InitDesc(p.name, {"__init__": group.spec}, seed=seed)
+                    if in_place:
+                        view.fill(0)  # what a fresh (zeroed) view holds
+                    default(desc, view)
 
 
-def _fill(group: _Group, plans: Sequence[Any], seed: int) -> None:
+def _views_by_shape(
+    group: _Group,
+) -> Iterator[tuple[tuple[int, ...], list[int], Callable[[], list[Any]]]]:
+    """Yield each distinct shape of ``group``, its positions and how to get their data views."""
+    if group.fresh:
+        for (shape, members), (_, run) in zip(group.by_shape.items(), group.runs, strict=True):
+            yield shape, members, run.views
+    else:
+        for shape, members in group.by_shape.items():
+            yield shape, members, partial(_pick, group.views, members)
+
+
+def _pick(items: list[Any], positions: list[int]) -> list[Any]:
+    return [items[i] for i in positions]
+
+
+def _scattered_views(group: _Group) -> list[Any]:
+    """Return the data view of every parameter of a fresh ``group``, in ``params`` order."""
+    views: list[Any] = [None] * len(group.params)
+    for members, run in group.runs:  # views[members[j]] = run.views()[j], looped in C
+        deque(map(views.__setitem__, members, run.views()), maxlen=0)
+    return views
+
+
+def _new_views(group: _Group) -> list[Any]:
+    """Return the data views ``_allocate`` made for ``group`` (to hand back on failure)."""
+    if group.fresh:
+        return [view for _, run in group.runs for view in run.views()]
+    return [v for v, kept in zip(group.views, group.in_place, strict=True) if not kept]
+
+
+def _fill(group: _Group, plans: dict[tuple[int, ...], Any], seed: int) -> None:
     """Fill every view of ``group`` with a plan: one kernel call per arena buffer."""
     from paramarena import kernels
 
+    count = len(group.params)
     distinct: dict[Any, int] = {}
-    for plan in plans:
-        if plan not in distinct:
+    for plan in plans.values():
+        if plan is not None and plan not in distinct:
             distinct[plan] = len(distinct)
-    table = np.array([(0, 0.0, 0.0) if q is None else q for q in distinct], np.float64)
-    if len(distinct) == 1:
-        index = np.zeros(len(plans), np.intp)
-    else:
-        index = np.fromiter(map(distinct.__getitem__, plans), np.intp, len(plans))
+    if not distinct:
+        return
+    table = np.array(list(distinct), np.float64)
+    index = np.full(count, -1, np.intp)
+    sizes = np.zeros(count, np.int64)
+    for shape, members in group.by_shape.items():
+        plan = plans[shape]
+        if plan is not None:
+            where = members if len(members) < count else slice(None)
+            index[where] = distinct[plan]
+            sizes[where] = math.prod(shape)
     offsets = np.asarray(group.offsets, np.int64)
-    chosen = offsets >= 0
-    if None in distinct:
-        chosen &= index != distinct[None]
+    chosen = (offsets >= 0) & (index >= 0)
     buffers = group.buffers
-    if len(set(map(id, buffers))) == 1:
-        runs = [np.flatnonzero(chosen)]
+    if group.fresh:
+        runs = [None if chosen.all() else np.flatnonzero(chosen)]
     else:  # some views re-filled in place, in other segments: one call per buffer
         ids = np.fromiter(map(id, buffers), np.int64, len(buffers))
         runs = [np.flatnonzero(chosen & (ids == i)) for i in np.unique(ids[chosen])]
-    sizes = np.fromiter(map(math.prod, group.shapes), np.int64, len(group.shapes))
-    names = [p.name for p in group.params]
+    names = list(map(_NAME, group.params))
     for run in runs:
-        if not run.size:
+        if run is not None and not run.size:
             continue
-        rows = table[index[run]]
-        whole = run.size == len(names)
+        rows = table[index if run is None else index[run]]
         kernels.fill_random_ranges(
-            buffers[int(run[0])],
-            offsets if whole else offsets[run],
-            sizes if whole else sizes[run],
+            buffers[0 if run is None else int(run[0])],
+            offsets if run is None else offsets[run],
+            sizes if run is None else sizes[run],
             rows[:, 0].astype(np.int64),
             rows[:, 1],
             rows[:, 2],
-            kernels.stream_keys(seed, names if whole else [names[i] for i in run.tolist()]),
+            kernels.stream_keys(seed, names if run is None else [names[i] for i in run.tolist()]),
         )
 
 
 def _run(pdict: ParameterDict, groups: list[_Group], default: Any, ctx: Context, seed: int) -> None:
     plans = [_plans(group, seed) for group in groups]
-    allocated: list[Any] = []
+    allocated: list[_Group] = []
     try:
         for group in groups:
-            allocated.extend(_allocate(pdict, group, ctx))
+            _allocate(pdict, group, ctx)
+            allocated.append(group)
         # the initializers that may raise, on fresh views first (of every group): if one
         # raises, no parameter re-filled in place has been touched; the kernel fills last
         for in_place in (False, True):
@@ -291,7 +363,8 @@ def _run(pdict: ParameterDict, groups: list[_Group], default: Any, ctx: Context,
         for group, group_plans in zip(groups, plans, strict=True):
             _fill(group, group_plans, seed)
     except BaseException:
-        pdict._storage.release("data", [ctx] * len(allocated), allocated)
+        views = [view for group in allocated for view in _new_views(group)]
+        pdict._storage.release("data", [ctx] * len(views), views)
         raise
     for group in groups:
         _commit(pdict, group, ctx, seed)
@@ -304,21 +377,45 @@ def _commit(pdict: ParameterDict, group: _Group, ctx: Context, seed: int) -> Non
     hook = get_plugin_manager().hook.paramarena_parameter_initialized
     listeners = bool(hook.get_hookimpls())
     ctx_map = chk.build_ctx_map([ctx])
+    params = group.params
+    count = len(params)
+    options = {"seed": seed, "verbose": False}  # shared: only ever read, replaced whole
+    if group.fresh and list(map(_GRAD_REQ, params)).count("null") == 0:
+        # the usual case: nothing initialized before, every parameter has gradients. Each
+        # parameter gets its place in the data and gradient runs; its arrays are made when
+        # first asked for (``ParameterArrays``)
+        arena = pdict._storage.grad.arena(ctx, group.dtype)
+        grad_runs, _, _ = arena.allocate_rows(group.by_shape, count)
+        ctx_list = [ctx]  # shared: only ever read, replaced whole
+        for (members, data_run), (_, grad_run) in zip(group.runs, grad_runs, strict=True):
+            pair = (data_run, grad_run)
+            for row, p in enumerate(map(params.__getitem__, members)):
+                p._init_options = options
+                p._deferred_init = ()
+                p.init_key = seed  # the key these values were drawn with (regenerates them)
+                p._ctx_list = ctx_list
+                p._ctx_map = ctx_map
+                p._lazy = pair
+                p._lazy_index = row
+        if listeners:
+            for p in params:
+                hook(parameter=p, ctx=[ctx])
+        if count:
+            Parameter._grad_epoch += 1
+        return
     need = [
         i
-        for i, p in enumerate(group.params)
+        for i, p in enumerate(params)
         if p._grad_req != "null" and not (group.in_place[i] and p._grad_arrays is not None)
     ]
-    grads: list[Any] = [None] * len(group.params)
+    grads = [None] * count
     if need:
         arena = pdict._storage.grad.arena(ctx, group.dtype)
         views, _, _ = arena.allocate_packed([group.shapes[i] for i in need])
         for i, grad in zip(need, views, strict=True):
             grads[i] = grad
-    options = {"seed": seed, "verbose": False}  # shared: only ever read, replaced whole
-    for p, view, grad, in_place in zip(
-        group.params, group.views, grads, group.in_place, strict=True
-    ):
+    views = _scattered_views(group) if group.fresh else group.views
+    for p, view, grad, in_place in zip(params, views, grads, group.in_place, strict=True):
         p._init_options = options
         p._deferred_init = ()
         p.init_key = seed  # the key these values were drawn with (regenerates them)

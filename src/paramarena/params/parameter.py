@@ -43,6 +43,7 @@ from paramarena.hooks.manager import get_plugin_manager
 from paramarena.params import arrays as pa
 from paramarena.params import checks as chk
 from paramarena.params.arenas import ParameterStorage
+from paramarena.params.parameter_arrays import ParameterArrays
 
 __all__ = ["Constant", "Parameter"]
 
@@ -53,7 +54,7 @@ CtxArg = Context | Sequence[Context] | None
 _backend = pa.backend_of
 
 
-class Parameter:
+class Parameter(ParameterArrays):
     """A named array with one independent copy per device context, plus gradient buffers.
 
     Parameters
@@ -113,8 +114,10 @@ class Parameter:
     ) -> None:
         if not isinstance(name, str):
             raise ParameterTypeError(f"Parameter name must be a str; got {name!r}.")
-        self._data: list[Any] | None = None
-        self._grad_arrays: list[Any] | None = None
+        self._data_list: list[Any] | None = None
+        self._grad_list: list[Any] | None = None
+        self._lazy = None  # set here too: keeps the instance dict's shared key layout
+        self._lazy_index = 0
         self._storage: ParameterStorage | None = None
         self._ctx_list: list[Context] | None = None
         self._ctx_map: chk.CtxMap | None = None
