@@ -24,7 +24,9 @@ kernels.fill_normal(out, 0.5, 2.0, seed=9, key="w")
 buf = np.zeros(70_000, np.float64)
 kernels.fill_random_ranges(buf, np.array([0, 5]), np.array([5, 69_990]), np.array([0, 0]),
                            np.array([0.0, 1.0]), np.array([1.0, 2.0]), kernels.stream_keys(9, "ab"))
-print("numba" in sys.modules, hashlib.sha256(out.tobytes() + buf.tobytes()).hexdigest())
+keys = kernels.stream_keys(9, [f"n{i}" for i in range(5000)])  # the compiled key kernel
+digest = hashlib.sha256(out.tobytes() + buf.tobytes() + keys.tobytes()).hexdigest()
+print("numba" in sys.modules, digest)
 """
 
 
@@ -45,7 +47,8 @@ def _expected() -> str:
     buf = np.zeros(70_000, np.float64)
     for key, (o, n, a, b) in zip("ab", [(0, 5, 0.0, 1.0), (5, 69_990, 1.0, 3.0)], strict=True):
         kernels.fill_uniform(buf[o : o + n], a, b, seed=9, key=key)
-    return hashlib.sha256(out.tobytes() + buf.tobytes()).hexdigest()
+    keys = np.array([kernels.stream_key(9, f"n{i}") for i in range(5000)], np.uint32)
+    return hashlib.sha256(out.tobytes() + buf.tobytes() + keys.tobytes()).hexdigest()
 
 
 @pytest.mark.timeout(600)
@@ -55,7 +58,7 @@ def test_second_process_loads_cached_code_without_numba(tmp_path: Path) -> None:
     assert numba_used
     assert digest == expected
     files = sorted(p.name.split("-")[0] for p in (tmp_path / "paramarena").glob("*.bin"))
-    assert files == ["f32_normal", "f64_uniform"]  # only the kernels that ran
+    assert files == ["f32_normal", "f64_uniform", "stream_keys"]  # only the kernels that ran
     for path in (tmp_path / "paramarena").glob("*.bin"):
         record = _native._read(path, path.read_bytes()[12:44])
         assert record is not None

@@ -117,6 +117,11 @@ def stream_key(seed: int, key: str) -> np.ndarray:
     return _stream_words(seed, key).astype(np.uint64)
 
 
+#: from this many names on, :func:`stream_keys` runs the compiled BLAKE2b kernel (``_keys``):
+#: below it ``hashlib`` is as fast, and a small dict never loads the kernel
+_COMPILED_KEYS_FROM = 4096
+
+
 def stream_keys(seed: int, keys: Sequence[str]) -> np.ndarray:
     """Return the stream words of many streams of one seed at once (batched initialization).
 
@@ -139,6 +144,10 @@ def stream_keys(seed: int, keys: Sequence[str]) -> np.ndarray:
         If ``seed`` is not an integer in ``[0, 2**64)``.
     """
     _stream_words(seed, "")  # validates the seed
+    if len(keys) >= _COMPILED_KEYS_FROM:
+        from paramarena.kernels._keys import stream_keys_compiled
+
+        return stream_keys_compiled(seed, keys)
     import hashlib  # not at module level: ``import paramarena`` stays light
 
     start = hashlib.blake2b(int(seed).to_bytes(8, "little"), digest_size=16, person=_STREAM_PERSON)

@@ -42,20 +42,22 @@ FillKernel = Callable[[Any, Any, Any, Any, int, int], None]
 
 _MAGIC = b"PAKERNEL\x01\x00\x00\x00"
 _HERE = Path(__file__).resolve().parent
-_SOURCES = ("_bodies.py", "_cpu_fills.py")
+_SOURCES = ("_bodies.py", "_cpu_fills.py", "_cpu_keys.py")
 #: the buffer is passed as ``ctypes.c_ubyte.from_buffer(array)`` (cheaper than ``array.ctypes``)
 _PROTOTYPE = ctypes.CFUNCTYPE(
     None, ctypes.POINTER(ctypes.c_ubyte), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
     ctypes.c_int64, ctypes.c_int64,
 )  # fmt: skip
 
+#: the stream-key kernel (``_cpu_keys``): same argument layout, served the same way
+_KEYS = "stream_keys"
 _lock = threading.Lock()
 _loaded: dict[str, FillKernel] = {}
 _keep: list[Any] = []  # engines / cfuncs that own the loaded code: alive for the process
 
 
 def fill_kernel(name: str) -> FillKernel:
-    """Return kernel ``name`` of ``_cpu_fills`` (``"f32_uniform"``, ...) as a ctypes function."""
+    """Return kernel ``name`` (``"f32_uniform"``, ... of ``_cpu_fills``, or ``"stream_keys"``)."""
     fn = _loaded.get(name)
     if fn is None:
         with _lock:
@@ -67,8 +69,10 @@ def fill_kernel(name: str) -> FillKernel:
 
 def _obtain(name: str) -> FillKernel:
     if os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0"):
-        from paramarena.kernels import _cpu_fills  # debugging: plain Python, nothing compiled
+        from paramarena.kernels import _cpu_fills, _cpu_keys  # debugging: nothing compiled
 
+        if name == _KEYS:
+            return _cpu_keys.python_kernel()  # type: ignore[no-any-return]
         return _cpu_fills.python_kernel(name)  # type: ignore[no-any-return]
     if not sys.platform.startswith("linux"):  # object code is not ELF: Numba's own cache
         return _from_numba(name, cache=True)
@@ -105,6 +109,10 @@ def _from_numba(name: str, *, cache: bool) -> FillKernel:
 
 
 def _compile(name: str, *, cache: bool) -> Any:
+    if name == _KEYS:
+        from paramarena.kernels import _cpu_keys
+
+        return _cpu_keys.compile_kernel(cache=cache)
     from paramarena.kernels import _cpu_fills
 
     return _cpu_fills.compile_kernel(name, cache=cache)
