@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from paramarena import init
+from paramarena.devices.context import Context
 from paramarena.kernels import PARALLEL_THRESHOLD
 from paramarena.params.parameter import Parameter
 from paramarena.params.parameter_dict import ParameterDict
@@ -250,3 +251,42 @@ def test_a_pending_parameter_can_be_replaced_and_its_old_view_is_released() -> N
     p.initialize(init.Uniform(), seed=6, force_reinit=True)  # the per-parameter path
     assert arena.live_count == live  # one view released, one allocated
     assert p._lazy is None
+
+
+def test_many_new_parameters_are_filled_in_the_background_with_the_same_values() -> None:
+    d = _many(5000)  # over the background threshold
+    d.initialize(init.Uniform(0.5), seed=11)  # the seed of _one_by_one
+    for i in (0, 1, 2500, 4999):
+        p = d[f"lazy_p{i}"]
+        want = _one_by_one(p.name, p.shape, "float32", init.Uniform(0.5))
+        np.testing.assert_array_equal(_bits(p.data()), _bits(want))
+
+
+def test_a_failed_background_fill_leaves_every_parameter_uninitialized(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from paramarena import kernels
+
+    threads: list[str] = []
+
+    def broken(*args: Any) -> None:
+        threads.append(threading.current_thread().name)
+        raise MemoryError("injected: no memory for the work items")
+
+    monkeypatch.setattr(kernels, "fill_random_ranges", broken)
+    d = _many(5000)
+    with pytest.raises(MemoryError, match="injected"):
+        d.initialize(init.Uniform(), seed=1)
+    assert threads == ["paramarena-fill"]  # it failed in the background, after the commit
+    ctx = d["lazy_p0"].list_ctx
+    assert all(p._data is None and p._grad_arrays is None for p in d.values())
+    with pytest.raises(Exception, match="has not been initialized"):
+        ctx()
+    assert d._storage.data.arena(Context("cpu", 0), np.dtype(np.float32)).live_count == 0
+    assert d._storage.grad.arena(Context("cpu", 0), np.dtype(np.float32)).live_count == 0
+    monkeypatch.undo()
+    d.initialize(init.Uniform(0.5), seed=11)  # and it can be initialized afterwards
+    want = _one_by_one("lazy_p7", (3, 4), "float32", init.Uniform(0.5))
+    np.testing.assert_array_equal(_bits(d["lazy_p7"].data()), _bits(want))

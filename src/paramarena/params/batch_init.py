@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import operator
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["initialize_batched"]
 
 _NAME = operator.attrgetter("name")
+#: from this many new parameters on, the kernel fills them while their state is set
+_BACKGROUND_FROM = 4096
 _GRAD_REQ = operator.attrgetter("_grad_req")
 
 
@@ -304,8 +307,13 @@ def _new_views(group: _Group) -> list[Any]:
     return [v for v, kept in zip(group.views, group.in_place, strict=True) if not kept]
 
 
-def _fill(group: _Group, plans: dict[tuple[int, ...], Any], seed: int) -> None:
-    """Fill every view of ``group`` with a plan: one kernel call per arena buffer."""
+def _fill_calls(
+    group: _Group, plans: dict[tuple[int, ...], Any], seed: int
+) -> list[Callable[[], None]]:
+    """Return the kernel calls that fill every view of ``group`` with a plan (one per buffer).
+
+    Everything but the fill itself (the ranges, their parameters and stream keys) is done here.
+    """
     from paramarena import kernels
 
     count = len(group.params)
@@ -314,7 +322,7 @@ def _fill(group: _Group, plans: dict[tuple[int, ...], Any], seed: int) -> None:
         if plan is not None and plan not in distinct:
             distinct[plan] = len(distinct)
     if not distinct:
-        return
+        return []
     table = np.array(list(distinct), np.float64)
     index = np.full(count, -1, np.intp)
     sizes = np.zeros(count, np.int64)
@@ -333,24 +341,32 @@ def _fill(group: _Group, plans: dict[tuple[int, ...], Any], seed: int) -> None:
         ids = np.fromiter(map(id, buffers), np.int64, len(buffers))
         runs = [np.flatnonzero(chosen & (ids == i)) for i in np.unique(ids[chosen])]
     names = list(map(_NAME, group.params))
+    calls: list[Callable[[], None]] = []
     for run in runs:
         if run is not None and not run.size:
             continue
         rows = table[index if run is None else index[run]]
-        kernels.fill_random_ranges(
-            buffers[0 if run is None else int(run[0])],
-            offsets if run is None else offsets[run],
-            sizes if run is None else sizes[run],
-            rows[:, 0].astype(np.int64),
-            rows[:, 1],
-            rows[:, 2],
-            kernels.stream_keys(seed, names if run is None else [names[i] for i in run.tolist()]),
+        calls.append(
+            partial(
+                kernels.fill_random_ranges,
+                buffers[0 if run is None else int(run[0])],
+                offsets if run is None else offsets[run],
+                sizes if run is None else sizes[run],
+                rows[:, 0].astype(np.int64),
+                rows[:, 1],
+                rows[:, 2],
+                kernels.stream_keys(
+                    seed, names if run is None else [names[i] for i in run.tolist()]
+                ),
+            )
         )
+    return calls
 
 
 def _run(pdict: ParameterDict, groups: list[_Group], default: Any, ctx: Context, seed: int) -> None:
     plans = [_plans(group, seed) for group in groups]
     allocated: list[_Group] = []
+    calls: list[Callable[[], None]] = []
     try:
         for group in groups:
             _allocate(pdict, group, ctx)
@@ -361,13 +377,66 @@ def _run(pdict: ParameterDict, groups: list[_Group], default: Any, ctx: Context,
             for group, group_plans in zip(groups, plans, strict=True):
                 _fill_one_by_one(group, group_plans, default, seed, in_place=in_place)
         for group, group_plans in zip(groups, plans, strict=True):
-            _fill(group, group_plans, seed)
+            calls.extend(_fill_calls(group, group_plans, seed))
+        background = _fills_in_background(groups)
+        if not background:
+            for call in calls:
+                call()
     except BaseException:
         views = [view for group in allocated for view in _new_views(group)]
         pdict._storage.release("data", [ctx] * len(views), views)
         raise
+    if not background:
+        for group in groups:
+            _commit(pdict, group, ctx, seed)
+        return
+    # many new parameters: the kernel threads fill while this thread hands every parameter
+    # its place (nothing can see the values before this call returns: no hook listens)
+    failed: list[BaseException] = []
+    worker = threading.Thread(target=_run_calls, args=(calls, failed), name="paramarena-fill")
+    worker.start()
+    try:
+        for group in groups:
+            _commit(pdict, group, ctx, seed)
+    finally:
+        worker.join()
+    if failed:
+        _undo(pdict, groups, ctx)
+        raise failed[0]
+
+
+def _fills_in_background(groups: list[_Group]) -> bool:
+    """Whether to fill while committing: many new parameters, and no hook listening."""
+    if sum(len(g.params) for g in groups) < _BACKGROUND_FROM or not all(g.fresh for g in groups):
+        return False
+    hook = get_plugin_manager().hook.paramarena_parameter_initialized
+    return not hook.get_hookimpls()
+
+
+def _run_calls(calls: list[Callable[[], None]], failed: list[BaseException]) -> None:
+    try:
+        for call in calls:
+            call()
+    except BaseException as exc:  # handed to the thread that waits for this one
+        failed.append(exc)
+
+
+def _undo(pdict: ParameterDict, groups: list[_Group], ctx: Context) -> None:
+    """Make the parameters of fresh ``groups`` uninitialized again, their views released."""
     for group in groups:
-        _commit(pdict, group, ctx, seed)
+        data: list[Any] = []
+        grads: list[Any] = []
+        for p in group.params:
+            if p._data is not None:
+                data.extend(p._data)
+            if p._grad_arrays is not None:
+                grads.extend(p._grad_arrays)
+            p._data = p._grad_arrays = None
+            p._ctx_list = p._ctx_map = None
+            p.init_key = None
+            p._init_options = {}
+        pdict._storage.release("data", [ctx] * len(data), data)
+        pdict._storage.release("grad", [ctx] * len(grads), grads)
 
 
 def _commit(pdict: ParameterDict, group: _Group, ctx: Context, seed: int) -> None:
