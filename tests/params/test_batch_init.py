@@ -198,6 +198,8 @@ def test_arrays_of_a_batched_initialize_are_made_on_first_access_and_stay_the_sa
     d.initialize(init.Uniform(0.5), seed=11)  # the seed of _one_by_one
     params = list(d.values())
     assert all(p._lazy is not None for p in params)  # nothing made yet
+    d.zero_grad()  # one kernel over the arena: makes nothing either
+    assert all(p._lazy is not None for p in params)
     first = params[5].data()
     assert params[5]._lazy is None
     assert params[5].data() is first  # the same object every time

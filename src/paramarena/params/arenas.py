@@ -76,9 +76,11 @@ def foreign_grads(params: Any, storage: ParameterStorage) -> list[tuple[Any, lis
     """
     groups: dict[Context, list[Any]] = {}
     for p in params:
+        mine = p._storage is storage
+        if mine and p._lazy is not None:  # gradients still to be made: in storage's arenas
+            continue
         if p._grad is None:
             continue
-        mine = p._storage is storage
         for c, g in zip(p._ctx_list, p._grad, strict=True):
             if not (mine and storage.owns_grad(c, g)):
                 groups.setdefault(c, []).append(g)

@@ -61,6 +61,7 @@ class _Group:
     """
 
     __slots__ = (
+        "_shapes",
         "buffers",
         "by_shape",
         "dtype",
@@ -69,7 +70,6 @@ class _Group:
         "offsets",
         "params",
         "runs",
-        "shapes",
         "spec",
         "views",
     )
@@ -78,7 +78,6 @@ class _Group:
         self.dtype = dtype
         self.spec = spec
         self.params: list[Parameter] = []
-        self.shapes: list[tuple[int, ...]] = []
         #: positions in ``params`` of each distinct shape (``Arena.group_shapes`` of ``shapes``)
         self.by_shape: dict[tuple[int, ...], list[int]] = {}
         #: every view is new (nothing re-filled in place): one buffer, no per-view checks
@@ -86,10 +85,22 @@ class _Group:
         #: when fresh: each distinct shape's positions and views (``by_shape`` order); the
         #: view objects are made only if asked for (``views`` is then unused)
         self.runs: list[tuple[list[int], RowRun]] = []
+        self._shapes: list[tuple[int, ...]] | None = None
         self.views: list[Any] = []
         self.buffers: list[Any] = []
         self.offsets: list[int] | np.ndarray = []
         self.in_place: list[bool] = []
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Each parameter's shape, in ``params`` order (made from ``by_shape`` when needed)."""
+        if self._shapes is None:
+            shapes: list[Any] = [None] * len(self.params)
+            for shape, members in self.by_shape.items():
+                for i in members:
+                    shapes[i] = shape
+            self._shapes = shapes
+        return self._shapes
 
 
 def _collect(
@@ -148,7 +159,6 @@ def _collect(
         if has_data:
             group.fresh = False  # re-filled in place where possible: checked per parameter
         group.params.append(p)
-        group.shapes.append(shape)
     # groups with equal numpy dtypes and specs given as equal-but-distinct objects stay apart:
     # that only costs one more kernel call
     return list(groups.values()), single
