@@ -22,7 +22,9 @@ from numba import prange
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-from paramarena.kernels import _bodies
+from paramarena.kernels import _bitcast, _bodies
+
+_bitcast.register()
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 _pjit = numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
