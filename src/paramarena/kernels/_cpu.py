@@ -84,11 +84,11 @@ def _f32_normal_blocks(out: Any, b0: int, b1: int, base: int, a: float, b: float
             x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
             z0, z1 = _box_muller_f32(x0, x1)
             z2, z3 = _box_muller_f32(x2, x3)
-            i = (c - ub) * _U4
-            out[i] = z0
-            out[i + _U1] = z1
-            out[i + _U2] = z2
-            out[i + _U3] = z3
+            j = (c - ub) * _U4
+            out[j] = z0
+            out[j + _U1] = z1
+            out[j + _U2] = z2
+            out[j + _U3] = z3
         for i in range((np.uint64(s0) - ub) * _U4, (np.uint64(s1) - ub) * _U4):
             out[i] = a + b * float(out[i])
 
