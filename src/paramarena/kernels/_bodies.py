@@ -194,16 +194,17 @@ def box_muller_f32(x0: np.uint64, x1: np.uint64) -> tuple[np.float32, np.float32
 
     ``u1 = ((x0 >> 8) + 1) * 2**-24`` in ``(0, 1]`` and ``u2 = (x1 >> 8) * 2**-24`` in
     ``[0, 1)``; returns ``(r cos 2 pi u2, r sin 2 pi u2)`` with ``r = sqrt(-2 ln u1)``. The
-    logarithm and sine/cosine are Cephes' float32 polynomials after exact range reductions done
-    on the bits: ``u1 * 2**24`` (an integer, exact in float32) is split into ``2**k * x`` with
-    ``x`` in ``[sqrt(2)/2, sqrt(2)]`` by integer operations on its float32 bits, and the angle's
-    quadrant and its offset within it come from the integer ``x1``. Every floating-point
-    operation is a float32 ``+``, ``*`` or ``sqrt``, each rounded once (no fused multiply-add,
-    no libm call), or exact (a negation, a choice); so the Numba CPU loop, the CUDA simulator
-    and plain numpy give bit-identical results (``math.sqrt`` of a float32 is the correctly
-    rounded float32 square root in all three). Accuracy: within ``2.5 * 2**-23 * max(1, |z|)``
-    of the float64 Box-Muller of the same ``(u1, u2)`` (at most 6.7e-7 absolute;
-    ``tests/kernels`` checks every ``u1`` and every angle).
+    logarithm (its polynomial by Estrin's scheme) and sine/cosine are Cephes' float32
+    polynomials after exact range reductions done on the bits: ``u1 * 2**24`` (an integer,
+    exact in float32) is split into ``2**k * x`` with ``x`` in ``[sqrt(2)/2, sqrt(2))`` by
+    integer operations on its float32 bits, and the angle's quadrant and its offset within it
+    come from the integer ``x1``. Every floating-point operation is a float32 ``+``, ``*`` or
+    ``sqrt``, each rounded once (no fused multiply-add, no libm call), or exact (a choice, a
+    sign bit); so the Numba CPU loop, the CUDA simulator and plain numpy give bit-identical
+    results (``math.sqrt`` of a float32 is the correctly rounded float32 square root in all
+    three). Accuracy: within ``2.5 * 2**-23 * max(1, |z|)`` of the float64 Box-Muller of the
+    same ``(u1, u2)`` (at most 6.7e-7 absolute; ``tests/kernels`` checks every ``u1`` and every
+    angle).
     """
     # ln u1 = ln x + (k - 24) ln 2, u1 * 2**24 = 2**k * x; k = exponent (+ 1 if x was halved).
     # Every integer below fits in 32 bits (so the vectorized loop works on 32-bit lanes).
@@ -212,14 +213,10 @@ def box_muller_f32(x0: np.uint64, x1: np.uint64) -> tuple[np.float32, np.float32
     f = float32_from_bits(bits - (k << _SH23)) - _F_1
     e = _F32(_I32(k)) + _F_M24
     z = f * f
-    p = _L8 * f + _L7
-    p = p * f + _L6
-    p = p * f + _L5
-    p = p * f + _L4
-    p = p * f + _L3
-    p = p * f + _L2
-    p = p * f + _L1
-    p = p * f + _L0
+    # P(f) by Estrin's scheme (about half the dependency chain of Horner's rule)
+    z2 = z * z
+    p = ((_L7 * f + _L6) * z + (_L5 * f + _L4)) * z2 + ((_L3 * f + _L2) * z + (_L1 * f + _L0))
+    p = _L8 * (z2 * z2) + p
     y = f * z * p + e * _LN2_LO_F - _F_HALF * z
     log_u1 = f + y + e * _LN2_HI_F
     r = _F32(math.sqrt(_F_M2 * log_u1))
