@@ -143,6 +143,9 @@ _SH30 = np.uint64(30)
 _U2P29 = np.uint64(1 << 29)
 _U2P30 = np.uint64(1 << 30)
 _SIGN32 = np.uint64(1 << 31)
+#: 32-bit operands, so that the quadrant test stays in 32-bit lanes
+_ODD32 = np.uint32(1 << 30)
+_ZERO32 = np.uint32(0)
 #: the low 22 of u2's 24 bits, moved to the top of a 32-bit word (the angle within its quadrant)
 _ANGLE_BITS = np.uint64(0xFFFFFC00)
 #: float32 bits of sqrt(2)/2 plus one ulp: mantissas from here on are halved (x <= float32 sqrt 2)
@@ -222,12 +225,12 @@ def box_muller_f32(x0: np.uint64, x1: np.uint64) -> tuple[np.float32, np.float32
     r = _F32(math.sqrt(_F_M2 * log_u1))
     # 2 pi u2 = quadrant * pi/2 + theta, |theta| <= pi/4: u2's top 2 bits rounded by the third
     # give the quadrant, the low 22 bits read as a signed number the offset theta
-    h = x1 + _U2P29  # the quadrant is bits 30 and 31 of h (mod 2**32)
+    h = _U32(x1 + _U2P29)  # the quadrant is bits 30 and 31 of h (mod 2**32)
     theta = _F32(_I32((x1 << _SH2) & _ANGLE_BITS)) * _F_ANG
     t = theta * theta
     sin_t = ((_SF2 * t + _SF1) * t + _SF0) * t * theta + theta
     cos_t = ((_CF2 * t + _CF1) * t + _CF0) * t * t - _F_HALF * t + _F_1
-    odd = (h & _U2P30) != _U0  # quadrants 1 and 3: cos and sin swap
+    odd = (h & _ODD32) != _ZERO32  # quadrants 1 and 3: cos and sin swap
     cos_a = r * (sin_t if odd else cos_t)
     sin_a = r * (cos_t if odd else sin_t)
     # signs as bits: cos < 0 in quadrants 1 and 2, sin < 0 in 2 and 3 (r * -c == -(r * c))
