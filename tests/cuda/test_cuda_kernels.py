@@ -80,11 +80,13 @@ def test_uniform_bit_identical_to_cpu(backend, dtype):
     np.testing.assert_array_equal(backend.to_host(dev), host)
 
 
-def test_float32_normal_bit_identical_to_cpu(backend):
-    # float32 normals are float32 +, * and sqrt only (no libm): the same bits everywhere
-    dev = backend.empty((5, 7), np.dtype(np.float32), 0)
+@pytest.mark.parametrize("shape", [(5, 7), (4099,)])
+def test_float32_normal_bit_identical_to_cpu(backend, shape):
+    # float32 normals are float32 +, * and sqrt and exact bit operations only (no libm): the
+    # same bits everywhere; 4099 values are more than a stage of the CPU kernel (4096)
+    dev = backend.empty(shape, np.dtype(np.float32), 0)
     gpu.fill_random(dev, "normal", 0.25, 1.5, seed=5, key="n")
-    host = np.empty((5, 7), np.float32)
+    host = np.empty(shape, np.float32)
     kernels.fill_normal(host, 0.25, 1.5, seed=5, key="n")
     np.testing.assert_array_equal(backend.to_host(dev).view(np.uint32), host.view(np.uint32))
 

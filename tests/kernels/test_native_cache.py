@@ -200,3 +200,39 @@ def test_same_values_with_numbas_jit_disabled(tmp_path: Path) -> None:
         ).stdout  # fmt: skip
 
     assert run(NUMBA_DISABLE_JIT="1") == run()
+
+
+def _kernel_modules(name: str, seen: set[str]) -> set[str]:
+    """``name`` and every ``paramarena.kernels`` module it imports, recursively (file names)."""
+    import ast
+
+    seen.add(name)
+    tree = ast.parse((_native._HERE / name).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "paramarena.kernels":
+            for alias in node.names:
+                module = f"{alias.name}.py"
+                if module not in seen and (_native._HERE / module).is_file():
+                    _kernel_modules(module, seen)
+    return seen
+
+
+def test_cache_key_covers_every_source_of_the_kernels(tmp_path: Path, monkeypatch) -> None:
+    # a stale object file must never be used: every module the C-ABI kernels are compiled from
+    # is part of the key, and changing any of them changes it
+    assert _kernel_modules("_cpu_fills.py", set()) <= set(_native._SOURCES)
+    assert _kernel_modules("_cpu_keys.py", set()) <= set(_native._SOURCES)
+    llvm = _native._llvm()
+    here = tmp_path / "kernels"
+    here.mkdir()
+    for source in _native._SOURCES:
+        (here / source).write_bytes((_native._HERE / source).read_bytes())
+    monkeypatch.setattr(_native, "_HERE", here)
+    base = _native._key("f32_normal", llvm)
+    for source in _native._SOURCES:
+        original = (here / source).read_bytes()
+        (here / source).write_bytes(original + b"\n# edited\n")
+        assert _native._key("f32_normal", llvm) != base, source
+        (here / source).write_bytes(original)
+    assert _native._key("f32_normal", llvm) == base
+    assert _native._key("f32_uniform", llvm) != base

@@ -12,6 +12,7 @@ import pytest
 from paramarena import kernels
 from paramarena.errors import ParameterTypeError, ParameterValueError
 from paramarena.kernels import _bodies
+from paramarena.kernels.offsets import fill_normal_at
 
 KAT = [
     ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
@@ -53,10 +54,15 @@ def _box_muller_f32_reference(w0: np.ndarray, w1: np.ndarray) -> list[np.ndarray
     e = np.where(big, e + f32(1.0), e)
     f = xf - f32(1.0)
     z = f * f
-    p = f32(7.0376836292e-2)
-    for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
-              -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):  # fmt: skip
-        p = p * f + f32(c)
+    # P(f) = c8 f^8 + ... + c0 by Estrin's scheme: pairs (c[2i+1] f + c[2i]), combined by f^2,
+    # then f^4, then c8 f^8 (a shorter dependency chain than Horner's, hence these roundings)
+    c = [f32(v) for v in (3.3333331174e-1, -2.4999993993e-1, 2.0000714765e-1, -1.6668057665e-1,
+                          1.4249322787e-1, -1.2420140846e-1, 1.1676998740e-1, -1.1514610310e-1,
+                          7.0376836292e-2)]  # fmt: skip
+    q = [c[2 * i + 1] * f + c[2 * i] for i in range(4)]
+    z2 = z * z
+    p = (q[3] * z + q[2]) * z2 + (q[1] * z + q[0])
+    p = c[8] * (z2 * z2) + p
     y = f * z * p + e * f32(-2.12194440e-4) - f32(0.5) * z
     r = np.sqrt(f32(-2.0) * (f + y + e * f32(0.693359375)))
     m = w1 >> np.uint64(8)
@@ -111,12 +117,65 @@ def test_uniform_matches_numpy_reference_bitwise(dtype, n):
     np.testing.assert_array_equal(out.view(f"u{out.itemsize}"), ref.view(f"u{out.itemsize}"))
 
 
-@pytest.mark.parametrize("n", [2, 7, 70_001])
+#: float32 normal sizes around the kernels' stages (1024 blocks = 4096 values) and work items
+#: (``kernels`` cuts big arrays into items of 256K values)
+NORMAL_SIZES = [2, 7, 4096, 4097, 4 * 1024 * 3 - 1, 70_001, (1 << 18) + 4093, 600_003]
+
+
+@pytest.mark.parametrize("n", NORMAL_SIZES)
 def test_float32_normal_matches_numpy_reference_bitwise(n):
     out = np.empty(n, np.float32)
     kernels.fill_normal(out, 0.5, 2.0, seed=3, key="w")
     ref = _reference(n, "float32", 1, 0.5, 2.0, 3, "w")
     np.testing.assert_array_equal(out.view(np.uint32), ref.view(np.uint32))
+    # a slice starting inside a stage (the offset fills start at any element)
+    part = np.empty(n - n // 3, np.float32)
+    fill_normal_at(part, 0.5, 2.0, seed=3, key="w", offset=n // 3)
+    np.testing.assert_array_equal(part.view(np.uint32), ref[n // 3 :].view(np.uint32))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("dist", [0, 1], ids=["uniform", "normal"])
+def test_numba_parallel_fill_matches_numpy_reference_bitwise(dist):
+    # ``_cpu._fill_parallel`` (the Numba ``parallel=True`` fill that bench_contention compares
+    # the threading layers with) and its partial-block ``_tail``: the same values
+    from paramarena.kernels import _cpu
+
+    n = 2 * 4 * (1 << 14) + 4 * 1024 + 7  # two parallel chunks, a stage more, a partial block
+    k = kernels.stream_key(3, "w").astype(np.uint32)
+    out = np.empty(n, np.float32)
+    _cpu._fill_parallel(out, 4, dist, 0.5, 2.0, k)
+    ref = _reference(n, "float32", dist, 0.5, 2.0, 3, "w")
+    np.testing.assert_array_equal(out.view(np.uint32), ref.view(np.uint32))
+
+
+def test_numba_compiled_float32_box_muller_matches_reference_on_edge_words():
+    # the CPU-compiled scalar body (bit casts as LLVM bitcasts) on every exponent range of u1,
+    # every quadrant boundary of the angle, and random words
+    import numba
+
+    from paramarena.kernels import _cpu
+
+    @numba.njit
+    def run(w0, w1, z0, z1):
+        for i in range(w0.size):
+            z0[i], z1[i] = _cpu._box_muller_f32(w0[i], w1[i])
+
+    w0, w1 = _words_covering(4099)
+    quarter = np.uint64(1 << 30)
+    edges = np.array([j * quarter + d for j in range(4) for d in (0, 255, 256)], np.uint64)
+    edges = np.concatenate([edges, edges - np.uint64(1) - (edges == 0), edges + (quarter >> 1)])
+    # u1 * 2**24 = m at the binade edges and around sqrt(2) * 2**e (where x is halved)
+    m = np.array([round(2**e * f) + d for e in range(25) for f in (1.0, math.sqrt(2.0))
+                  for d in (-1, 0, 1)], np.int64)  # fmt: skip
+    m_words = (np.clip(m, 1, 1 << 24).astype(np.uint64) - np.uint64(1)) << np.uint64(8)
+    w0 = np.concatenate([w0, np.resize(w0, edges.size), m_words])
+    w1 = np.concatenate([w1, edges & np.uint64(0xFFFFFFFF), np.resize(w1, m_words.size)])
+    z0, z1 = np.empty(w0.size, np.float32), np.empty(w0.size, np.float32)
+    run(w0, w1, z0, z1)
+    want0, want1 = _box_muller_f32_reference(w0, w1)
+    np.testing.assert_array_equal(z0.view(np.uint32), want0.view(np.uint32))
+    np.testing.assert_array_equal(z1.view(np.uint32), want1.view(np.uint32))
 
 
 @pytest.mark.parametrize("fill", [kernels.fill_normal, kernels.fill_uniform])
@@ -136,8 +195,11 @@ def test_fills_do_not_depend_on_thread_count(fill, dtype):
     bits = f"u{np.dtype(dtype).itemsize}"
     for out in results[1:]:
         np.testing.assert_array_equal(out.view(bits), results[0].view(bits))
-    ref = _reference(1_300_001, np.dtype(dtype).name, 0, 0.5, 1.5, 4, "t")
     if fill is kernels.fill_uniform:
+        ref = _reference(1_300_001, np.dtype(dtype).name, 0, 0.5, 1.5, 4, "t")
+        np.testing.assert_array_equal(results[0].view(bits), ref.view(bits))
+    elif dtype == np.float32:
+        ref = _reference(1_300_001, "float32", 1, 0.5, 2.0, 4, "t")
         np.testing.assert_array_equal(results[0].view(bits), ref.view(bits))
 
 

@@ -136,27 +136,27 @@ _U1 = np.uint64(1)
 _U2 = np.uint64(2)
 _U3 = np.uint64(3)
 _F32 = np.float32
-_U2P21 = np.uint64(1 << 21)
-_SH22 = np.uint64(22)
+_U32 = np.uint32
+_I32 = np.int32
+_SH2 = np.uint64(2)
+_SH30 = np.uint64(30)
+_U2P29 = np.uint64(1 << 29)
+_U2P30 = np.uint64(1 << 30)
+_SIGN32 = np.uint64(1 << 31)
+#: 32-bit operands, so that the quadrant test stays in 32-bit lanes
+_ODD32 = np.uint32(1 << 30)
+_ZERO32 = np.uint32(0)
+#: the low 22 of u2's 24 bits, moved to the top of a 32-bit word (the angle within its quadrant)
+_ANGLE_BITS = np.uint64(0xFFFFFC00)
+#: float32 bits of sqrt(2)/2 plus one ulp: mantissas from here on are halved (x <= float32 sqrt 2)
+_HALF_SQRT2_BITS = np.uint64(0x3F3504F4)
 # float32 constants (every operand of the float32 path is float32, so Numba keeps float32)
 _F_1 = _F32(1.0)
 _F_HALF = _F32(0.5)
 _F_M2 = _F32(-2.0)
 _F_M24 = _F32(-24.0)
-_F_2P16 = _F32(65536.0)
-_F_2P8 = _F32(256.0)
-_F_16 = _F32(16.0)
-_F_8 = _F32(8.0)
-_F_4 = _F32(4.0)
-_F_2 = _F32(2.0)
-_F_S16 = _F32(2.0**-16 - 1.0)
-_F_S8 = _F32(2.0**-8 - 1.0)
-_F_S4 = _F32(2.0**-4 - 1.0)
-_F_S2 = _F32(2.0**-2 - 1.0)
-_F_S1 = _F32(2.0**-1 - 1.0)
-_F_SQRT2 = _F32(1.4142135623730951)
-_F_TWO22 = _F32(4194304.0)
-_F_ANG = _F32(2.0 * np.pi / 16777216.0)
+#: 2 pi / 2**24 (rounded to float32) times 2**-10 (exact), for the angle scaled by 2**10
+_F_ANG = _F32(2.0 * np.pi / 16777216.0) * _F32(2.0**-10)
 # Cephes logf: log(1 + f) = f - f^2/2 + f^3 P(f), |f| <= sqrt(2) - 1
 _L8 = _F32(7.0376836292e-2)
 _L7 = _F32(-1.1514610310e-1)
@@ -178,65 +178,65 @@ _CF1 = _F32(-1.388731625493765e-3)
 _CF0 = _F32(4.166664568298827e-2)
 
 
+def float32_from_bits(b: np.uint64) -> np.float32:
+    """Return the float32 whose bits are ``b`` (< 2**32): an exact reinterpretation.
+
+    Numba's CPU target compiles this (and :func:`float32_bits`) as one LLVM bitcast (overloaded
+    in ``_bitcast``), the CUDA target as its own scalar ``view`` (``_cuda``).
+    """
+    return _U32(b).view(_F32)
+
+
+def float32_bits(v: np.float32) -> np.uint64:
+    """Return the bits of the float32 ``v``, as an integer below 2**32."""
+    return np.uint64(_F32(v).view(_U32))
+
+
 def box_muller_f32(x0: np.uint64, x1: np.uint64) -> tuple[np.float32, np.float32]:
     """Two standard normals from two 32-bit words, computed in float32 arithmetic only.
 
     ``u1 = ((x0 >> 8) + 1) * 2**-24`` in ``(0, 1]`` and ``u2 = (x1 >> 8) * 2**-24`` in
     ``[0, 1)``; returns ``(r cos 2 pi u2, r sin 2 pi u2)`` with ``r = sqrt(-2 ln u1)``. The
-    logarithm and sine/cosine are Cephes' float32 polynomials after exact range reductions
-    (``u1``'s binary exponent by branch-free compare-and-scale steps, the angle's quadrant from
-    the integer bits). Every operation is a float32 ``+``, ``*`` or ``sqrt``, each rounded once
-    (no fused multiply-add, no libm call), so the Numba CPU loop, the CUDA simulator and plain
-    numpy give bit-identical results (``math.sqrt`` of a float32 is the correctly rounded
-    float32 square root in all three). Accuracy: within
-    ``2.5 * 2**-23 * max(1, |z|)`` of the float64 Box-Muller of the same ``(u1, u2)`` (at most
-    6.7e-7 absolute; ``tests/kernels`` checks every ``u1`` and every angle).
+    logarithm (its polynomial by Estrin's scheme) and sine/cosine are Cephes' float32
+    polynomials after exact range reductions done on the bits: ``u1 * 2**24`` (an integer,
+    exact in float32) is split into ``2**k * x`` with ``x`` in ``[sqrt(2)/2, sqrt(2))`` by
+    integer operations on its float32 bits, and the angle's quadrant and its offset within it
+    come from the integer ``x1``. Every floating-point operation is a float32 ``+``, ``*`` or
+    ``sqrt``, each rounded once (no fused multiply-add, no libm call), or exact (a choice, a
+    sign bit); so the Numba CPU loop, the CUDA simulator and plain numpy give bit-identical
+    results (``math.sqrt`` of a float32 is the correctly rounded float32 square root in all
+    three). Accuracy: within ``2.5 * 2**-23 * max(1, |z|)`` of the float64 Box-Muller of the
+    same ``(u1, u2)`` (at most 6.7e-7 absolute; ``tests/kernels`` checks every ``u1`` and every
+    angle).
     """
-    xf = _F32(np.int32((x0 >> _SH8) + _U1))
-    e = _F_M24
-    big = _F32(xf >= _F_2P16)
-    xf = xf * (_F_1 + big * _F_S16)
-    e = e + big * _F_16
-    big = _F32(xf >= _F_2P8)
-    xf = xf * (_F_1 + big * _F_S8)
-    e = e + big * _F_8
-    big = _F32(xf >= _F_16)
-    xf = xf * (_F_1 + big * _F_S4)
-    e = e + big * _F_4
-    big = _F32(xf >= _F_4)
-    xf = xf * (_F_1 + big * _F_S2)
-    e = e + big * _F_2
-    big = _F32(xf >= _F_2)
-    xf = xf * (_F_1 + big * _F_S1)
-    e = e + big
-    big = _F32(xf > _F_SQRT2)
-    xf = xf * (_F_1 + big * _F_S1)
-    e = e + big
-    f = xf - _F_1
+    # ln u1 = ln x + (k - 24) ln 2, u1 * 2**24 = 2**k * x; k = exponent (+ 1 if x was halved).
+    # Every integer below fits in 32 bits (so the vectorized loop works on 32-bit lanes).
+    bits = float32_bits(_F32(_I32((x0 >> _SH8) + _U1)))
+    k = np.uint64(_U32(bits - _HALF_SQRT2_BITS)) >> _SH23
+    f = float32_from_bits(bits - (k << _SH23)) - _F_1
+    e = _F32(_I32(k)) + _F_M24
     z = f * f
-    p = _L8 * f + _L7
-    p = p * f + _L6
-    p = p * f + _L5
-    p = p * f + _L4
-    p = p * f + _L3
-    p = p * f + _L2
-    p = p * f + _L1
-    p = p * f + _L0
+    # P(f) by Estrin's scheme (about half the dependency chain of Horner's rule)
+    z2 = z * z
+    p = ((_L7 * f + _L6) * z + (_L5 * f + _L4)) * z2 + ((_L3 * f + _L2) * z + (_L1 * f + _L0))
+    p = _L8 * (z2 * z2) + p
     y = f * z * p + e * _LN2_LO_F - _F_HALF * z
     log_u1 = f + y + e * _LN2_HI_F
     r = _F32(math.sqrt(_F_M2 * log_u1))
-    m = x1 >> _SH8
-    q = (m + _U2P21) >> _SH22
-    theta = (_F32(np.int32(m)) - _F32(np.int32(q)) * _F_TWO22) * _F_ANG
+    # 2 pi u2 = quadrant * pi/2 + theta, |theta| <= pi/4: u2's top 2 bits rounded by the third
+    # give the quadrant, the low 22 bits read as a signed number the offset theta
+    h = _U32(x1 + _U2P29)  # the quadrant is bits 30 and 31 of h (mod 2**32)
+    theta = _F32(_I32((x1 << _SH2) & _ANGLE_BITS)) * _F_ANG
     t = theta * theta
     sin_t = ((_SF2 * t + _SF1) * t + _SF0) * t * theta + theta
     cos_t = ((_CF2 * t + _CF1) * t + _CF0) * t * t - _F_HALF * t + _F_1
-    quadrant = q & _U3
-    cq = _F32(quadrant == _U0) - _F32(quadrant == _U2)
-    sq = _F32(quadrant == _U1) - _F32(quadrant == _U3)
-    cos_a = cq * cos_t - sq * sin_t
-    sin_a = sq * cos_t + cq * sin_t
-    return r * cos_a, r * sin_a
+    odd = (h & _ODD32) != _ZERO32  # quadrants 1 and 3: cos and sin swap
+    cos_a = r * (sin_t if odd else cos_t)
+    sin_a = r * (cos_t if odd else sin_t)
+    # signs as bits: cos < 0 in quadrants 1 and 2, sin < 0 in 2 and 3 (r * -c == -(r * c))
+    cos_a = float32_from_bits(float32_bits(cos_a) ^ ((h + _U2P30) & _SIGN32))
+    sin_a = float32_from_bits(float32_bits(sin_a) ^ (h & _SIGN32))
+    return cos_a, sin_a
 
 
 _U7C00 = np.uint64(0x7C00)

@@ -22,7 +22,9 @@ from numba import prange
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-from paramarena.kernels import _bodies
+from paramarena.kernels import _bitcast, _bodies
+
+_bitcast.register()
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 _pjit = numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
@@ -46,6 +48,7 @@ _U2 = np.uint64(2)
 _U3 = np.uint64(3)
 _U4 = np.uint64(4)
 _CHUNK = 1 << 14  # Philox blocks (or cast elements / 4) per parallel work item
+_STAGE = 1024  # Philox blocks per stage of the float32 normal fill (16 KB of values)
 
 
 # --- random fills --------------------------------------------------------------------------
@@ -70,18 +73,24 @@ def _f32_uniform_blocks(out: Any, b0: int, b1: int, base: int, a: float, b: floa
 
 @_jit
 def _f32_normal_blocks(out: Any, b0: int, b1: int, base: int, a: float, b: float, k: Any) -> None:
+    # as ``_cpu_fills.f32_normal``: the float32 normals of a stage of blocks, then a + b * z in
+    # float64 over the stage (the same values as computing a + b * z in the Box-Muller loop)
     k0, k1, n0, n1 = np.uint64(k[0]), np.uint64(k[1]), np.uint64(k[2]), np.uint64(k[3])
     ub = np.uint64(base)
-    for blk in range(b0, b1):
-        c = np.uint64(blk)
-        x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
-        z0, z1 = _box_muller_f32(x0, x1)
-        z2, z3 = _box_muller_f32(x2, x3)
-        i = (c - ub) * _U4
-        out[i] = a + b * float(z0)
-        out[i + _U1] = a + b * float(z1)
-        out[i + _U2] = a + b * float(z2)
-        out[i + _U3] = a + b * float(z3)
+    for s0 in range(b0, b1, _STAGE):
+        s1 = min(s0 + _STAGE, b1)
+        for blk in range(s0, s1):
+            c = np.uint64(blk)
+            x0, x1, x2, x3 = _philox(c & _MASK32, c >> _SH32, n0, n1, k0, k1)
+            z0, z1 = _box_muller_f32(x0, x1)
+            z2, z3 = _box_muller_f32(x2, x3)
+            j = (c - ub) * _U4
+            out[j] = z0
+            out[j + _U1] = z1
+            out[j + _U2] = z2
+            out[j + _U3] = z3
+        for i in range((np.uint64(s0) - ub) * _U4, (np.uint64(s1) - ub) * _U4):
+            out[i] = a + b * float(out[i])
 
 
 @_jit

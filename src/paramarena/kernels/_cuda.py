@@ -11,8 +11,28 @@ from typing import Any
 
 import numpy as np
 from numba import cuda
+from numba.cuda.extending import overload
 
 from paramarena.kernels import _bodies
+
+
+# the float32 <-> bits helpers of the bodies: Numba-CUDA's own scalar ``view`` (on the CPU they
+# are LLVM bitcasts, ``_bitcast``; the simulator runs the plain-Python ``view``)
+@overload(_bodies.float32_from_bits, inline="always")
+def _float32_from_bits(b: Any) -> Any:
+    def impl(b: Any) -> Any:
+        return np.uint32(b).view(np.float32)
+
+    return impl
+
+
+@overload(_bodies.float32_bits, inline="always")
+def _float32_bits(v: Any) -> Any:
+    def impl(v: Any) -> Any:
+        return np.uint64(np.float32(v).view(np.uint32))
+
+    return impl
+
 
 _dev = cuda.jit(device=True)
 

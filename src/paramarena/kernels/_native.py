@@ -42,7 +42,7 @@ FillKernel = Callable[[Any, Any, Any, Any, int, int], None]
 
 _MAGIC = b"PAKERNEL\x01\x00\x00\x00"
 _HERE = Path(__file__).resolve().parent
-_SOURCES = ("_bodies.py", "_cpu_fills.py", "_cpu_keys.py")
+_SOURCES = ("_bodies.py", "_bitcast.py", "_cpu_fills.py", "_cpu_keys.py")
 #: the buffer is passed as ``ctypes.c_ubyte.from_buffer(array)`` (cheaper than ``array.ctypes``)
 _PROTOTYPE = ctypes.CFUNCTYPE(
     None, ctypes.POINTER(ctypes.c_ubyte), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
