@@ -11,6 +11,12 @@ layer, is copied by ``tobytes`` and has its CRC-32 computed in a separate pass p
   entry ``i`` (both release the GIL), so checksumming and copying into the page cache overlap;
 - the writer thread starts the kernel's writeback of what it wrote (``sync_file_range``) so
   that the final ``fsync`` of :func:`~paramarena.storage.fileio.atomic_write` has little left.
+  A durable save cannot end before the disk has written every byte, so the disk is given work
+  from the first milliseconds on: the first 256 KiB are written on the calling thread and
+  their writeback started at once, then in steps that double up to 8 MiB;
+- the arrays' data bytes (a lower bound of the archive's size) are allocated on disk up front
+  (``fallocate``, by the writer thread while the first entries are built): the writes then
+  copy into the page cache without allocating per page.
 
 The layout is what ``zipfile`` writes with ``force_zip64=True``: every local header carries a
 zip64 extra field with both sizes; central-directory records carry one only for sizes or
@@ -33,7 +39,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from paramarena.storage.fileio import start_writeback
+from paramarena.storage.fileio import preallocate, start_writeback
 
 __all__ = [
     "ZIP64_LIMIT",
@@ -56,13 +62,18 @@ _EXTERNAL_ATTR = 0o600 << 16  # what ZipFile.open(name, "w") gives an entry
 _WHEN = (0, 1 << 5 | 1)
 #: Below this many bytes in all, a save writes on the calling thread (a thread costs more).
 _THREAD_MIN_BYTES = 8 << 20
-#: Writeback is started once at least this much was written since the last start.
+#: Writeback is started after the first write, then once at least twice as much as at the
+#: last start was written since (so that the disk is fed from the start), up to this step.
 _WRITEBACK_STEP = 8 << 20
 #: One write call moves at most this much (Linux moves at most ~2 GiB per call).
 _MAX_PIECE = 1 << 30
 _IOV_MAX = 1024
 #: Small entries are gathered into one write call of at least this many bytes (or 512 buffers).
 _BATCH_BYTES = 1 << 20
+#: The first write call is made (on the calling thread) once this much is gathered, so that
+#: the disk has work from the first milliseconds of a save on: a save cannot end before the
+#: disk has written everything, so every millisecond it idles at the start is added to it.
+_FIRST_BATCH_BYTES = 256 << 10
 
 
 def npy_parts(
@@ -222,6 +233,10 @@ def _pwrite_all(fd: int, buffers: list[memoryview], offset: int) -> int:
     return offset
 
 
+def _preallocate(fd: int, nbytes: int) -> None:
+    preallocate(fd, nbytes)
+
+
 @dataclass
 class _Entry:
     name: bytes
@@ -242,12 +257,17 @@ class StoredZipWriter:
         save).
     total_bytes : int
         About how many bytes will be written: large archives are written by a writer thread.
+    preallocate : int, optional
+        Bytes the archive will reach at least (e.g. the arrays' data bytes): that much of the
+        file is allocated on disk up front (:func:`~paramarena.storage.fileio.preallocate`,
+        by the writer thread while the first entries are built), which makes the writes
+        cheaper. Never more than will be written: the file is that long from then on.
 
     Use :meth:`add` for every entry, then :meth:`finish`; :meth:`close` (also after an error)
     waits for the writes in flight.
     """
 
-    def __init__(self, fh: IO[bytes], total_bytes: int) -> None:
+    def __init__(self, fh: IO[bytes], total_bytes: int, preallocate: int = 0) -> None:
         self._fh = fh
         self._fd: int | None = None
         if not isinstance(fh, io.BytesIO) and hasattr(os, "pwritev"):  # not on Windows
@@ -272,6 +292,10 @@ class StoredZipWriter:
         self._futures: list[Future[None]] = []
         self._failed = threading.Event()
         self._synced = 0  # writeback started up to here
+        self._step = 1  # writeback is started after the first write, then in doubling steps
+        self._first = True  # the first write is still to come
+        if self._pool is not None and self._fd is not None and preallocate > 0:
+            self._futures.append(self._pool.submit(_preallocate, self._fd, preallocate))
 
     def _write(self, buffers: list[memoryview], offset: int) -> None:
         if self._failed.is_set():
@@ -282,8 +306,9 @@ class StoredZipWriter:
                     self._fh.write(b)
                 return
             end = _pwrite_all(self._fd, buffers, offset)
-            if end - self._synced >= _WRITEBACK_STEP:
+            if end - self._synced >= self._step:
                 start_writeback(self._fd, self._synced, end - self._synced)
+                self._step = min(2 * (end - self._synced), _WRITEBACK_STEP)
                 self._synced = end
         except BaseException:
             self._failed.set()
@@ -295,7 +320,8 @@ class StoredZipWriter:
                 self._batch.append(piece)
                 self._batch_bytes += piece.nbytes
         self._end = self._batch_offset + self._batch_bytes
-        if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _IOV_MAX // 2:
+        limit = _FIRST_BATCH_BYTES if self._first else _BATCH_BYTES
+        if self._batch_bytes >= limit or len(self._batch) >= _IOV_MAX // 2:
             self._flush()
 
     def _flush(self) -> None:
@@ -305,8 +331,9 @@ class StoredZipWriter:
         self._batch, self._batch_bytes = [], 0
         if not pieces:
             return
-        if self._pool is None:
-            self._write(pieces, offset)
+        first, self._first = self._first, False
+        if self._pool is None or (first and self._batch_offset - offset <= 2 * _BATCH_BYTES):
+            self._write(pieces, offset)  # a small first write: the disk need not wait for a thread
             return
         self._futures.append(self._pool.submit(self._write, pieces, offset))
         if self._failed.is_set():
