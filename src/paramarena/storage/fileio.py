@@ -295,13 +295,17 @@ def remove_stale_temps(path: str, grace: float = DEFAULT_TEMP_GRACE) -> list[str
         The removed paths.
     """
     directory, name = os.path.split(os.path.abspath(path))
-    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-[0-9a-f]{{12}}\.tmp(\.d)?")
     try:
         entries = os.listdir(directory)
     except OSError:
         return []
+    prefix = f".{name}."  # cheap filter: most saves find no temporary, and compile no pattern
+    candidates = [entry for entry in entries if entry.startswith(prefix)]
+    if not candidates:
+        return []
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-[0-9a-f]{{12}}\.tmp(\.d)?")
     removed = []
-    for entry in entries:
+    for entry in candidates:
         match = pattern.fullmatch(entry)
         if match is None:
             continue

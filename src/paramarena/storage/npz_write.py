@@ -15,8 +15,8 @@ layer, is copied by ``tobytes`` and has its CRC-32 computed in a separate pass p
   from the first milliseconds on: the first 256 KiB are written on the calling thread and
   their writeback started at once, then in steps that double up to 8 MiB;
 - the arrays' data bytes (a lower bound of the archive's size) are allocated on disk up front
-  (``fallocate``, by the writer thread while the first entries are built): the writes then
-  copy into the page cache without allocating per page.
+  (``fallocate``, by the writer thread right after the first write): the writes then copy
+  into the page cache without allocating per page.
 
 The layout is what ``zipfile`` writes with ``force_zip64=True``: every local header carries a
 zip64 extra field with both sizes; central-directory records carry one only for sizes or
@@ -260,8 +260,9 @@ class StoredZipWriter:
     preallocate : int, optional
         Bytes the archive will reach at least (e.g. the arrays' data bytes): that much of the
         file is allocated on disk up front (:func:`~paramarena.storage.fileio.preallocate`,
-        by the writer thread while the first entries are built), which makes the writes
-        cheaper. Never more than will be written: the file is that long from then on.
+        by the writer thread once the first write is made), which makes the writes cheaper.
+        Never more than will be written: the file is that long from then on. Only archives
+        written by a writer thread (``total_bytes`` large, a local file) are preallocated.
 
     Use :meth:`add` for every entry, then :meth:`finish`; :meth:`close` (also after an error)
     waits for the writes in flight.
@@ -294,8 +295,7 @@ class StoredZipWriter:
         self._synced = 0  # writeback started up to here
         self._step = 1  # writeback is started after the first write, then in doubling steps
         self._first = True  # the first write is still to come
-        if self._pool is not None and self._fd is not None and preallocate > 0:
-            self._futures.append(self._pool.submit(_preallocate, self._fd, preallocate))
+        self._preallocate = preallocate if self._pool is not None else 0
 
     def _write(self, buffers: list[memoryview], offset: int) -> None:
         if self._failed.is_set():
@@ -334,10 +334,23 @@ class StoredZipWriter:
         first, self._first = self._first, False
         if self._pool is None or (first and self._batch_offset - offset <= 2 * _BATCH_BYTES):
             self._write(pieces, offset)  # a small first write: the disk need not wait for a thread
+            if first:
+                self._start_preallocation()
             return
+        if first:
+            self._start_preallocation()
         self._futures.append(self._pool.submit(self._write, pieces, offset))
         if self._failed.is_set():
             self._raise_failure()
+
+    def _start_preallocation(self) -> None:
+        """Have the writer thread allocate the file's blocks.
+
+        Called right after the first write: the disk already has work, and starting the thread
+        does not delay it.
+        """
+        if self._pool is not None and self._fd is not None and self._preallocate > 0:
+            self._futures.append(self._pool.submit(_preallocate, self._fd, self._preallocate))
 
     def _raise_failure(self) -> None:
         for future in self._futures:
