@@ -72,15 +72,25 @@ def test_written_archive_loads_in_numpy_with_exact_values(
     assert storage.verify(path).ok
 
 
+@pytest.mark.parametrize("small_entry", [0, 64, 1 << 20])
 @pytest.mark.parametrize("threaded", [False, True])
 def test_bytes_identical_to_zipfile_and_numpy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threaded: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threaded: bool, small_entry: int
 ) -> None:
-    """The direct writer writes exactly what zipfile (force_zip64) + np.lib.format write."""
+    """The direct writer writes exactly what zipfile (force_zip64) + np.lib.format write.
+
+    ``small_entry``: entries up to that many data bytes go as one joined buffer, the others
+    as header + the array's memory (0: all the latter; 1 MiB: all joined).
+    """
+    monkeypatch.setattr(npz_write, "_SMALL_ENTRY", small_entry)
     if threaded:
         monkeypatch.setattr(npz_write, "_THREAD_MIN_BYTES", 0)
     data = arrays()
     data["bf16"] = np.array([1.0, -2.5], dtype=ml_dtypes.bfloat16)
+    # same dtype and shape: one .npy header, its CRC-32 computed once and reused
+    data["same_a"] = np.arange(40, dtype=np.float32)
+    data["same_b"] = np.arange(40, 80, dtype=np.float32)
+    data["same_empty"] = np.zeros((0, 3), np.int32)
     direct = io.BytesIO()
     writer = npz_write.StoredZipWriter(direct, 0)
     for name, arr in data.items():

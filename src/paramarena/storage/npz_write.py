@@ -74,6 +74,9 @@ _BATCH_BYTES = 1 << 20
 #: the disk has work from the first milliseconds of a save on: a save cannot end before the
 #: disk has written everything, so every millisecond it idles at the start is added to it.
 _FIRST_BATCH_BYTES = 256 << 10
+#: An entry with at most this many data bytes is handed on as one ``bytes`` object (headers and
+#: data copied together): one buffer per small entry instead of two.
+_SMALL_ENTRY = 4096
 
 
 def npy_parts(
@@ -211,6 +214,9 @@ def _pieces(buffers: Sequence[Any]) -> list[memoryview]:
     """Byte views of ``buffers``, large ones cut into pieces a single write call can take."""
     out: list[memoryview] = []
     for b in buffers:
+        if isinstance(b, bytes) and len(b) <= _MAX_PIECE:
+            out.append(memoryview(b))
+            continue
         view = memoryview(b).cast("B") if not isinstance(b, bytes) else memoryview(b)
         for start in range(0, view.nbytes, _MAX_PIECE):
             out.append(view[start : start + _MAX_PIECE])
@@ -284,6 +290,7 @@ class StoredZipWriter:
         self._batch_offset = 0
         self._batch_bytes = 0
         self._entries: list[_Entry] = []
+        self._header_crcs: dict[bytes, int] = {}  # CRC-32 of each distinct .npy header
         self._when = _WHEN
         self._pool = (
             ThreadPoolExecutor(1, "paramarena-npz")
@@ -360,12 +367,18 @@ class StoredZipWriter:
     def add(self, name: str, npy_header: bytes, data: np.ndarray) -> None:
         """Append the entry ``name`` (``.npy`` header, then the bytes of ``data``)."""
         encoded, flags = _encoded(name)
-        size = len(npy_header) + data.nbytes
-        crc = zlib.crc32(data.data, zlib.crc32(npy_header))
-        entry = _Entry(encoded, flags, crc, size, self._end)
-        self._entries.append(entry)
+        nbytes = data.nbytes
+        size = len(npy_header) + nbytes
+        header_crc = self._header_crcs.get(npy_header)
+        if header_crc is None:
+            header_crc = self._header_crcs[npy_header] = zlib.crc32(npy_header)
+        crc = zlib.crc32(data.data, header_crc) if nbytes else header_crc
+        self._entries.append(_Entry(encoded, flags, crc, size, self._end))
         head = local_header(encoded, flags, crc, size, self._when)
-        self._submit([head + npy_header, data] if data.nbytes else [head + npy_header])
+        if nbytes > _SMALL_ENTRY:
+            self._submit([head + npy_header, data])
+        else:
+            self._submit([b"".join((head, npy_header, data.data))])
 
     def finish(self, comment: bytes) -> None:
         """Write the central directory and the end records with the archive ``comment``."""
