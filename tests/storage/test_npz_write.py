@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import struct
 import zipfile
@@ -71,15 +72,25 @@ def test_written_archive_loads_in_numpy_with_exact_values(
     assert storage.verify(path).ok
 
 
+@pytest.mark.parametrize("small_entry", [0, 64, 1 << 20])
 @pytest.mark.parametrize("threaded", [False, True])
 def test_bytes_identical_to_zipfile_and_numpy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threaded: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threaded: bool, small_entry: int
 ) -> None:
-    """The direct writer writes exactly what zipfile (force_zip64) + np.lib.format write."""
+    """The direct writer writes exactly what zipfile (force_zip64) + np.lib.format write.
+
+    ``small_entry``: entries up to that many data bytes go as one joined buffer, the others
+    as header + the array's memory (0: all the latter; 1 MiB: all joined).
+    """
+    monkeypatch.setattr(npz_write, "_SMALL_ENTRY", small_entry)
     if threaded:
         monkeypatch.setattr(npz_write, "_THREAD_MIN_BYTES", 0)
     data = arrays()
     data["bf16"] = np.array([1.0, -2.5], dtype=ml_dtypes.bfloat16)
+    # same dtype and shape: one .npy header, its CRC-32 computed once and reused
+    data["same_a"] = np.arange(40, dtype=np.float32)
+    data["same_b"] = np.arange(40, 80, dtype=np.float32)
+    data["same_empty"] = np.zeros((0, 3), np.int32)
     direct = io.BytesIO()
     writer = npz_write.StoredZipWriter(direct, 0)
     for name, arr in data.items():
@@ -230,3 +241,83 @@ def test_error_on_the_calling_thread_drops_the_queued_writes(
     assert len(calls) == 3
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["c.npz"]
+
+
+def test_writeback_starts_with_the_first_write_in_doubling_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first write is made on the calling thread; writeback starts right after it, then in
+    steps that double up to _WRITEBACK_STEP, and the started ranges cover the file in order."""
+    import threading
+
+    monkeypatch.setattr(npz_write, "_THREAD_MIN_BYTES", 0)
+    monkeypatch.setattr(npz_write, "_FIRST_BATCH_BYTES", 4096)
+    monkeypatch.setattr(npz_write, "_BATCH_BYTES", 16384)
+    monkeypatch.setattr(npz_write, "_WRITEBACK_STEP", 65536)
+    started: list[tuple[int, int]] = []
+    writers: list[int] = []
+    real_pwrite = npz_write._pwrite_all
+
+    def pwrite(fd: int, buffers: list[memoryview], offset: int) -> int:
+        writers.append(threading.get_ident())
+        return real_pwrite(fd, buffers, offset)
+
+    monkeypatch.setattr(npz_write, "_pwrite_all", pwrite)
+    monkeypatch.setattr(npz_write, "start_writeback", lambda fd, o, n: started.append((o, n)))
+    want = {f"w{i}": np.full(1000, i, np.float32) for i in range(100)}
+    path = tmp_path / "w.npz"
+    storage.save(path, want)
+    assert writers[0] == threading.get_ident()  # the first write: no wait for the thread
+    assert writers[1:]
+    assert threading.get_ident() not in writers[1:]  # the others: on the writer thread
+    assert started[0][0] == 0
+    assert 4096 <= started[0][1] < 16384
+    for (o1, n1), (o2, n2) in itertools.pairwise(started):
+        assert o2 == o1 + n1  # contiguous, in order
+        assert n2 >= min(2 * n1, 65536)
+    assert max(n for _, n in started) < 2 * 65536
+    assert started[-1][0] + started[-1][1] <= path.stat().st_size
+    got = storage.load(path)
+    assert isinstance(got, dict)
+    for name, arr in want.items():
+        same_array(got[name], arr)
+
+
+@pytest.mark.parametrize("works", [True, False])
+def test_save_preallocates_the_data_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, works: bool
+) -> None:
+    """A threaded save allocates the arrays' data bytes up front (a lower bound of the archive):
+    the archive is byte for byte the one written without it, also when the allocation fails."""
+    want = arrays()
+    plain = tmp_path / "plain.npz"
+    storage.save(plain, want)  # small: no writer thread, no preallocation
+    monkeypatch.setattr(npz_write, "_THREAD_MIN_BYTES", 0)
+    calls: list[int] = []
+
+    def allocate(fd: int, nbytes: int) -> bool:
+        calls.append(nbytes)
+        return fileio.preallocate(fd, nbytes) if works else False
+
+    monkeypatch.setattr(npz_write, "preallocate", allocate)
+    path = tmp_path / "pre.npz"
+    storage.save(path, want)
+    data_bytes = sum(np.ascontiguousarray(a).nbytes for a in want.values())
+    assert calls == [data_bytes]
+    assert path.read_bytes() == plain.read_bytes()
+
+
+def test_preallocate_allocates_and_sizes_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "p"
+    with open(path, "wb") as fh:
+        assert fileio.preallocate(fh.fileno(), 0) is False
+        done = fileio.preallocate(fh.fileno(), 1 << 20)
+        if fileio._fallocate_call() is None:  # not Linux: nothing happens
+            assert done is False
+            return
+        if not done:  # pragma: no cover - a filesystem without fallocate
+            pytest.skip("the filesystem of tmp_path refuses fallocate")
+        size = os.fstat(fh.fileno())
+    assert size.st_size == 1 << 20
+    assert size.st_blocks * 512 >= 1 << 20  # allocated, not a hole
+    assert path.read_bytes() == bytes(1 << 20)  # reads as zeros

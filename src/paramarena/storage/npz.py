@@ -396,7 +396,7 @@ class NpzBackend:
                 with write_with_zipfile(fh, stored, compression, update) as zf:
                     zf.comment = comment
                 return
-            writer = StoredZipWriter(fh, total)
+            writer = StoredZipWriter(fh, total, preallocate=total)
             headers: dict[tuple[Any, ...], bytes] = {}
             try:
                 for name, arr in stored:

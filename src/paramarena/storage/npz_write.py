@@ -11,6 +11,12 @@ layer, is copied by ``tobytes`` and has its CRC-32 computed in a separate pass p
   entry ``i`` (both release the GIL), so checksumming and copying into the page cache overlap;
 - the writer thread starts the kernel's writeback of what it wrote (``sync_file_range``) so
   that the final ``fsync`` of :func:`~paramarena.storage.fileio.atomic_write` has little left.
+  A durable save cannot end before the disk has written every byte, so the disk is given work
+  from the first milliseconds on: the first 256 KiB are written on the calling thread and
+  their writeback started at once, then in steps that double up to 8 MiB;
+- the arrays' data bytes (a lower bound of the archive's size) are allocated on disk up front
+  (``fallocate``, by the writer thread right after the first write): the writes then copy
+  into the page cache without allocating per page.
 
 The layout is what ``zipfile`` writes with ``force_zip64=True``: every local header carries a
 zip64 extra field with both sizes; central-directory records carry one only for sizes or
@@ -33,7 +39,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from paramarena.storage.fileio import start_writeback
+from paramarena.storage.fileio import preallocate, start_writeback
 
 __all__ = [
     "ZIP64_LIMIT",
@@ -56,13 +62,21 @@ _EXTERNAL_ATTR = 0o600 << 16  # what ZipFile.open(name, "w") gives an entry
 _WHEN = (0, 1 << 5 | 1)
 #: Below this many bytes in all, a save writes on the calling thread (a thread costs more).
 _THREAD_MIN_BYTES = 8 << 20
-#: Writeback is started once at least this much was written since the last start.
+#: Writeback is started after the first write, then once at least twice as much as at the
+#: last start was written since (so that the disk is fed from the start), up to this step.
 _WRITEBACK_STEP = 8 << 20
 #: One write call moves at most this much (Linux moves at most ~2 GiB per call).
 _MAX_PIECE = 1 << 30
 _IOV_MAX = 1024
 #: Small entries are gathered into one write call of at least this many bytes (or 512 buffers).
 _BATCH_BYTES = 1 << 20
+#: The first write call is made (on the calling thread) once this much is gathered, so that
+#: the disk has work from the first milliseconds of a save on: a save cannot end before the
+#: disk has written everything, so every millisecond it idles at the start is added to it.
+_FIRST_BATCH_BYTES = 256 << 10
+#: An entry with at most this many data bytes is handed on as one ``bytes`` object (headers and
+#: data copied together): one buffer per small entry instead of two.
+_SMALL_ENTRY = 4096
 
 
 def npy_parts(
@@ -200,6 +214,9 @@ def _pieces(buffers: Sequence[Any]) -> list[memoryview]:
     """Byte views of ``buffers``, large ones cut into pieces a single write call can take."""
     out: list[memoryview] = []
     for b in buffers:
+        if isinstance(b, bytes) and len(b) <= _MAX_PIECE:
+            out.append(memoryview(b))
+            continue
         view = memoryview(b).cast("B") if not isinstance(b, bytes) else memoryview(b)
         for start in range(0, view.nbytes, _MAX_PIECE):
             out.append(view[start : start + _MAX_PIECE])
@@ -222,6 +239,10 @@ def _pwrite_all(fd: int, buffers: list[memoryview], offset: int) -> int:
     return offset
 
 
+def _preallocate(fd: int, nbytes: int) -> None:
+    preallocate(fd, nbytes)
+
+
 @dataclass
 class _Entry:
     name: bytes
@@ -242,12 +263,18 @@ class StoredZipWriter:
         save).
     total_bytes : int
         About how many bytes will be written: large archives are written by a writer thread.
+    preallocate : int, optional
+        Bytes the archive will reach at least (e.g. the arrays' data bytes): that much of the
+        file is allocated on disk up front (:func:`~paramarena.storage.fileio.preallocate`,
+        by the writer thread once the first write is made), which makes the writes cheaper.
+        Never more than will be written: the file is that long from then on. Only archives
+        written by a writer thread (``total_bytes`` large, a local file) are preallocated.
 
     Use :meth:`add` for every entry, then :meth:`finish`; :meth:`close` (also after an error)
     waits for the writes in flight.
     """
 
-    def __init__(self, fh: IO[bytes], total_bytes: int) -> None:
+    def __init__(self, fh: IO[bytes], total_bytes: int, preallocate: int = 0) -> None:
         self._fh = fh
         self._fd: int | None = None
         if not isinstance(fh, io.BytesIO) and hasattr(os, "pwritev"):  # not on Windows
@@ -263,6 +290,7 @@ class StoredZipWriter:
         self._batch_offset = 0
         self._batch_bytes = 0
         self._entries: list[_Entry] = []
+        self._header_crcs: dict[bytes, int] = {}  # CRC-32 of each distinct .npy header
         self._when = _WHEN
         self._pool = (
             ThreadPoolExecutor(1, "paramarena-npz")
@@ -272,6 +300,9 @@ class StoredZipWriter:
         self._futures: list[Future[None]] = []
         self._failed = threading.Event()
         self._synced = 0  # writeback started up to here
+        self._step = 1  # writeback is started after the first write, then in doubling steps
+        self._first = True  # the first write is still to come
+        self._preallocate = preallocate if self._pool is not None else 0
 
     def _write(self, buffers: list[memoryview], offset: int) -> None:
         if self._failed.is_set():
@@ -282,8 +313,9 @@ class StoredZipWriter:
                     self._fh.write(b)
                 return
             end = _pwrite_all(self._fd, buffers, offset)
-            if end - self._synced >= _WRITEBACK_STEP:
+            if end - self._synced >= self._step:
                 start_writeback(self._fd, self._synced, end - self._synced)
+                self._step = min(2 * (end - self._synced), _WRITEBACK_STEP)
                 self._synced = end
         except BaseException:
             self._failed.set()
@@ -295,7 +327,8 @@ class StoredZipWriter:
                 self._batch.append(piece)
                 self._batch_bytes += piece.nbytes
         self._end = self._batch_offset + self._batch_bytes
-        if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _IOV_MAX // 2:
+        limit = _FIRST_BATCH_BYTES if self._first else _BATCH_BYTES
+        if self._batch_bytes >= limit or len(self._batch) >= _IOV_MAX // 2:
             self._flush()
 
     def _flush(self) -> None:
@@ -305,12 +338,26 @@ class StoredZipWriter:
         self._batch, self._batch_bytes = [], 0
         if not pieces:
             return
-        if self._pool is None:
-            self._write(pieces, offset)
+        first, self._first = self._first, False
+        if self._pool is None or (first and self._batch_offset - offset <= 2 * _BATCH_BYTES):
+            self._write(pieces, offset)  # a small first write: the disk need not wait for a thread
+            if first:
+                self._start_preallocation()
             return
+        if first:
+            self._start_preallocation()
         self._futures.append(self._pool.submit(self._write, pieces, offset))
         if self._failed.is_set():
             self._raise_failure()
+
+    def _start_preallocation(self) -> None:
+        """Have the writer thread allocate the file's blocks.
+
+        Called right after the first write: the disk already has work, and starting the thread
+        does not delay it.
+        """
+        if self._pool is not None and self._fd is not None and self._preallocate > 0:
+            self._futures.append(self._pool.submit(_preallocate, self._fd, self._preallocate))
 
     def _raise_failure(self) -> None:
         for future in self._futures:
@@ -320,12 +367,18 @@ class StoredZipWriter:
     def add(self, name: str, npy_header: bytes, data: np.ndarray) -> None:
         """Append the entry ``name`` (``.npy`` header, then the bytes of ``data``)."""
         encoded, flags = _encoded(name)
-        size = len(npy_header) + data.nbytes
-        crc = zlib.crc32(data.data, zlib.crc32(npy_header))
-        entry = _Entry(encoded, flags, crc, size, self._end)
-        self._entries.append(entry)
+        nbytes = data.nbytes
+        size = len(npy_header) + nbytes
+        header_crc = self._header_crcs.get(npy_header)
+        if header_crc is None:
+            header_crc = self._header_crcs[npy_header] = zlib.crc32(npy_header)
+        crc = zlib.crc32(data.data, header_crc) if nbytes else header_crc
+        self._entries.append(_Entry(encoded, flags, crc, size, self._end))
         head = local_header(encoded, flags, crc, size, self._when)
-        self._submit([head + npy_header, data] if data.nbytes else [head + npy_header])
+        if nbytes > _SMALL_ENTRY:
+            self._submit([head + npy_header, data])
+        else:
+            self._submit([b"".join((head, npy_header, data.data))])
 
     def finish(self, comment: bytes) -> None:
         """Write the central directory and the end records with the archive ``comment``."""
