@@ -1,14 +1,16 @@
 """Save/load timings of the file formats on a ResNet-50-shaped float32 dict (~102 MB).
 
-Compares, in one process with a warm page cache:
+Compares, in one process with a warm page cache, like with like:
 
 - ``paramarena.storage`` with ``.params`` (MXNet format) and ``.npz``;
-- plain ``np.savez`` / ``np.load`` (the baseline; no fsync, not atomic).
+- plain ``np.savez`` / ``np.load`` (the baseline; not atomic), timed without fsync and with an
+  fsync of the file and its directory (the durability paramarena's saves have).
 
-paramarena's saves are atomic (temporary file, fsync, os.replace, fsync of the directory), which
-the baseline is not; on ext4 most of the npz save gap is the replace freeing the previous file's
-blocks (``np.savez`` + ``os.replace`` measures the same). ``.params`` loads read each record
-straight into its array; npz loads check every entry's CRC-32, as ``np.load`` does.
+Every save writes a **new file** (as training writes checkpoints; the file is deleted, untimed,
+after the round), and the cases are timed in turn within each round (medians over the rounds),
+so that page-cache and disk state are shared fairly. paramarena's saves are atomic (temporary
+file, fsync, ``os.replace``, fsync of the directory). ``.params`` loads read each record straight
+into its array; npz loads check every entry's CRC-32, as ``np.load`` does.
 
 Run: ``python benchmarks/bench_storage_files.py [--repeat N] [--dir DIR]``
 """
@@ -16,6 +18,7 @@ Run: ``python benchmarks/bench_storage_files.py [--repeat N] [--dir DIR]``
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -58,19 +61,31 @@ def _fallback_shapes() -> list[tuple[str, tuple[int, ...]]]:
     return shapes
 
 
-def best_and_median(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    fn()  # warm-up (page cache, imports)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
+def interleaved(cases: dict[str, Callable[[int], object]], repeat: int) -> dict[str, list[float]]:
+    """Seconds of each case in each round; ``fn(i)`` gets the round number (new file names)."""
+    for fn in cases.values():
+        fn(-1)  # warm-up (page cache, imports)
+    times: dict[str, list[float]] = {label: [] for label in cases}
+    for i in range(repeat):
+        for label, fn in cases.items():
+            time.sleep(0.02)
+            t0 = time.perf_counter()
+            fn(i)
+            times[label].append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--dir", default=None, help="directory for the files (default: temp)")
     args = parser.parse_args(argv)
 
@@ -78,35 +93,63 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
 
     arrays = resnet50_arrays()
     nbytes = sum(a.nbytes for a in arrays.values())
-    results: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         d = Path(tmp)
-        cases: list[tuple[str, Callable[[], object]]] = [
-            ("np.savez", lambda: np.savez(d / "base.npz", **arrays)),
-            ("np.load", lambda: _np_load_all(d / "base.npz")),
-            ("paramarena npz save", lambda: storage.save(d / "pd.npz", arrays)),
-            ("paramarena npz load", lambda: storage.load(d / "pd.npz")),
-            ("paramarena .params save", lambda: storage.save(d / "pd.params", arrays)),
-            ("paramarena .params load", lambda: storage.load(d / "pd.params")),
-            (
-                ".params load 10 names",
-                lambda: storage.load(d / "pd.params", names=list(arrays)[::16]),
-            ),
-            ("paramarena .params inspect", lambda: storage.inspect(d / "pd.params")),
-        ]
-        for label, fn in cases:
-            results[label] = best_and_median(fn, args.repeat)
 
-    base_save = results["np.savez"][0]
-    base_load = results["np.load"][0]
-    print(f"ResNet-50 dict: {len(arrays)} arrays, {nbytes / 1e6:.1f} MB float32")
-    print(f"{'case':28s} {'best s':>8s} {'median s':>9s} {'GB/s':>6s} {'vs numpy':>9s}")
-    for label, (best, median) in results.items():
-        ref = base_load if ("load" in label or "inspect" in label) else base_save
-        print(
-            f"{label:28s} {best:8.4f} {median:9.4f} {nbytes / best / 1e9:6.2f} {ref / best:8.2f}x"
-        )
-    return results
+        def fresh(stem: str, suffix: str, i: int) -> Path:
+            path = d / f"{stem}-{i}{suffix}"
+            path.unlink(missing_ok=True)
+            return path
+
+        def savez_fsync(i: int) -> None:
+            path = fresh("np-fsync", ".npz", i)
+            np.savez(path, **arrays)
+            _fsync(path)
+            _fsync(d)
+
+        saves: dict[str, Callable[[int], object]] = {
+            "np.savez (no fsync)": lambda i: np.savez(fresh("np", ".npz", i), **arrays),
+            "np.savez + fsync": savez_fsync,
+            "npz save": lambda i: storage.save(fresh("pd", ".npz", i), arrays),
+            ".params save": lambda i: storage.save(fresh("pd", ".params", i), arrays),
+        }
+        save_times = interleaved(saves, args.repeat)
+        np.savez(d / "base.npz", **arrays)
+        storage.save(d / "pd.npz", arrays)
+        storage.save(d / "pd.params", arrays)
+        loads: dict[str, Callable[[int], object]] = {
+            "np.load": lambda i: _np_load_all(d / "base.npz"),
+            "npz load": lambda i: storage.load(d / "pd.npz"),
+            ".params load": lambda i: storage.load(d / "pd.params"),
+            ".params load of 10 names": lambda i: storage.load(
+                d / "pd.params", names=list(arrays)[::16]
+            ),
+            ".params inspect": lambda i: storage.inspect(d / "pd.params"),
+        }
+        load_times = interleaved(loads, args.repeat)
+    med = {k: statistics.median(v) for k, v in {**save_times, **load_times}.items()}
+    print(f"ResNet-50 dict: {len(arrays)} arrays, {nbytes / 1e6:.1f} MB float32, "
+          f"medians of {args.repeat} interleaved rounds, a new file per save")  # fmt: skip
+    print()
+    print("| case | seconds | vs np.savez / np.load | vs np.savez + fsync |")
+    print("|---|---|---|---|")
+    for label in saves:
+        if label.startswith("np."):
+            continue
+        plain = med["np.savez (no fsync)"] / med[label]
+        durable = med["np.savez + fsync"] / med[label]
+        base = save_times["np.savez (no fsync)"]
+        spread = [a / b for a, b in zip(base, save_times[label], strict=True)]
+        print(f"| {label} | {med[label]:.4f} | {plain:.2f}x ({min(spread):.2f}-"
+              f"{max(spread):.2f}) | {durable:.2f}x |")  # fmt: skip
+    for label in ("np.savez (no fsync)", "np.savez + fsync"):
+        print(f"| {label} | {med[label]:.4f} | | |")
+    for label in loads:
+        if label == "np.load":
+            continue
+        print(f"| {label} | {med[label]:.4f} | {med['np.load'] / med[label]:.2f}x | |")
+    print(f"| np.load | {med['np.load']:.4f} | | |")
+    return {**save_times, **load_times}
 
 
 def _np_load_all(path: Path) -> dict[str, np.ndarray]:
