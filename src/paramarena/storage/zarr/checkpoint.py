@@ -27,7 +27,6 @@ checked) and parameters whose crc32c disagrees.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -49,7 +48,7 @@ from paramarena.hooks.records import (
 from paramarena.storage import session
 from paramarena.storage.failures import describe_local
 from paramarena.storage.sniff import is_local_zip_file
-from paramarena.storage.zarr import guard, reader, validate
+from paramarena.storage.zarr import guard, manifest_scan, reader, validate
 from paramarena.storage.zarr.commit import COMMIT_MARKER, commit_version
 from paramarena.storage.zarr.location import Location, remote_concurrency
 from paramarena.storage.zarr.obstore import client_option
@@ -106,24 +105,6 @@ def _open_root(uri: str, options: Mapping[str, Any]) -> _Root:
     return Location(uri, options.get("storage_options"), client_option(uri, options))
 
 
-_HEX = re.compile(r"[0-9a-fA-F]*")
-
-
-def _init_keys(params: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, int]:
-    """Return ``{name: init_key}`` of the entries that record one (issue 12, optional field).
-
-    Every entry recording 16 hex digits (what the writer stores) is decoded in one call;
-    anything else entry by entry.
-    """
-    keys: list[Any] = [e.get("init_key") for e in params]
-    if keys and set(map(type, keys)) == {str} and set(map(len, keys)) == {16}:
-        joined = "".join(keys)
-        if _HEX.fullmatch(joined):
-            values = np.frombuffer(bytes.fromhex(joined), dtype=">u8").tolist()
-            return dict(zip(names, values, strict=True))
-    return {n: int(k, 16) for n, k in zip(names, keys, strict=True) if isinstance(k, str)}
-
-
 class ZarrCheckpointBackend:
     """The ``zarr`` storage backend (see the module docstring for the layout)."""
 
@@ -139,12 +120,28 @@ class ZarrCheckpointBackend:
             )
 
     def _committed(self, loc: _Root) -> tuple[str, dict[str, Any]]:
-        """Return the committed version and its manifest (validated)."""
-        version, manifest, _record = self._committed_record(loc)
-        return version, manifest
+        """Return the committed version and its manifest (validated), entries as dicts."""
+        version, header, record = self._committed_record(loc)
+        entries = [
+            {
+                "name": e.name,
+                "shape": list(e.shape),
+                "dtype": e.dtype,
+                "array": e.array,
+                "offset": e.offset,
+                "size": e.size,
+                "nbytes": e.nbytes,
+                "crc32c": e.crc32c,
+            }
+            for e in record.entries
+        ]
+        return version, {**header, "parameters": entries}
 
     def _committed_record(self, loc: _Root) -> tuple[str, dict[str, Any], validate.Manifest]:
-        """Return the committed version, its manifest and the manifest's validated record."""
+        """Return the committed version, its manifest's header fields and its record.
+
+        The header holds every top-level field of the manifest but ``parameters``.
+        """
         raw = loc.read_bytes(COMMIT_MARKER)
         # a read that fails re-reads COMMIT to see if it moved (racing.retrying)
         loc.seen_commit = raw
@@ -186,11 +183,12 @@ class ZarrCheckpointBackend:
         if hit is not None and hit[0] == manifest_raw:  # the very bytes validated before
             return version, hit[1], hit[2]
         where = f"zarr checkpoint {loc.uri!r}: {version}/{MANIFEST}"
-        manifest = validate.parse_json(manifest_raw, where)
-        record = validate.manifest(manifest, where, MANIFEST_FORMATS, FORMAT_VERSION)
+        header, record = manifest_scan.read_manifest(
+            manifest_raw, where, MANIFEST_FORMATS, FORMAT_VERSION
+        )
         if shared is not None:
-            shared[key] = (manifest_raw, manifest, record)
-        return version, manifest, record
+            shared[key] = (manifest_raw, header, record)
+        return version, header, record
 
     # -- save ----------------------------------------------------------------------------------
 
@@ -342,7 +340,7 @@ class ZarrCheckpointBackend:
             "version": version,
             "created": manifest.get("created"),
             "format_version": manifest.get("format_version"),
-            "init_keys": _init_keys(manifest["parameters"], record.names),
+            "init_keys": record.init_keys(),
         }
         return CheckpointInfo(uri, "zarr", True, bool(manifest.get("named", True)), arrays, meta)
 
