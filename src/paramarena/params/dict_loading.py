@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_targets",
+    "checked_destinations",
     "in_place_destinations",
     "load_contexts",
     "load_destinations",
@@ -344,6 +345,79 @@ def load_destinations(
     return views
 
 
+def checked_destinations(
+    pdict: ParameterDict,
+    targets: Mapping[str, str],
+    stored: Mapping[str, Any],
+    ctx: CtxArg,
+    cast_dtype: bool,
+    dtype_source: str,
+) -> dict[str, Any]:
+    """:func:`check_targets`, then :func:`load_destinations`, in one pass over the targets.
+
+    Raises what :func:`check_targets` raises, before any arena view is allocated.
+    """
+    if cast_dtype and dtype_source not in ("current", "saved"):
+        check_targets(pdict, targets, stored, ctx, cast_dtype, dtype_source)  # raises
+    given = None if ctx is None else chk.normalize_ctx(ctx, "load")
+    ctx_set = None if given is None else set(given)
+    contexts = given if given is not None else _CPU0
+    adopt = len(contexts) == 1 and _is_cpu(contexts[0])
+    c = contexts[0]
+    same = _dtype_pairs()
+    adopt_saved = cast_dtype and dtype_source == "saved"
+    params, own_storage = pdict._params, pdict._storage
+    picked: dict[np.dtype[Any], list[tuple[str, tuple[int, ...]]]] = {}
+    for name, key in targets.items():
+        p = params[name]
+        dense = p._stype == "default" and p._grad_stype == "default"
+        if not dense:
+            p._check_dense("load data into")
+        data, deferred = p._data, p._deferred_init
+        if ctx_set is not None:
+            current = p._ctx_list if data is not None else (deferred[1] if deferred else None)
+            if current is not None and ctx_set != set(current):
+                raise WrongContextError(
+                    f"Failed to load Parameter '{name}' on {given} because it was previous "
+                    f"initialized on {list(current)}."
+                )
+        info = stored.get(key)
+        if info is None:
+            continue
+        shape = info.shape if type(info.shape) is tuple else tuple(info.shape)
+        own = p._shape
+        if own is not None and own != shape and not chk.shape_fits(own, shape):
+            raise ShapeMismatchError(
+                f"Failed loading Parameter '{name}' from saved params: shape "
+                f"incompatible expected {own} vs saved {shape}"
+            )
+        saved, equal = same(info.dtype, p._dtype)
+        if not equal and not cast_dtype:
+            raise DTypeMismatchError(
+                f"Failed loading Parameter '{name}' from saved params: dtype "
+                f"incompatible expected {p.dtype} vs saved {saved.type}. "
+                "Set cast_dtype=True to cast the dtype of saved params."
+            )
+        if (
+            adopt
+            and data is None
+            and not deferred
+            and dense
+            and (equal or adopt_saved)
+            and p._storage is own_storage
+        ):
+            group = picked.get(saved)
+            if group is None:
+                group = picked[saved] = []
+            group.append((key, shape))
+    views: dict[str, Any] = {}
+    for dtype, group in picked.items():
+        arena = pdict._storage.data.arena(c, dtype)
+        allocated, _, _ = arena.allocate_packed([shape for _, shape in group])
+        views.update(zip((k for k, _ in group), allocated, strict=True))
+    return views
+
+
 def in_place_destinations(
     pdict: ParameterDict, targets: Mapping[str, str], stored: Mapping[str, Any], ctx: CtxArg
 ) -> dict[str, Any]:
@@ -485,12 +559,13 @@ def load_file(
         ),
         cast_dtype=cast_dtype,
     )
-    targets = {name: stored[s] for name, s in plan.targets.items()}
+    renamed = any(k is not v for k, v in stored.items())  # 'arg:'/'aux:' dropped somewhere
+    targets = {n: stored[s] for n, s in plan.targets.items()} if renamed else plan.targets
     infos = {a.name: a for a in info.arrays}
-    check_targets(pdict, targets, infos, ctx, cast_dtype, dtype_source)
     reads_in_place = _reads_in_place(filename, options)
     in_place = in_place_destinations(pdict, targets, infos, ctx) if reads_in_place else {}
-    views = load_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
+    # every target checked (a mismatch raises here), then arena views to read into
+    views = checked_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
     try:
         if in_place:
             # parameters are about to be overwritten where they are: check everything first
