@@ -104,9 +104,19 @@ def load_targets(
                 dtype_source,
             )
         params = pdict._params
+        batch: list[tuple[Parameter, Any]] = []
+        taken: list[str] = []
+        rest: list[tuple[str, str]] = []
+        for name, key in targets.items():
+            view = adopted.get(key)
+            if view is not None and arrays[key] is view:
+                batch.append((params[name], view))
+                taken.append(key)
+            else:
+                rest.append((name, key))
         jobs = []
         keep = not (cast_dtype and dtype_source == "saved")
-        for name, key in targets.items():
+        for name, key in rest:
             if key in adopted:
                 continue
             p, a = params[name], arrays[key]
@@ -114,17 +124,18 @@ def load_targets(
                 dtype = chk.as_np_dtype(p.dtype) if keep else np.dtype(a.dtype)
                 jobs.append((p, tuple(a.shape), dtype, load_contexts(p, ctx)))
         reserve(pdict, jobs)
-        batch = []
-        for name, key in targets.items():
-            view = adopted.get(key)
+        for name, key in rest:
             p = params[name]
-            if view is not None and arrays[key] is view:
-                batch.append((p, view))
-                del adopted[key]
-            elif key in in_place and arrays[key] is in_place[key]:
+            if key in in_place and arrays[key] is in_place[key]:
                 _filled_in_place(p, in_place[key])
             else:
                 p._load_init(arrays[key], ctx, cast_dtype, dtype_source)
+        # from here on the batch's views belong to their parameters (never handed back)
+        if len(taken) == len(adopted):
+            adopted.clear()
+        else:
+            for key in taken:
+                del adopted[key]
         _adopt_all(pdict, batch, ctx)
     finally:
         release_unadopted(pdict, targets, adopted, ctx)
@@ -562,18 +573,18 @@ def load_file(
     renamed = any(k is not v for k, v in stored.items())  # 'arg:'/'aux:' dropped somewhere
     targets = {n: stored[s] for n, s in plan.targets.items()} if renamed else plan.targets
     infos = {a.name: a for a in info.arrays}
-    reads_in_place = _reads_in_place(filename, options)
-    in_place = in_place_destinations(pdict, targets, infos, ctx) if reads_in_place else {}
-    # every target checked (a mismatch raises here), then arena views to read into
+    # every target checked (a mismatch raises here), then arena views to read into (only
+    # for parameters without an array: when every target has one, none is loaded in place)
     views = checked_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
     try:
+        reads_in_place = len(views) < len(targets) and _reads_in_place(filename, options)
+        in_place = in_place_destinations(pdict, targets, infos, ctx) if reads_in_place else {}
         if in_place:
             # parameters are about to be overwritten where they are: check everything first
             verify_before_overwrite(filename, list(targets.values()), options)
+        out = {**views, **in_place} if in_place else views
         arrays = (
-            storage.load(
-                filename, names=list(targets.values()), out={**views, **in_place}, **options
-            )
+            storage.load(filename, names=list(targets.values()), out=out, **options)
             if targets
             else {}
         )
@@ -593,9 +604,12 @@ def load_file(
         checked=True,
     )
     recorded = info.metadata.get("init_keys") or {}  # zarr manifests record the draw keys
-    for name, stored_name in targets.items():
-        if stored_name in recorded and not (cast_dtype and dtype_source == "current"):
-            pdict._params[name].init_key = recorded[stored_name]
+    if recorded and not (cast_dtype and dtype_source == "current"):
+        params = pdict._params
+        for name, stored_name in targets.items():
+            key = recorded.get(stored_name)
+            if key is not None:
+                params[name].init_key = key
     if plan.skipped:
         logger.info(
             "Skipped %d stored array(s) not in the ParameterDict loading %s: %s",
