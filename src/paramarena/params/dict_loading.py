@@ -25,6 +25,7 @@ from paramarena.hooks.manager import get_device_spec
 from paramarena.params import checks as chk
 from paramarena.params import loading as pio
 from paramarena.params.loading import LoadReport
+from paramarena.params.stored import set_init_keys, stored_specs
 
 if TYPE_CHECKING:
     import os
@@ -37,7 +38,6 @@ __all__ = [
     "checked_destinations",
     "in_place_destinations",
     "load_contexts",
-    "load_destinations",
     "load_file",
     "load_targets",
     "own_specs",
@@ -85,7 +85,7 @@ def load_targets(
 
     Every parameter is checked first (:func:`check_targets`): a mismatch raises before any
     parameter changes. ``adopted`` maps stored names to the fresh arena views they were read
-    into (see :func:`load_destinations`); those parameters take them over without a copy, and
+    into (see :func:`checked_destinations`); those parameters take them over without a copy, and
     on a failure every view not taken over yet is handed back. ``in_place`` maps stored names
     to parameters' current arrays that the loader already filled (see
     :func:`in_place_destinations`): nothing is left to copy for them. ``checked`` says that
@@ -309,53 +309,6 @@ def load_contexts(p: Parameter, ctx: CtxArg) -> list[Context]:
 _CPU0 = [Context("cpu", 0)]
 
 
-def load_destinations(
-    pdict: ParameterDict,
-    targets: Mapping[str, str],
-    stored: Mapping[str, Any],
-    ctx: CtxArg,
-    cast_dtype: bool,
-    dtype_source: str,
-) -> dict[str, Any]:
-    """Allocate arena views that the loader can read straight into, by stored name.
-
-    Only for parameters of this dict that are not initialized or deferred, that will live
-    on one CPU context, and whose stored shape and dtype they take as they are.
-    """
-    picked: dict[tuple[Context, np.dtype[Any]], list[tuple[str, tuple[int, ...]]]] = {}
-    given = None if ctx is None else chk.normalize_ctx(ctx, "load")
-    contexts = given if given is not None else _CPU0
-    if len(contexts) != 1 or not _is_cpu(contexts[0]):
-        return {}  # adopted views live on one CPU context
-    c = contexts[0]
-    same = _dtype_pairs()
-    adopt_saved = cast_dtype and dtype_source == "saved"
-    params, own_storage = pdict._params, pdict._storage
-    for name, key in targets.items():
-        p, info = params[name], stored[key]
-        if p._storage is not own_storage or p._data is not None or p._deferred_init:
-            continue
-        if p._stype != "default" or p._grad_stype != "default":
-            continue
-        saved, equal = same(info.dtype, p._dtype)
-        if not equal and not adopt_saved:
-            continue
-        shape = info.shape if type(info.shape) is tuple else tuple(info.shape)
-        own = p._shape
-        if own is not None and own != shape and not chk.shape_fits(own, shape):
-            continue
-        group = picked.get((c, saved))
-        if group is None:
-            group = picked[(c, saved)] = []
-        group.append((key, shape))
-    views: dict[str, Any] = {}
-    for (c, dtype), group in picked.items():
-        arena = pdict._storage.data.arena(c, dtype)
-        allocated, _, _ = arena.allocate_packed([shape for _, shape in group])
-        views.update(zip((k for k, _ in group), allocated, strict=True))
-    return views
-
-
 def checked_destinations(
     pdict: ParameterDict,
     targets: Mapping[str, str],
@@ -364,9 +317,12 @@ def checked_destinations(
     cast_dtype: bool,
     dtype_source: str,
 ) -> dict[str, Any]:
-    """:func:`check_targets`, then :func:`load_destinations`, in one pass over the targets.
+    """:func:`check_targets`, then allocate arena views the loader can read straight into.
 
-    Raises what :func:`check_targets` raises, before any arena view is allocated.
+    One pass over the targets. Views (by stored name) only for parameters of this dict that
+    are not initialized or deferred, that will live on one CPU context, and whose stored shape
+    and dtype they take as they are. Raises what :func:`check_targets` raises, before any view
+    is allocated.
     """
     if cast_dtype and dtype_source not in ("current", "saved"):
         check_targets(pdict, targets, stored, ctx, cast_dtype, dtype_source)  # raises
@@ -545,17 +501,22 @@ def load_file(
     inspect, the check and the read below then parse and validate the manifest once.
     """
     from paramarena import storage
+    from paramarena.storage.columns import inspect_columns
 
     pio.check_restore_prefix(pdict.keys(), restore_prefix)
     source = f"file: {filename}"
     inspect_options = {k: v for k, v in options.items() if k != "progress"}
-    info = storage.inspect(filename, **inspect_options)
-    if not info.named and info.arrays:
-        raise pio.unnamed_list_error(len(info.arrays), source)
-    stored = pio.stripped_names((a.name for a in info.arrays), source) if info.named else {}
+    info = inspect_columns(filename, **inspect_options)  # no object per stored array
+    if not info.named and info.names:
+        raise pio.unnamed_list_error(len(info.names), source)
+    names = info.names
+    # stored names that are already the names to match (distinct, no 'arg:'/'aux:' to drop)
+    # are used as they are, without a dict of them
+    plain = info.named and pio.plain_names(names)
+    stored = None if plain else pio.stripped_names(names, source) if info.named else {}
     plan = pio.plan_load(
         list(pdict.keys()),
-        stored,
+        names if stored is None else stored,
         allow_missing=allow_missing,
         ignore_extra=ignore_extra,
         restore_prefix=restore_prefix,
@@ -564,15 +525,24 @@ def load_file(
         match=match,
         own_specs=own_specs(pdict) if match == "order" else None,
         stored_specs=(
-            {pio.strip_arg_aux(a.name): (a.shape, a.dtype) for a in info.arrays}
+            {
+                pio.strip_arg_aux(n): spec
+                for n, spec in zip(
+                    info.names, zip(info.shapes, info.dtypes, strict=True), strict=True
+                )
+            }
             if match == "order"
             else None
         ),
         cast_dtype=cast_dtype,
     )
-    renamed = any(k is not v for k, v in stored.items())  # 'arg:'/'aux:' dropped somewhere
-    targets = {n: stored[s] for n, s in plan.targets.items()} if renamed else plan.targets
-    infos = {a.name: a for a in info.arrays}
+    renamed = stored is not None and any(k is not v for k, v in stored.items())
+    if renamed:  # 'arg:'/'aux:' dropped somewhere
+        assert stored is not None
+        targets = {n: stored[s] for n, s in plan.targets.items()}
+    else:
+        targets = plan.targets
+    infos = stored_specs(names, info.shapes, info.dtypes)
     # every target checked (a mismatch raises here), then arena views to read into (only
     # for parameters without an array: when every target has one, none is loaded in place)
     views = checked_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
@@ -603,13 +573,8 @@ def load_file(
         in_place=in_place,
         checked=True,
     )
-    recorded = info.metadata.get("init_keys") or {}  # zarr manifests record the draw keys
-    if recorded and not (cast_dtype and dtype_source == "current"):
-        params = pdict._params
-        for name, stored_name in targets.items():
-            key = recorded.get(stored_name)
-            if key is not None:
-                params[name].init_key = key
+    if not (cast_dtype and dtype_source == "current"):
+        set_init_keys(pdict._params, targets, info)
     if plan.skipped:
         logger.info(
             "Skipped %d stored array(s) not in the ParameterDict loading %s: %s",

@@ -95,6 +95,13 @@ def strip_arg_aux(name: str) -> str:
     return name[4:] if name.startswith(("arg:", "aux:")) else name
 
 
+def plain_names(stored: Sequence[str]) -> bool:
+    """Whether the stored names are distinct and none starts with ``arg:`` or ``aux:``."""
+    if any(map(str.startswith, stored, repeat(("arg:", "aux:")))):
+        return False
+    return len(set(stored)) == len(stored)
+
+
 def stripped_names(stored: Iterable[str], source: str) -> dict[str, str]:
     """Map each stored name without ``arg:``/``aux:`` to the stored name, in stored order.
 

@@ -61,8 +61,8 @@ def select(uri: str, record: Manifest, names: Collection[str] | None) -> list[in
     paramarena.errors.MissingParameterError
         A name is not in the manifest.
     """
-    if names is None:
-        return list(range(len(record.names)))
+    if names is None or (len(names) == len(record.names) and tuple(names) == record.names):
+        return list(range(len(record.names)))  # everything in stored order: no index needed
     index = record.index
     missing = [n for n in names if n not in index]
     if missing:
