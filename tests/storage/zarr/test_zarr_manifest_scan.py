@@ -139,6 +139,7 @@ def test_unusual_documents_go_through_json_with_the_same_result() -> None:
         raw.replace(b'"named":true', b'"named":1'),
         raw.replace(b'{"format"', b'{"parameters":[],"format"'),  # the key twice
         raw[:-2] + b",{}]}",
+        b'{,"parameters":[' + raw.split(b'"parameters":[', 1)[1],
         raw[:-3] + b"]}",
         b'{"parameters":[' + raw.split(b'"parameters":[', 1)[1],
         raw.replace(b'"size":3,"nbytes":12', b'"size":3,"nbytes":13', 1),

@@ -83,6 +83,8 @@ def _split(raw: bytes) -> tuple[dict[str, Any], int] | None:
             return None
         # a quote after a comma is never inside a JSON string, and a prefix that one "}"
         # closes into a valid object puts the key at the top level
+        if raw[:at].strip() == b"{":  # "{,": not JSON, though "{}" is
+            return None
         head, start = raw[:at] + b"}", at + len(_MARK)
     if start > len(raw) - 2:
         return None
