@@ -267,6 +267,8 @@ def _adopt_all(pdict: ParameterDict, batch: list[tuple[Parameter, Any]], ctx: Ct
     c = _CPU0[0] if ctx is None else chk.normalize_ctx(ctx, "load")[0]
     ctx_map = chk.build_ctx_map([c])
     grads: dict[np.dtype[Any], list[tuple[Parameter, Any]]] = {}
+    last_dtype: Any = None
+    last_group: list[tuple[Parameter, Any]] = []
     for p, view in batch:
         shape = view.shape
         if p._shape != shape:
@@ -279,10 +281,13 @@ def _adopt_all(pdict: ParameterDict, batch: list[tuple[Parameter, Any]], ctx: Ct
         p._data = [view]
         p._deferred_init = ()
         if p._grad_req != "null":
-            group = grads.get(view.dtype)
-            if group is None:
-                group = grads[view.dtype] = []
-            group.append((p, view))
+            dtype = view.dtype
+            if dtype is not last_dtype:  # runs of one dtype: no dict lookup per parameter
+                group = grads.get(dtype)
+                if group is None:
+                    group = grads[dtype] = []
+                last_dtype, last_group = dtype, group
+            last_group.append((p, view))
         else:
             p._grad_arrays = None
     for dtype, group in grads.items():
@@ -307,6 +312,7 @@ def load_contexts(p: Parameter, ctx: CtxArg) -> list[Context]:
 
 
 _CPU0 = [Context("cpu", 0)]
+_UNSET = object()
 
 
 def checked_destinations(
@@ -335,6 +341,12 @@ def checked_destinations(
     adopt_saved = cast_dtype and dtype_source == "saved"
     params, own_storage = pdict._params, pdict._storage
     picked: dict[np.dtype[Any], list[tuple[str, tuple[int, ...]]]] = {}
+    last_spec: Any = _UNSET
+    last_own: Any = _UNSET
+    last_saved: Any = None
+    saved: np.dtype[Any] = np.dtype(np.float32)
+    equal = False
+    group: list[tuple[str, tuple[int, ...]]] = []
     for name, key in targets.items():
         p = params[name]
         dense = p._stype == "default" and p._grad_stype == "default"
@@ -358,7 +370,10 @@ def checked_destinations(
                 f"Failed loading Parameter '{name}' from saved params: shape "
                 f"incompatible expected {own} vs saved {shape}"
             )
-        saved, equal = same(info.dtype, p._dtype)
+        spec, own_dtype = info.dtype, p._dtype
+        if spec is not last_spec or own_dtype is not last_own:  # runs of one pair: no lookup
+            last_spec, last_own = spec, own_dtype
+            saved, equal = same(spec, own_dtype)
         if not equal and not cast_dtype:
             raise DTypeMismatchError(
                 f"Failed loading Parameter '{name}' from saved params: dtype "
@@ -373,9 +388,9 @@ def checked_destinations(
             and (equal or adopt_saved)
             and p._storage is own_storage
         ):
-            group = picked.get(saved)
-            if group is None:
-                group = picked[saved] = []
+            if saved is not last_saved:
+                group = picked.setdefault(saved, [])
+                last_saved = saved
             group.append((key, shape))
     views: dict[str, Any] = {}
     for dtype, group in picked.items():

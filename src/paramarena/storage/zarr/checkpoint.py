@@ -296,7 +296,8 @@ class ZarrCheckpointBackend:
             detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
             raise CorruptCheckpointError(f"zarr checkpoint {uri!r} is corrupt: {detail}.")
         stored = record.names
-        ordered = {stored[i]: out[stored[i]] for i in picked}
+        keys = stored if len(picked) == len(stored) else [stored[i] for i in picked]
+        ordered = dict(zip(keys, map(out.__getitem__, keys), strict=True))
         if not record.named and names is None:
             return list(ordered.values())
         return ordered
