@@ -336,7 +336,7 @@ def checked_destinations(
     ctx_set = None if given is None else set(given)
     contexts = given if given is not None else _CPU0
     adopt = len(contexts) == 1 and _is_cpu(contexts[0])
-    c = contexts[0]
+    c = contexts[0] if adopt else None
     same = _dtype_pairs()
     adopt_saved = cast_dtype and dtype_source == "saved"
     params, own_storage = pdict._params, pdict._storage
