@@ -426,7 +426,10 @@ def plan_load(
         for new, stored in _renamed(stored_names, rename, source).items():
             arg_names[restore_prefix + new] = stored
     own = set(own_names)
-    missing = tuple(name for name in own_names if name not in arg_names)
+    if all(map(arg_names.__contains__, own_names)):
+        missing: tuple[str, ...] = ()
+    else:
+        missing = tuple(name for name in own_names if name not in arg_names)
     if missing and not allow_missing:
         name = missing[0]
         raise MissingParameterError(
