@@ -25,6 +25,7 @@ from paramarena.hooks.manager import get_device_spec
 from paramarena.params import checks as chk
 from paramarena.params import loading as pio
 from paramarena.params.loading import LoadReport
+from paramarena.params.stored import set_init_keys, stored_specs
 
 if TYPE_CHECKING:
     import os
@@ -34,9 +35,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_targets",
+    "checked_destinations",
     "in_place_destinations",
     "load_contexts",
-    "load_destinations",
     "load_file",
     "load_targets",
     "own_specs",
@@ -84,7 +85,7 @@ def load_targets(
 
     Every parameter is checked first (:func:`check_targets`): a mismatch raises before any
     parameter changes. ``adopted`` maps stored names to the fresh arena views they were read
-    into (see :func:`load_destinations`); those parameters take them over without a copy, and
+    into (see :func:`checked_destinations`); those parameters take them over without a copy, and
     on a failure every view not taken over yet is handed back. ``in_place`` maps stored names
     to parameters' current arrays that the loader already filled (see
     :func:`in_place_destinations`): nothing is left to copy for them. ``checked`` says that
@@ -103,9 +104,19 @@ def load_targets(
                 dtype_source,
             )
         params = pdict._params
+        batch: list[tuple[Parameter, Any]] = []
+        taken: list[str] = []
+        rest: list[tuple[str, str]] = []
+        for name, key in targets.items():
+            view = adopted.get(key)
+            if view is not None and arrays[key] is view:
+                batch.append((params[name], view))
+                taken.append(key)
+            else:
+                rest.append((name, key))
         jobs = []
         keep = not (cast_dtype and dtype_source == "saved")
-        for name, key in targets.items():
+        for name, key in rest:
             if key in adopted:
                 continue
             p, a = params[name], arrays[key]
@@ -113,17 +124,18 @@ def load_targets(
                 dtype = chk.as_np_dtype(p.dtype) if keep else np.dtype(a.dtype)
                 jobs.append((p, tuple(a.shape), dtype, load_contexts(p, ctx)))
         reserve(pdict, jobs)
-        batch = []
-        for name, key in targets.items():
-            view = adopted.get(key)
+        for name, key in rest:
             p = params[name]
-            if view is not None and arrays[key] is view:
-                batch.append((p, view))
-                del adopted[key]
-            elif key in in_place and arrays[key] is in_place[key]:
+            if key in in_place and arrays[key] is in_place[key]:
                 _filled_in_place(p, in_place[key])
             else:
                 p._load_init(arrays[key], ctx, cast_dtype, dtype_source)
+        # from here on the batch's views belong to their parameters (never handed back)
+        if len(taken) == len(adopted):
+            adopted.clear()
+        else:
+            for key in taken:
+                del adopted[key]
         _adopt_all(pdict, batch, ctx)
     finally:
         release_unadopted(pdict, targets, adopted, ctx)
@@ -255,6 +267,8 @@ def _adopt_all(pdict: ParameterDict, batch: list[tuple[Parameter, Any]], ctx: Ct
     c = _CPU0[0] if ctx is None else chk.normalize_ctx(ctx, "load")[0]
     ctx_map = chk.build_ctx_map([c])
     grads: dict[np.dtype[Any], list[tuple[Parameter, Any]]] = {}
+    last_dtype: Any = None
+    last_group: list[tuple[Parameter, Any]] = []
     for p, view in batch:
         shape = view.shape
         if p._shape != shape:
@@ -267,10 +281,13 @@ def _adopt_all(pdict: ParameterDict, batch: list[tuple[Parameter, Any]], ctx: Ct
         p._data = [view]
         p._deferred_init = ()
         if p._grad_req != "null":
-            group = grads.get(view.dtype)
-            if group is None:
-                group = grads[view.dtype] = []
-            group.append((p, view))
+            dtype = view.dtype
+            if dtype is not last_dtype:  # runs of one dtype: no dict lookup per parameter
+                group = grads.get(dtype)
+                if group is None:
+                    group = grads[dtype] = []
+                last_dtype, last_group = dtype, group
+            last_group.append((p, view))
         else:
             p._grad_arrays = None
     for dtype, group in grads.items():
@@ -295,9 +312,10 @@ def load_contexts(p: Parameter, ctx: CtxArg) -> list[Context]:
 
 
 _CPU0 = [Context("cpu", 0)]
+_UNSET = object()
 
 
-def load_destinations(
+def checked_destinations(
     pdict: ParameterDict,
     targets: Mapping[str, str],
     stored: Mapping[str, Any],
@@ -305,39 +323,77 @@ def load_destinations(
     cast_dtype: bool,
     dtype_source: str,
 ) -> dict[str, Any]:
-    """Allocate arena views that the loader can read straight into, by stored name.
+    """:func:`check_targets`, then allocate arena views the loader can read straight into.
 
-    Only for parameters of this dict that are not initialized or deferred, that will live
-    on one CPU context, and whose stored shape and dtype they take as they are.
+    One pass over the targets. Views (by stored name) only for parameters of this dict that
+    are not initialized or deferred, that will live on one CPU context, and whose stored shape
+    and dtype they take as they are. Raises what :func:`check_targets` raises, before any view
+    is allocated.
     """
-    picked: dict[tuple[Context, np.dtype[Any]], list[tuple[str, tuple[int, ...]]]] = {}
+    if cast_dtype and dtype_source not in ("current", "saved"):
+        check_targets(pdict, targets, stored, ctx, cast_dtype, dtype_source)  # raises
     given = None if ctx is None else chk.normalize_ctx(ctx, "load")
+    ctx_set = None if given is None else set(given)
     contexts = given if given is not None else _CPU0
-    if len(contexts) != 1 or not _is_cpu(contexts[0]):
-        return {}  # adopted views live on one CPU context
-    c = contexts[0]
+    adopt = len(contexts) == 1 and _is_cpu(contexts[0])
+    c = contexts[0] if adopt else None
     same = _dtype_pairs()
     adopt_saved = cast_dtype and dtype_source == "saved"
     params, own_storage = pdict._params, pdict._storage
+    picked: dict[np.dtype[Any], list[tuple[str, tuple[int, ...]]]] = {}
+    last_spec: Any = _UNSET
+    last_own: Any = _UNSET
+    last_saved: Any = None
+    saved: np.dtype[Any] = np.dtype(np.float32)
+    equal = False
+    group: list[tuple[str, tuple[int, ...]]] = []
     for name, key in targets.items():
-        p, info = params[name], stored[key]
-        if p._storage is not own_storage or p._data is not None or p._deferred_init:
-            continue
-        if p._stype != "default" or p._grad_stype != "default":
-            continue
-        saved, equal = same(info.dtype, p._dtype)
-        if not equal and not adopt_saved:
+        p = params[name]
+        dense = p._stype == "default" and p._grad_stype == "default"
+        if not dense:
+            p._check_dense("load data into")
+        data, deferred = p._data, p._deferred_init
+        if ctx_set is not None:
+            current = p._ctx_list if data is not None else (deferred[1] if deferred else None)
+            if current is not None and ctx_set != set(current):
+                raise WrongContextError(
+                    f"Failed to load Parameter '{name}' on {given} because it was previous "
+                    f"initialized on {list(current)}."
+                )
+        info = stored.get(key)
+        if info is None:
             continue
         shape = info.shape if type(info.shape) is tuple else tuple(info.shape)
         own = p._shape
         if own is not None and own != shape and not chk.shape_fits(own, shape):
-            continue
-        group = picked.get((c, saved))
-        if group is None:
-            group = picked[(c, saved)] = []
-        group.append((key, shape))
+            raise ShapeMismatchError(
+                f"Failed loading Parameter '{name}' from saved params: shape "
+                f"incompatible expected {own} vs saved {shape}"
+            )
+        spec, own_dtype = info.dtype, p._dtype
+        if spec is not last_spec or own_dtype is not last_own:  # runs of one pair: no lookup
+            last_spec, last_own = spec, own_dtype
+            saved, equal = same(spec, own_dtype)
+        if not equal and not cast_dtype:
+            raise DTypeMismatchError(
+                f"Failed loading Parameter '{name}' from saved params: dtype "
+                f"incompatible expected {p.dtype} vs saved {saved.type}. "
+                "Set cast_dtype=True to cast the dtype of saved params."
+            )
+        if (
+            adopt
+            and data is None
+            and not deferred
+            and dense
+            and (equal or adopt_saved)
+            and p._storage is own_storage
+        ):
+            if saved is not last_saved:
+                group = picked.setdefault(saved, [])
+                last_saved = saved
+            group.append((key, shape))
     views: dict[str, Any] = {}
-    for (c, dtype), group in picked.items():
+    for dtype, group in picked.items():
         arena = pdict._storage.data.arena(c, dtype)
         allocated, _, _ = arena.allocate_packed([shape for _, shape in group])
         views.update(zip((k for k, _ in group), allocated, strict=True))
@@ -460,17 +516,22 @@ def load_file(
     inspect, the check and the read below then parse and validate the manifest once.
     """
     from paramarena import storage
+    from paramarena.storage.columns import inspect_columns
 
     pio.check_restore_prefix(pdict.keys(), restore_prefix)
     source = f"file: {filename}"
     inspect_options = {k: v for k, v in options.items() if k != "progress"}
-    info = storage.inspect(filename, **inspect_options)
-    if not info.named and info.arrays:
-        raise pio.unnamed_list_error(len(info.arrays), source)
-    stored = pio.stripped_names((a.name for a in info.arrays), source) if info.named else {}
+    info = inspect_columns(filename, **inspect_options)  # no object per stored array
+    if not info.named and info.names:
+        raise pio.unnamed_list_error(len(info.names), source)
+    names = info.names
+    # stored names that are already the names to match (distinct, no 'arg:'/'aux:' to drop)
+    # are used as they are, without a dict of them
+    plain = info.named and pio.plain_names(names)
+    stored = None if plain else pio.stripped_names(names, source) if info.named else {}
     plan = pio.plan_load(
         list(pdict.keys()),
-        stored,
+        names if stored is None else stored,
         allow_missing=allow_missing,
         ignore_extra=ignore_extra,
         restore_prefix=restore_prefix,
@@ -479,26 +540,36 @@ def load_file(
         match=match,
         own_specs=own_specs(pdict) if match == "order" else None,
         stored_specs=(
-            {pio.strip_arg_aux(a.name): (a.shape, a.dtype) for a in info.arrays}
+            {
+                pio.strip_arg_aux(n): spec
+                for n, spec in zip(
+                    info.names, zip(info.shapes, info.dtypes, strict=True), strict=True
+                )
+            }
             if match == "order"
             else None
         ),
         cast_dtype=cast_dtype,
     )
-    targets = {name: stored[s] for name, s in plan.targets.items()}
-    infos = {a.name: a for a in info.arrays}
-    check_targets(pdict, targets, infos, ctx, cast_dtype, dtype_source)
-    reads_in_place = _reads_in_place(filename, options)
-    in_place = in_place_destinations(pdict, targets, infos, ctx) if reads_in_place else {}
-    views = load_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
+    renamed = stored is not None and any(k is not v for k, v in stored.items())
+    if renamed:  # 'arg:'/'aux:' dropped somewhere
+        assert stored is not None
+        targets = {n: stored[s] for n, s in plan.targets.items()}
+    else:
+        targets = plan.targets
+    infos = stored_specs(names, info.shapes, info.dtypes)
+    # every target checked (a mismatch raises here), then arena views to read into (only
+    # for parameters without an array: when every target has one, none is loaded in place)
+    views = checked_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
     try:
+        reads_in_place = len(views) < len(targets) and _reads_in_place(filename, options)
+        in_place = in_place_destinations(pdict, targets, infos, ctx) if reads_in_place else {}
         if in_place:
             # parameters are about to be overwritten where they are: check everything first
             verify_before_overwrite(filename, list(targets.values()), options)
+        out = {**views, **in_place} if in_place else views
         arrays = (
-            storage.load(
-                filename, names=list(targets.values()), out={**views, **in_place}, **options
-            )
+            storage.load(filename, names=list(targets.values()), out=out, **options)
             if targets
             else {}
         )
@@ -517,10 +588,8 @@ def load_file(
         in_place=in_place,
         checked=True,
     )
-    recorded = info.metadata.get("init_keys") or {}  # zarr manifests record the draw keys
-    for name, stored_name in targets.items():
-        if stored_name in recorded and not (cast_dtype and dtype_source == "current"):
-            pdict._params[name].init_key = recorded[stored_name]
+    if not (cast_dtype and dtype_source == "current"):
+        set_init_keys(pdict._params, targets, info)
     if plan.skipped:
         logger.info(
             "Skipped %d stored array(s) not in the ParameterDict loading %s: %s",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,6 +95,13 @@ def strip_arg_aux(name: str) -> str:
     return name[4:] if name.startswith(("arg:", "aux:")) else name
 
 
+def plain_names(stored: Sequence[str]) -> bool:
+    """Whether the stored names are distinct and none starts with ``arg:`` or ``aux:``."""
+    if any(map(str.startswith, stored, repeat(("arg:", "aux:")))):
+        return False
+    return len(set(stored)) == len(stored)
+
+
 def stripped_names(stored: Iterable[str], source: str) -> dict[str, str]:
     """Map each stored name without ``arg:``/``aux:`` to the stored name, in stored order.
 
@@ -103,6 +111,9 @@ def stripped_names(stored: Iterable[str], source: str) -> dict[str, str]:
         Two different stored names mean the same parameter (``arg:w`` and ``w``, or
         ``arg:w`` and ``aux:w``): loading would silently let one of them win.
     """
+    stored = list(stored)
+    if not any(map(str.startswith, stored, repeat(("arg:", "aux:")))):
+        return dict(zip(stored, stored, strict=True))  # no prefix to drop
     names: dict[str, str] = {}
     for name in stored:
         key = strip_arg_aux(name)
@@ -404,11 +415,21 @@ def plan_load(
             stored_specs=stored_specs,
             cast_dtype=cast_dtype,
         )
-    arg_names: dict[str, str] = {}
-    for new, stored in _renamed(stored_names, rename, source).items():
-        arg_names[restore_prefix + new] = stored
+    if rename is None:  # names as stored (distinct already), prefixed
+        keys = list(stored_names)
+        shown = [restore_prefix + k for k in keys] if restore_prefix else keys
+        arg_names = dict(zip(shown, keys, strict=True))
+        if len(arg_names) != len(keys):  # the same name twice: _renamed names it
+            arg_names = {restore_prefix + n: s for n, s in _renamed(keys, None, source).items()}
+    else:
+        arg_names = {}
+        for new, stored in _renamed(stored_names, rename, source).items():
+            arg_names[restore_prefix + new] = stored
     own = set(own_names)
-    missing = tuple(name for name in own_names if name not in arg_names)
+    if all(map(arg_names.__contains__, own_names)):
+        missing: tuple[str, ...] = ()
+    else:
+        missing = tuple(name for name in own_names if name not in arg_names)
     if missing and not allow_missing:
         name = missing[0]
         raise MissingParameterError(
@@ -417,6 +438,8 @@ def plan_load(
             "networks have the same prefix. " + NAMING_HELP
         )
     skipped = []
+    if own.issuperset(arg_names):  # every stored name has its parameter
+        return LoadPlan(arg_names, missing, ())
     targets: dict[str, str] = {}
     for name, stored in arg_names.items():
         if name in own:

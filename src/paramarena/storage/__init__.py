@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping
+from itertools import repeat
+from operator import is_
 from typing import Any
 
 import numpy as np
@@ -304,10 +306,9 @@ def load(
     """
     uri = _uri(path_or_url)
     wanted = None if names is None else list(dict.fromkeys(names))
-    if wanted is not None:
-        for n in wanted:
-            if not isinstance(n, str):
-                raise ParameterTypeError(f"names must be strings; got {n!r} loading {uri!r}")
+    if wanted is not None and not all(map(isinstance, wanted, repeat(str))):
+        n = next(n for n in wanted if not isinstance(n, str))
+        raise ParameterTypeError(f"names must be strings; got {n!r} loading {uri!r}")
     spec = resolve(uri, "r", format)
     if out:
         if wanted is None or not set(out) <= set(wanted):
@@ -324,12 +325,12 @@ def load(
     if wanted is not None:
         if isinstance(result, list):
             result = {f"arr_{i}": a for i, a in enumerate(result)}
-        missing = [n for n in wanted if n not in result]
-        if missing:
+        if not all(map(result.__contains__, wanted)):
+            missing = [n for n in wanted if n not in result]
             raise MissingParameterError(
                 f"checkpoint {uri!r} has no array named {', '.join(map(repr, missing))}"
             )
-        result = {n: result[n] for n in wanted}
+        result = dict(zip(wanted, map(result.__getitem__, wanted), strict=True))
     return result
 
 
@@ -339,6 +340,8 @@ def _fill_out(uri: str, result: dict[str, Any], out: Mapping[str, np.ndarray]) -
     Every shape and dtype is checked before the first copy, so a mismatch leaves all of ``out``
     untouched.
     """
+    if all(map(is_, map(result.get, out), out.values())):
+        return  # the backend read straight into every one of them
     for name, dest in out.items():
         got = result.get(name)
         if (

@@ -19,7 +19,7 @@ import pytest
 from paramarena import errors, storage
 from paramarena.params.parameter_dict import ParameterDict
 from paramarena.storage import session
-from paramarena.storage.zarr import validate
+from paramarena.storage.zarr import manifest_scan, validate
 
 FORMATS = {"paramarena-zarr"}
 WHERE = "test manifest"
@@ -262,13 +262,13 @@ def test_shared_reads_parse_once_and_never_reuse_other_bytes(
     path = tmp_path / "s.zarr"
     storage.save(path, _arrays(10, seed=1))
     calls = [0]
-    real = validate.manifest
+    real = manifest_scan.read_manifest
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(validate, "manifest", counting)
+    monkeypatch.setattr(manifest_scan, "read_manifest", counting)
     with session.shared_reads():
         storage.inspect(path)
         storage.load(path)
@@ -289,13 +289,13 @@ def test_load_parses_the_manifest_once(tmp_path: Path, monkeypatch: pytest.Monke
     path = tmp_path / "m.zarr"
     src.save(path)
     calls = [0]
-    real = validate.manifest
+    real = manifest_scan.read_manifest
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(validate, "manifest", counting)
+    monkeypatch.setattr(manifest_scan, "read_manifest", counting)
     d = _dict(50)
     d.initialize(seed=2)
     d.load(path)  # inspect, check pass, in-place read
@@ -336,11 +336,9 @@ def test_large_parameters_are_read_window_by_window(tmp_path: Path, chunk_bytes:
     ],
 )
 def test_init_keys_decode_as_entry_by_entry(keys: list[Any]) -> None:
-    from paramarena.storage.zarr.checkpoint import _init_keys
-
     params = [
         {"name": f"k{i}"} | ({} if k is None else {"init_key": k}) for i, k in enumerate(keys)
     ]
     names = [p["name"] for p in params]
     expected = {p["name"]: int(p["init_key"], 16) for p in params if "init_key" in p}
-    assert _init_keys(params, names) == expected
+    assert validate.decode_init_keys([p.get("init_key") for p in params], names) == expected

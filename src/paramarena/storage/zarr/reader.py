@@ -61,8 +61,8 @@ def select(uri: str, record: Manifest, names: Collection[str] | None) -> list[in
     paramarena.errors.MissingParameterError
         A name is not in the manifest.
     """
-    if names is None:
-        return list(range(len(record.names)))
+    if names is None or (len(names) == len(record.names) and tuple(names) == record.names):
+        return list(range(len(record.names)))  # everything in stored order: no index needed
     index = record.index
     missing = [n for n in names if n not in index]
     if missing:
@@ -147,7 +147,7 @@ def _check(
     arr_name: str,
 ) -> dict[int, str]:
     """Return ``{position in idx: why}`` for the parameters that failed a check."""
-    expected = np.frombuffer(bytes.fromhex("".join([record.crc32c[i] for i in idx])), ">u4")
+    expected = record.crcs[np.asarray(idx, dtype=np.intp)]
     wrong = np.flatnonzero(expected != np.array(crcs, dtype=np.uint32))
     why: dict[int, str] = {int(r): "crc32c checksum mismatch" for r in wrong}
     if failed_chunks and chunk_of is not None:
@@ -311,7 +311,7 @@ def _read_zarr(
             problems.append((name, f"chunk checksum failed: {exc}"))
             continue
         flat = np.ascontiguousarray(flat)
-        if f"{crc(flat.view(np.uint8)):08x}" != record.crc32c[i]:
+        if crc(flat.view(np.uint8)) != int(record.crcs[i]):
             problems.append((name, "crc32c checksum mismatch"))
             continue
         out[name] = flat.view(logical_dtype(record.dtypes[i])).reshape(record.shapes[i])
@@ -431,8 +431,7 @@ def _check_raw(
             for r in range(j, e):
                 if hi[r] > start:
                     reasons.setdefault(r, f"chunk {k} {why} in {arr_name!r}")
-    crcs = "".join([record.crc32c[i] for i in at.tolist()])
-    expected = np.frombuffer(bytes.fromhex(crcs), ">u4")
+    expected = record.crcs[at]
     for r in np.flatnonzero(expected != np.array(running, dtype=np.uint32)).tolist():
         reasons.setdefault(r, "crc32c checksum mismatch")
     for r in sorted(reasons):

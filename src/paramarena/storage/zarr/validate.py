@@ -12,7 +12,6 @@ Only the layouts paramarena writes are accepted: 1-D packed arrays with the code
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from paramarena.errors import CorruptCheckpointError
+from paramarena.storage.zarr.manifest_record import Manifest, ManifestEntry, decode_init_keys
 
 __all__ = [
     "MAX_NDIM",
@@ -33,8 +33,11 @@ __all__ = [
     "array_metadata",
     "check_entries_fit",
     "commit",
+    "decode_init_keys",
     "group_metadata",
+    "itemsizes",
     "manifest",
+    "manifest_header",
     "parse_json",
     "plain_name",
     "storage_dtype_name",
@@ -66,6 +69,11 @@ _ITEMSIZE = {
     "complex128": 16,
 }
 _CODECS = ("bytes", "zstd", "crc32c")
+
+
+def itemsizes() -> Mapping[str, int]:
+    """Return ``{logical dtype a manifest may name: its itemsize}``."""
+    return _ITEMSIZE
 
 
 def storage_dtype_name(logical: str) -> str:
@@ -147,85 +155,6 @@ def commit(document: Any, where: str) -> Commit:
 # -- manifest.json -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One parameter of a manifest."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    array: str
-    offset: int
-    size: int
-    nbytes: int
-    crc32c: str
-
-
-@dataclass(frozen=True, eq=False)
-class Manifest:
-    """A validated manifest: its parameters in stored order, one column per field.
-
-    Attributes
-    ----------
-    names, shapes, dtypes, arrays : tuple
-        Per parameter, in stored order.
-    offsets, sizes, nbytes : numpy.ndarray
-        ``int64`` per parameter (each in ``[0, 2**62]``).
-    crc32c : tuple of str
-        Per parameter, 8 lower-case hex digits.
-    """
-
-    format: str
-    format_version: int
-    named: bool
-    names: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...]
-    dtypes: tuple[str, ...]
-    arrays: tuple[str, ...]
-    offsets: np.ndarray
-    sizes: np.ndarray
-    nbytes: np.ndarray
-    crc32c: tuple[str, ...]
-
-    @functools.cached_property
-    def index(self) -> dict[str, int]:
-        """``{name: position}`` of every parameter (built on first use)."""
-        return dict(zip(self.names, range(len(self.names)), strict=True))
-
-    @functools.cached_property
-    def groups(self) -> dict[str, tuple[list[int], frozenset[str], int]]:
-        """Per packed array: its parameters' positions, their dtypes and their largest end."""
-        positions: dict[str, list[int]] = {}
-        for i, a in enumerate(self.arrays):
-            group = positions.get(a)
-            if group is None:
-                group = positions[a] = []
-            group.append(i)
-        ends = self.offsets + self.sizes  # each <= 2**63 - 2: no overflow
-        return {
-            a: (idx, frozenset(self.dtypes[i] for i in idx), int(ends[idx].max()))
-            for a, idx in positions.items()
-        }
-
-    @functools.cached_property
-    def entries(self) -> tuple[ManifestEntry, ...]:
-        """The parameters as records (built on first use)."""
-        return tuple(
-            ManifestEntry(n, s, d, a, int(o), int(z), int(b), c)
-            for n, s, d, a, o, z, b, c in zip(
-                self.names,
-                self.shapes,
-                self.dtypes,
-                self.arrays,
-                self.offsets.tolist(),
-                self.sizes.tolist(),
-                self.nbytes.tolist(),
-                self.crc32c,
-                strict=True,
-            )
-        )
-
-
 def _shape(value: Any, where: str, field: str) -> tuple[int, ...]:
     if not isinstance(value, list) or len(value) > MAX_NDIM:
         raise _fail(where, f"field {field!r} must be a list of at most {MAX_NDIM} sizes")
@@ -266,19 +195,7 @@ def manifest(
 ) -> Manifest:
     """Validate a parsed ``manifest.json`` (parameter names unique, sizes consistent)."""
     doc = _object(document, where)
-    fmt = _str(_field(doc, "format", where), where, "format")
-    if fmt not in formats:
-        raise _fail(where, f"field 'format' is {fmt!r}, expected one of {sorted(formats)}")
-    version = _int(_field(doc, "format_version", where), where, "format_version", 1)
-    if version > max_format_version:
-        raise _fail(
-            where,
-            f"format_version {version} is newer than this paramarena reads "
-            f"({max_format_version}); upgrade paramarena",
-        )
-    named = doc.get("named", True)
-    if not isinstance(named, bool):
-        raise _fail(where, f"field 'named' must be true or false, got {named!r}")
+    fmt, version, named = manifest_header(doc, where, formats, max_format_version)
     params = _field(doc, "parameters", where)
     if not isinstance(params, list):
         raise _fail(where, "field 'parameters' must be a list")
@@ -300,7 +217,43 @@ def manifest(
             np.array([e.nbytes for e in entries], np.int64),
             tuple(e.crc32c for e in entries),
         )
-    return Manifest(fmt, version, named, *columns)
+    names, shapes, dtypes, arrays, offsets, sizes, nbytes, crcs = columns
+    hexed = bytes.fromhex("".join(crcs))
+    keys = [p.get("init_key") for p in params]
+    return Manifest(
+        fmt,
+        version,
+        named,
+        names,
+        shapes,
+        dtypes,
+        arrays,
+        offsets,
+        sizes,
+        nbytes,
+        np.frombuffer(hexed, ">u4").astype(np.uint32),
+        keys if any(k is not None for k in keys) else None,
+    )
+
+
+def manifest_header(
+    doc: Mapping[str, Any], where: str, formats: Collection[str], max_format_version: int
+) -> tuple[str, int, bool]:
+    """Validate a manifest's header fields; return its format, format_version and named."""
+    fmt = _str(_field(doc, "format", where), where, "format")
+    if fmt not in formats:
+        raise _fail(where, f"field 'format' is {fmt!r}, expected one of {sorted(formats)}")
+    version = _int(_field(doc, "format_version", where), where, "format_version", 1)
+    if version > max_format_version:
+        raise _fail(
+            where,
+            f"format_version {version} is newer than this paramarena reads "
+            f"({max_format_version}); upgrade paramarena",
+        )
+    named = doc.get("named", True)
+    if not isinstance(named, bool):
+        raise _fail(where, f"field 'named' must be true or false, got {named!r}")
+    return fmt, version, named
 
 
 _Columns = tuple[
