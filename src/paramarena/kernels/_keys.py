@@ -30,9 +30,14 @@ def stream_keys_compiled(seed: int, keys: Sequence[object]) -> np.ndarray:
 
     from paramarena.kernels import _native
 
-    names = [k if type(k) is str else str(k) for k in keys]
+    names: Sequence[str]
+    try:
+        joined = "".join(keys)  # type: ignore[arg-type]
+        names = keys  # type: ignore[assignment]
+    except TypeError:  # a key that is not a str: its str(), as hashlib's loop takes it
+        names = [k if type(k) is str else str(k) for k in keys]
+        joined = "".join(names)
     count = len(names)
-    joined = "".join(names)
     data = joined.encode("utf-8")
     if len(data) == len(joined):  # ASCII: a name's bytes are its characters
         lengths = np.fromiter(map(len, names), np.int64, count)

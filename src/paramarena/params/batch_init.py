@@ -44,6 +44,7 @@ _NAME = operator.attrgetter("name")
 #: from this many new parameters on, the kernel fills them while their state is set
 _BACKGROUND_FROM = 4096
 _GRAD_REQ = operator.attrgetter("_grad_req")
+_DEFERRED = operator.attrgetter("_deferred_init")
 
 
 def _is_cpu(ctx: Context) -> bool:
@@ -466,11 +467,12 @@ def _commit(pdict: ParameterDict, group: _Group, ctx: Context, seed: int) -> Non
         arena = pdict._storage.grad.arena(ctx, group.dtype)
         grad_runs, _, _ = arena.allocate_rows(group.by_shape, count)
         ctx_list = [ctx]  # shared: only ever read, replaced whole
+        if list(map(_DEFERRED, params)).count(()) != count:
+            for p in params:  # ``_init_options`` only matters while a deferred init is pending
+                p._deferred_init = ()
         for (members, data_run), (_, grad_run) in zip(group.runs, grad_runs, strict=True):
             pair = (data_run, grad_run)
             for row, p in enumerate(map(params.__getitem__, members)):
-                p._init_options = options
-                p._deferred_init = ()
                 p.init_key = seed  # the key these values were drawn with (regenerates them)
                 p._ctx_list = ctx_list
                 p._ctx_map = ctx_map
