@@ -409,6 +409,18 @@ def _reads_in_place(filename: str | os.PathLike[str], options: Mapping[str, Any]
     return path is not None and _os.path.isdir(path)
 
 
+def _checks_first(filename: str | os.PathLike[str], options: Mapping[str, Any]) -> bool:
+    """Whether the backend's ``load`` checks everything before reading into ``out=`` itself.
+
+    Such a backend (zarr: ``check_first=True``) checks and reads one committed version in one
+    go, and reads only the very files it checked; the others get :func:`verify_before_overwrite`.
+    """
+    from paramarena import storage
+
+    spec = storage.resolve(filename, "r", options.get("format"))
+    return bool(getattr(spec.backend, "checks_first", False))
+
+
 def verify_before_overwrite(
     filename: str | os.PathLike[str], names: Sequence[str], options: Mapping[str, Any]
 ) -> None:
@@ -492,12 +504,17 @@ def load_file(
     in_place = in_place_destinations(pdict, targets, infos, ctx) if reads_in_place else {}
     views = load_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
     try:
+        read_options = dict(options)
         if in_place:
-            # parameters are about to be overwritten where they are: check everything first
-            verify_before_overwrite(filename, list(targets.values()), options)
+            # parameters are about to be overwritten where they are: check everything first,
+            # in the same read of the same version where the backend can (zarr: check_first)
+            if _checks_first(filename, options):
+                read_options["check_first"] = True
+            else:
+                verify_before_overwrite(filename, list(targets.values()), options)
         arrays = (
             storage.load(
-                filename, names=list(targets.values()), out={**views, **in_place}, **options
+                filename, names=list(targets.values()), out={**views, **in_place}, **read_options
             )
             if targets
             else {}

@@ -18,20 +18,25 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from paramarena.storage.zarr.crc import crc32c_combine
+
 __all__ = [
+    "COMBINE_PIECES",
     "GROUP_METADATA",
     "ChunkSink",
     "ChunkWriter",
+    "Identity",
     "LocalChunkFiles",
     "RawLayout",
     "array_metadata",
     "chunks_of",
+    "identity",
     "metadata_bytes",
     "raw_layout",
     "read_ranges",
@@ -40,6 +45,17 @@ __all__ = [
 
 _IOV_MAX = 1024
 _CRC_BYTES = 4
+#: Chunks read as at most this many parts get their crc32c derived from the parts' crc32c
+#: (:func:`~paramarena.storage.zarr.crc.crc32c_combine`) instead of a second pass over the bytes.
+COMBINE_PIECES = 64
+
+#: ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of a chunk file.
+Identity = tuple[int, int, int, int, int]
+
+
+def identity(st: os.stat_result) -> Identity:
+    """Return what tells one version of a file from another: inode, size, mtime, ctime."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _crc32c(data: Any, value: int = 0) -> int:
@@ -358,6 +374,7 @@ def _read_chunk(
     layout: RawLayout,
     valid: int,
     running: list[int] | None = None,
+    expect: Identity | None = None,
 ) -> str | None:
     """Read ``parts`` (byte offset in the chunk, destination[, owner]) of one chunk file.
 
@@ -369,7 +386,7 @@ def _read_chunk(
     """
     ordered = sorted(parts, key=lambda p: p[0])
     if running is not None:
-        return _read_chunk_owned(path, ordered, layout, valid, running)
+        return _read_chunk_owned(path, ordered, layout, valid, running, expect)
     whole = _covers(ordered, valid)
     fd = open_chunk(path)
     if isinstance(fd, str):
@@ -451,6 +468,7 @@ def read_scattered(
     sizes: np.ndarray,
     dests: Sequence[np.ndarray],
     running: list[int] | None = None,
+    verified: Mapping[str, Identity] | None = None,
 ) -> dict[int, str]:
     """Read parameters of a packed array into their own arrays: :func:`read_ranges` for many.
 
@@ -463,6 +481,10 @@ def read_scattered(
     With ``running`` (one ``0`` per parameter), ``running[i]`` becomes the crc32c of what was
     read into ``dests[i]``, computed window by window while the bytes are in cache (chunks are
     read in order, so a parameter spanning chunks is checksummed in order).
+
+    With ``verified`` (chunk file path -> :data:`Identity` seen by a check pass; needs
+    ``running``), a chunk file listed there that is no longer that very file fails before any
+    byte of it is read.
     """
     c, isz = layout.chunk, layout.itemsize
     by_chunk: dict[int, list[tuple[int, Any, int]]] = {}
@@ -490,7 +512,9 @@ def read_scattered(
     problems: dict[int, str] = {}
     for k, parts in sorted(by_chunk.items()):
         valid = min(c, layout.count - k * c) * isz
-        why = _read_chunk(layout.path(k), parts, layout, valid, running)
+        path = layout.path(k)
+        expect = verified.get(path) if verified else None
+        why = _read_chunk(path, parts, layout, valid, running, expect)
         if why is not None:
             problems[k] = f"chunk {k} {why}"
     return problems
@@ -502,32 +526,50 @@ def _read_chunk_owned(
     layout: RawLayout,
     valid: int,
     running: list[int],
+    expect: Identity | None = None,
 ) -> str | None:
-    """:func:`_read_chunk` adding every part to its owner's crc32c (see there)."""
+    """:func:`_read_chunk` adding every part to its owner's crc32c (see there).
+
+    Each part is checksummed once, window by window while in cache; a chunk of at most
+    :data:`COMBINE_PIECES` parts derives its own crc32c from theirs (no second pass over the
+    bytes). With ``expect``, the file must be the very one a check pass saw (its
+    :func:`identity`), else nothing is read.
+    """
     crc = _crc32c_function()
     whole = _covers(ordered, valid)
     fd = open_chunk(path)
     if isinstance(fd, str):
         return fd
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if expect is not None and identity(st) != expect:
+            return "changed since it was checked (replaced or modified between the passes)"
+        size = st.st_size
         if whole:
             expected = layout.chunk_bytes + _CRC_BYTES
             if size != expected:
                 return f"has {size} bytes, expected {expected} (truncated or damaged)"
+            combine = len(ordered) <= COMBINE_PIECES
+            parts = [0] * len(ordered)
             chunk_crc = 0
-            for batch in _windows(ordered):
+            for batch in _windows([(o, v, i) for i, (o, v, _) in enumerate(ordered)]):
                 if not _read_all(fd, [v for v, _ in batch]):
                     return "short read (truncated)"
-                for view, owner in batch:
-                    chunk_crc = crc(view, chunk_crc)
-                    running[owner] = crc(view, running[owner])
+                for view, i in batch:
+                    if not combine:
+                        chunk_crc = crc(view, chunk_crc)
+                    parts[i] = crc(view, parts[i])
             tail = memoryview(bytearray(expected - valid))
             if not _read_all(fd, [tail]):
                 return "short read (truncated)"
+            if combine:
+                for (_, view, _), c in zip(ordered, parts, strict=True):
+                    chunk_crc = crc32c_combine(chunk_crc, c, view.nbytes)
             chunk_crc = crc(tail[:-_CRC_BYTES], chunk_crc)
             if int.from_bytes(tail[-_CRC_BYTES:], "little") != chunk_crc:
                 return "crc32c checksum of the chunk failed"
+            for (_, view, owner), c in zip(ordered, parts, strict=True):
+                running[owner] = crc32c_combine(running[owner], c, view.nbytes)
             return None
         for offset, view, owner in ordered:
             if offset + view.nbytes > size - _CRC_BYTES:
