@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from paramarena import errors, storage
-from paramarena.storage.zarr import checkpass, local, reader
+from paramarena.storage.zarr import checkpass, reader, scatter
 
 
 def _arrays(sizes: list[int]) -> dict[str, np.ndarray]:
@@ -188,8 +188,8 @@ def test_a_chunk_file_replaced_during_the_read_pass_is_not_read(
 def test_identity_tells_a_rewritten_file_from_the_original(tmp_path: Path) -> None:
     f = tmp_path / "x"
     f.write_bytes(b"abc")
-    before = local.identity(os.stat(f))
-    assert local.identity(os.stat(f)) == before
+    before = scatter.identity(os.stat(f))
+    assert scatter.identity(os.stat(f)) == before
     assert checkpass.changed({str(f): before}) == []
     _replace_with_a_copy(f)
     assert checkpass.changed({str(f): before}) == [str(f)]

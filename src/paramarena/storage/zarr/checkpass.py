@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from paramarena.storage.zarr.crc import crc32c, crc32c_combine
-from paramarena.storage.zarr.local import COMBINE_PIECES, Identity, RawLayout, identity, open_chunk
+from paramarena.storage.zarr.local import RawLayout, open_chunk
+from paramarena.storage.zarr.scatter import COMBINE_PIECES, Identity, identity
 
 __all__ = [
     "CHECK_THREADS",
@@ -39,8 +40,9 @@ __all__ = [
 
 #: Bytes of a chunk file read at once by each thread (cache-sized: checksummed while hot).
 CHECK_WINDOW = 1 << 20
-#: Threads checking chunk files at once.
-CHECK_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: Threads checking chunk files at once: one on machines of up to 2 CPUs (where a second
+#: thread competing with a busy core made the pass slower), else up to 4.
+CHECK_THREADS = 1 if (os.cpu_count() or 1) <= 2 else min(4, (os.cpu_count() or 1) // 2)
 _CRC_BYTES = 4
 
 _LOCAL = threading.local()

@@ -26,8 +26,8 @@ from paramarena.storage.zarr.local import (
     RawLayout,
     raw_layout,
     read_ranges,
-    read_scattered,
 )
+from paramarena.storage.zarr.scatter import read_scattered
 from paramarena.storage.zarr.validate import Manifest
 from paramarena.storage.zarr.writer import storage_dtype
 
@@ -147,11 +147,16 @@ def _check(
     failed_chunks: Mapping[int, str],
     chunk_of: tuple[np.ndarray, np.ndarray] | None,
     arr_name: str,
+    trusted: set[int] | None = None,
 ) -> dict[int, str]:
-    """Return ``{position in idx: why}`` for the parameters that failed a check."""
+    """Return ``{position in idx: why}`` for the parameters that failed a check.
+
+    Positions in ``trusted`` were read from chunk files a check pass verified (their crc32c
+    was compared there, and ``crcs`` holds nothing for them).
+    """
     expected = np.frombuffer(bytes.fromhex("".join([record.crc32c[i] for i in idx])), ">u4")
-    wrong = np.flatnonzero(expected != np.array(crcs, dtype=np.uint32))
-    why: dict[int, str] = {int(r): "crc32c checksum mismatch" for r in wrong}
+    wrong = np.flatnonzero(expected != np.array(crcs, dtype=np.uint32)).tolist()
+    why: dict[int, str] = {r: "crc32c checksum mismatch" for r in wrong if r not in (trusted or ())}
     if failed_chunks and chunk_of is not None:
         first, last = chunk_of
         for r in range(len(idx)):
@@ -225,8 +230,9 @@ def _read_raw(
     else:
         targets = [np.empty(n, sdtype) for n in sizes_l]
     crcs = [0] * len(targets)  # each target's crc32c, computed as its bytes arrive
-    bad = read_scattered(layout, offsets, sizes, targets, crcs, verified)
-    why = _check(record, idx, crcs, bad, chunk_of, arr_name)
+    trusted: set[int] = set()  # read only from chunk files the check pass found intact
+    bad = read_scattered(layout, offsets, sizes, targets, crcs, verified, trusted)
+    why = _check(record, idx, crcs, bad, chunk_of, arr_name, trusted)
     _hand_out(names, shapes, targets, given, dtype, why, out, problems)
 
 
