@@ -9,6 +9,7 @@ number of threads and whether a chunk's crc32c is derived or computed over its b
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -194,3 +195,41 @@ def test_identity_tells_a_rewritten_file_from_the_original(tmp_path: Path) -> No
     _replace_with_a_copy(f)
     assert checkpass.changed({str(f): before}) == [str(f)]
     assert checkpass.changed({str(tmp_path / "absent"): before}) == [str(tmp_path / "absent")]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("window", [7, 64, 1000])
+@pytest.mark.parametrize("disjoint", [True, False])
+def test_each_piece_gets_its_crc32c_across_window_boundaries(
+    tmp_path: Path, window: int, disjoint: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check_chunk's per-window feeding against crc32c of each piece's bytes: pieces inside a
+    window, across several windows, empty, and (``disjoint=False``) overlapping."""
+    monkeypatch.setattr(checkpass, "CHECK_WINDOW", window)
+    rng = np.random.default_rng(window)
+    cb = 3000
+    data = rng.integers(0, 256, cb, dtype=np.uint8).tobytes()
+    chunk = tmp_path / "0"
+    chunk.write_bytes(data + crc32c.crc32c(data).to_bytes(4, "little"))
+    cuts = sorted({0, cb, *rng.integers(0, cb, 60).tolist()})
+    spans = list(itertools.pairwise(cuts))
+    if not disjoint:
+        spans += [(100, 2500), (5, 9), (2999, 3000), (1200, 1201)]
+        spans.sort()
+    starts, ends = [a for a, _ in spans], [b for _, b in spans]
+    got = []
+    for whole in [True, False] if disjoint else [False]:
+        pieces = checkpass.Pieces(starts, ends, disjoint)
+        why, crcs, ident = checkpass.check_chunk(str(chunk), cb, cb, pieces, max(ends), whole)
+        assert why is None
+        assert ident is not None
+        got.append(crcs)
+    for crcs in got:
+        assert crcs == [crc32c.crc32c(data[a:b]) for a, b in spans]
+    raw = bytearray(chunk.read_bytes())
+    raw[1500] ^= 1
+    chunk.write_bytes(bytes(raw))
+    if disjoint:  # the chunk's own crc32c, derived from the pieces' (<= 64 of them) or not
+        pieces = checkpass.Pieces(starts, ends, True)
+        why, _, _ = checkpass.check_chunk(str(chunk), cb, cb, pieces, cb, True)
+        assert why == "crc32c checksum of the chunk failed"

@@ -16,11 +16,12 @@ and change times), so that a read that follows can tell that it reads the very f
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -56,13 +57,13 @@ def _window(nbytes: int) -> memoryview:
     if buf is None or len(buf) < want:
         buf = memoryview(np.empty(max(want, 64 << 10), dtype=np.uint8))  # type: ignore[arg-type]
         _LOCAL.window = buf
-    return buf
+    return buf[:want]
 
 
-def _contiguous(pieces: Sequence[tuple[int, int]], valid: int) -> bool:
-    """Whether ``pieces`` (sorted ``(start, end)`` byte ranges) tile ``[0, valid)`` exactly."""
+def _contiguous(starts: list[int], ends: list[int], valid: int) -> bool:
+    """Whether the pieces (sorted by start) tile ``[0, valid)`` exactly."""
     pos = 0
-    for a, b in pieces:
+    for a, b in zip(starts, ends, strict=True):
         if a != pos:
             return False
         pos = b
@@ -73,8 +74,16 @@ def _contiguous(pieces: Sequence[tuple[int, int]], valid: int) -> bool:
 ChunkResult = tuple[str | None, list[int], Identity | None]
 
 
+class Pieces(NamedTuple):
+    """The parts of parameters inside one chunk: byte ranges of its data, sorted by start."""
+
+    starts: list[int]
+    ends: list[int]
+    disjoint: bool  # each piece ends before the next starts (manifests written here)
+
+
 def check_chunk(
-    path: str, cb: int, valid: int, pieces: Sequence[tuple[int, int]], need: int, whole: bool
+    path: str, cb: int, valid: int, pieces: Pieces, need: int, whole: bool
 ) -> ChunkResult:
     """Read chunk file ``path`` and checksum its ``pieces``; check its own crc32c if ``whole``.
 
@@ -86,8 +95,8 @@ def check_chunk(
         Data bytes of every chunk (the last one zero-padded); the file holds ``cb + 4`` bytes.
     valid : int
         Data bytes of this chunk before the padding.
-    pieces : sequence of (int, int)
-        Byte ranges of the data, sorted by start.
+    pieces : Pieces
+        Byte ranges of the data.
     need : int
         Data bytes to read when not ``whole``.
     whole : bool
@@ -106,8 +115,10 @@ def check_chunk(
             return f"has {size} bytes, too short for the requested range (truncated)", [], None
         end = expected if whole else need
         window = _window(end)
-        n = len(pieces)
-        combine = whole and n <= COMBINE_PIECES and _contiguous(pieces, valid)
+        starts, ends = pieces.starts, pieces.ends
+        n = len(starts)
+        combine = whole and n <= COMBINE_PIECES and _contiguous(starts, ends, valid)
+        feed = _feed_disjoint if pieces.disjoint else _feed_any
         crcs = [0] * n
         chunk_crc = pad_crc = 0
         trailer = b""
@@ -122,23 +133,15 @@ def check_chunk(
                 dv = view[:data]
                 if whole and not combine:
                     chunk_crc = crc32c(dv, chunk_crc)
-                we = pos + data
-                while p < n and pieces[p][1] <= pos:
-                    p += 1
-                q = p
-                while q < n and pieces[q][0] < we:
-                    a, b = max(pieces[q][0], pos), min(pieces[q][1], we)
-                    if b > a:
-                        crcs[q] = crc32c(dv[a - pos : b - pos], crcs[q])
-                    q += 1
-                if combine and we > valid:  # the zero padding of the last chunk
+                p = feed(starts, ends, crcs, p, pos, dv)
+                if combine and pos + data > valid:  # the zero padding of the last chunk
                     pad_crc = crc32c(dv[max(valid, pos) - pos :], pad_crc)
             if data < got:
                 trailer += bytes(view[data:])
             pos += got
         if whole:
             if combine:
-                for (a, b), c in zip(pieces, crcs, strict=True):
+                for a, b, c in zip(starts, ends, crcs, strict=True):
                     chunk_crc = crc32c_combine(chunk_crc, c, b - a)
                 chunk_crc = crc32c_combine(chunk_crc, pad_crc, cb - valid)
             if int.from_bytes(trailer[:_CRC_BYTES], "little") != chunk_crc:
@@ -146,6 +149,50 @@ def check_chunk(
         return None, crcs, identity(st)
     finally:
         os.close(fd)
+
+
+def _feed_any(
+    starts: list[int], ends: list[int], crcs: list[int], p: int, pos: int, dv: memoryview
+) -> int:
+    """Add the window ``dv`` (data bytes from ``pos``) to every piece it touches.
+
+    Returns the first piece not finished before the window (pieces may overlap).
+    """
+    n, we = len(starts), pos + len(dv)
+    while p < n and ends[p] <= pos:
+        p += 1
+    q = p
+    while q < n and starts[q] < we:
+        a, b = max(starts[q], pos), min(ends[q], we)
+        if b > a:
+            crcs[q] = crc32c(dv[a - pos : b - pos], crcs[q])
+        q += 1
+    return p
+
+
+def _feed_disjoint(
+    starts: list[int], ends: list[int], crcs: list[int], p: int, pos: int, dv: memoryview
+) -> int:
+    """:func:`_feed_any` for disjoint pieces: those inside the window in one comprehension."""
+    we = pos + len(dv)
+    p = bisect.bisect_right(ends, pos, p)  # the first piece ending after pos
+    q = bisect.bisect_left(starts, we, p)  # pieces [p, q) start before the window's end
+    if q <= p:
+        return p
+    head = p
+    if starts[p] < pos:  # continues from the previous window
+        crcs[p] = crc32c(dv[: min(ends[p], we) - pos], crcs[p])
+        head = p + 1
+    tail = q
+    if tail > head and ends[q - 1] > we:  # goes on into the next window
+        tail = q - 1
+        crcs[tail] = crc32c(dv[starts[tail] - pos :], crcs[tail])
+    if tail > head:
+        crcs[head:tail] = [
+            crc32c(dv[a - pos : b - pos])
+            for a, b in zip(starts[head:tail], ends[head:tail], strict=True)
+        ]
+    return p
 
 
 def check_raw(
@@ -178,90 +225,102 @@ def check_raw(
         (a chunk missing, truncated or failing its crc32c).
     """
     isz, cb = layout.itemsize, layout.chunk * layout.itemsize
-    n = len(lo)
-    total = layout.count * isz
-    jobs: list[tuple[int, int, int, list[tuple[int, int]], list[int], int, bool]] = []
-    j = 0  # first parameter not finished before the current chunk
-    for k in _needed(lo, hi, cb):
-        start, stop = k * cb, (k + 1) * cb
-        while j < n and hi[j] <= start:
-            j += 1
-        pieces: list[tuple[int, int]] = []
-        owners: list[int] = []
-        covered = need = 0
-        e = j
-        while e < n and lo[e] < stop:
-            if hi[e] > start:
-                a, b = max(lo[e], start) - start, min(hi[e], stop) - start
-                if b > a:
-                    pieces.append((a, b))
-                    owners.append(e)
-                    covered += b - a
-                need = max(need, b)
-            e += 1
-        valid = min(total - start, cb)
-        jobs.append((k, j, e, pieces, owners, need, covered == valid))
-    running = [0] * n
+    jobs = _jobs(lo, hi, cb, layout.count * isz)
+    running = [0] * len(lo)
     reasons: dict[int, str] = {}
 
-    def one(job: tuple[int, int, int, list[tuple[int, int]], list[int], int, bool]) -> ChunkResult:
-        k, _j, _e, pieces, _owners, need, whole = job
-        valid = min(total - k * cb, cb)
-        return check_chunk(layout.path(k), cb, valid, pieces, need, whole)
+    def one(job: _Job) -> ChunkResult:
+        return check_chunk(layout.path(job.k), cb, job.valid, job.pieces, job.need, job.whole)
 
     workers = min(CHECK_THREADS if threads is None else max(1, threads), len(jobs))
     if workers <= 1:
-        results: Any = map(one, jobs)
-        _collect(layout, arr_name, jobs, results, lo, hi, running, reasons, seen)
+        _collect(layout, arr_name, jobs, map(one, jobs), running, reasons, seen)
     else:
         with ThreadPoolExecutor(workers, thread_name_prefix="paramarena-check") as pool:
             try:
                 results = pool.map(one, jobs)
-                _collect(layout, arr_name, jobs, results, lo, hi, running, reasons, seen)
+                _collect(layout, arr_name, jobs, results, running, reasons, seen)
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     return running, reasons
 
 
-def _needed(lo: Sequence[int], hi: Sequence[int], cb: int) -> list[int]:
-    """Return the chunks holding a byte of ``[lo[r], hi[r])`` for some ``r``, in order."""
+class _Job(NamedTuple):
+    k: int  # the chunk
+    pieces: Pieces
+    owners: list[int]  # the parameter of each piece
+    need: int  # data bytes up to the end of the last piece
+    valid: int  # data bytes of the chunk before its padding
+    whole: bool  # the pieces cover every valid byte
+
+
+def _jobs(lo: Sequence[int], hi: Sequence[int], cb: int, total: int) -> list[_Job]:
+    """Cut the byte ranges into pieces, one list per chunk touched (numpy, no loop per range)."""
     lo_a = np.asarray(lo, dtype=np.int64)
     hi_a = np.asarray(hi, dtype=np.int64)
-    full = hi_a > lo_a
-    first, last = lo_a[full] // cb, (hi_a[full] - 1) // cb
-    spans = [
-        np.arange(f, g + 1) for f, g in zip(first.tolist(), last.tolist(), strict=True) if g > f
+    nz = np.flatnonzero(hi_a > lo_a)
+    if not nz.size:
+        return []
+    first, last = lo_a[nz] // cb, (hi_a[nz] - 1) // cb
+    counts = last - first + 1
+    owner = np.repeat(nz, counts)
+    step = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(counts) - counts, counts
+    )
+    k = np.repeat(first, counts) + step
+    base = k * cb
+    a = np.maximum(lo_a[owner], base) - base
+    b = np.minimum(hi_a[owner], base + cb) - base
+    order = np.lexsort((a, k))
+    k, a, b, owner = k[order], a[order], b[order], owner[order]
+    cut = np.flatnonzero(np.diff(k)) + 1
+    starts_at = np.concatenate([[0], cut])
+    need = np.maximum.reduceat(b, starts_at)
+    covered = np.add.reduceat(b - a, starts_at)
+    chunks = k[starts_at]
+    valid = np.minimum(total - chunks * cb, cb)
+    overlap = np.zeros(len(k), dtype=np.int64)
+    overlap[1:] = (k[1:] == k[:-1]) & (b[:-1] > a[1:])
+    overlapping = np.add.reduceat(overlap, starts_at) > 0
+    bounds = [*starts_at.tolist(), len(k)]
+    a_l, b_l, o_l = a.tolist(), b.tolist(), owner.tolist()
+    return [
+        _Job(kk, Pieces(a_l[s:e], b_l[s:e], not ov), o_l[s:e], nd, vd, cv == vd)
+        for kk, s, e, nd, vd, cv, ov in zip(
+            chunks.tolist(),
+            bounds[:-1],
+            bounds[1:],
+            need.tolist(),
+            valid.tolist(),
+            covered.tolist(),
+            overlapping.tolist(),
+            strict=True,
+        )
     ]
-    needed: list[int] = np.unique(np.concatenate([first, *spans])).tolist() if first.size else []
-    return needed
 
 
 def _collect(
     layout: RawLayout,
     arr_name: str,
-    jobs: Sequence[tuple[int, int, int, list[tuple[int, int]], list[int], int, bool]],
+    jobs: Sequence[_Job],
     results: Any,
-    lo: Sequence[int],
-    hi: Sequence[int],
     running: list[int],
     reasons: dict[int, str],
     seen: dict[str, Identity] | None,
 ) -> None:
     """Fold each chunk's pieces into their parameters' crc32c, in chunk order."""
-    cb = layout.chunk * layout.itemsize
     for job, (why, crcs, ident) in zip(jobs, results, strict=True):
-        k, j, e, pieces, owners = job[0], job[1], job[2], job[3], job[4]
         if why is not None:
-            start = k * cb
-            for r in range(j, e):
-                if hi[r] > start:
-                    reasons.setdefault(r, f"chunk {k} {why} in {arr_name!r}")
+            for r in job.owners:
+                reasons.setdefault(r, f"chunk {job.k} {why} in {arr_name!r}")
             continue
-        for (a, b), c, r in zip(pieces, crcs, owners, strict=True):
-            running[r] = crc32c_combine(running[r], c, b - a)
+        starts, ends = job.pieces.starts, job.pieces.ends
+        for a, b, c, r in zip(starts, ends, crcs, job.owners, strict=True):
+            prev = running[r]
+            running[r] = crc32c_combine(prev, c, b - a) if prev else c
         if seen is not None and ident is not None:
-            seen[layout.path(k)] = ident
+            seen[layout.path(job.k)] = ident
 
 
 def changed(seen: Mapping[str, Identity]) -> list[str]:
