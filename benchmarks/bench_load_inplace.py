@@ -12,10 +12,13 @@ in the same cache state, in interleaved rounds:
   (``posix_fadvise(POSIX_FADV_DONTNEED)`` on every file of the checkpoint; clean pages only,
   no privileges needed), so both sides read from disk.
 
-Each round times an in-place load of the initialized dict and a load into a fresh dict (the
-fresh dict dropped again right after, so that the process holds one model plus one being
-loaded), and prints the medians, the ratio range over the rounds, and the peak RSS each load
-adds (``/proc/self/clear_refs`` then ``VmHWM``).
+Each round builds a new dict (the previous round's is dropped first: one model in memory at a
+time, as in ``bench_scaling.py``), times a load into it while it is fresh, then a load into it
+now that it is initialized (in place), each after putting the checkpoint in the cache state of
+the round; it prints the medians, the ratio range over the rounds, and the peak RSS the in-place
+load adds (``/proc/self/clear_refs`` then ``VmHWM``). The fresh load faults in new memory: on
+a machine whose transparent huge pages are compacted on fault (``defrag`` = ``madvise``), that
+alone varies from run to run.
 
 Run: ``python benchmarks/bench_load_inplace.py [--elements 4e8] [--params 1000] [--repeat 5]
 [--dir DIR]``.
@@ -68,6 +71,15 @@ def _evict(path: str) -> None:
                 os.close(fd)
 
 
+def _warm(path: str) -> None:
+    """Read every file of the checkpoint once (its pages in the page cache)."""
+    for name in glob.glob(os.path.join(path, "**", "*"), recursive=True):
+        if os.path.isfile(name):
+            with open(name, "rb") as f:
+                while f.read(1 << 24):
+                    pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--elements", type=float, default=4e8)
@@ -98,22 +110,20 @@ def main() -> None:
         model.initialize(init.Uniform(), seed=1)
         model.save(path)
         model.load(path)  # untimed: imports, first reads
+        model = None
         results: dict[str, dict[str, list[tuple[float, int]]]] = {}
-        for r in range(args.repeat):
+        for _ in range(args.repeat):
             for state in ("warm", "cold"):
                 runs = results.setdefault(state, {"inplace": [], "fresh": []})
-                order = ("inplace", "fresh") if r % 2 == 0 else ("fresh", "inplace")
-                for side in order:
+                gc.collect()
+                target = build()  # the previous round's model is gone: one model at a time
+                for side in ("fresh", "inplace"):  # the fresh load initializes the dict
                     if state == "cold":
                         _evict(path)
                     else:
-                        model.load(path)  # the checkpoint's pages in cache
-                    if side == "inplace":
-                        runs[side].append(_timed(lambda: model.load(path)))
-                    else:
-                        fresh = build()
-                        runs[side].append(_timed(lambda fresh=fresh: fresh.load(path)))
-                        del fresh
+                        _warm(path)
+                    runs[side].append(_timed(lambda target=target: target.load(path)))
+                target = None
         elements = sum(math.prod(s) for s in shapes)
         print(
             f"{count} params, {elements:.3g} elements ({elements * 4 / MIB:.0f} MiB), "
