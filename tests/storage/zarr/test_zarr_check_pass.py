@@ -121,6 +121,7 @@ def test_check_first_load_reads_in_place_what_a_plain_load_reads(
 ) -> None:
     path, arrays = saved
     monkeypatch.setattr(checkpass, "CHECK_THREADS", threads)
+    monkeypatch.setattr(scatter, "READ_THREADS", threads)
     names = list(arrays)[1::2]
     out = {n: np.zeros_like(arrays[n]) for n in names}
     got = storage.load(path, names=names, out=out, check_first=True)
@@ -168,10 +169,12 @@ def test_a_chunk_file_changed_between_the_passes_is_detected_before_writing(
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("threads", [1, 2])
 def test_a_chunk_file_replaced_during_the_read_pass_is_not_read(
-    saved: tuple[Path, dict[str, np.ndarray]], monkeypatch: pytest.MonkeyPatch
+    saved: tuple[Path, dict[str, np.ndarray]], threads: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path, arrays = saved
+    monkeypatch.setattr(scatter, "READ_THREADS", threads)
     victim = _chunk_files(path)[-1]
     real = checkpass.changed
 

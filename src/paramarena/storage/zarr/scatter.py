@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,14 @@ from paramarena.storage.zarr.local import (
     open_chunk,
 )
 
-__all__ = ["COMBINE_PIECES", "READ_WINDOW", "Identity", "identity", "read_scattered"]
+__all__ = [
+    "COMBINE_PIECES",
+    "READ_THREADS",
+    "READ_WINDOW",
+    "Identity",
+    "identity",
+    "read_scattered",
+]
 
 #: Chunks read as at most this many parts get their crc32c derived from the parts' crc32c
 #: (:func:`~paramarena.storage.zarr.crc.crc32c_combine`) instead of a second pass over the bytes.
@@ -125,23 +133,53 @@ def read_scattered(
     problems: dict[int, str] = {}
     checked: set[int] = set()  # parameters with bytes from a verified file
     summed: set[int] = set()  # parameters with bytes checksummed here
+    plain: list[tuple[int, str, list[tuple[Any, ...]], int, Identity]] = []
     for k, parts in sorted(by_chunk.items()):
         valid = min(c, layout.count - k * c) * isz
         path = layout.path(k)
         expect = verified.get(path) if verified else None
         if running is None:
             why = _read_chunk(path, parts, layout, valid)
-        elif expect is not None:
-            why = _read_chunk_verified(path, sorted(parts, key=_first), layout, valid, expect)
+        elif expect is not None:  # read below, several chunk files at once
+            plain.append((k, path, sorted(parts, key=_first), valid, expect))
             checked.update(p[2] for p in parts)
+            continue
         else:
             why = _read_chunk_owned(path, sorted(parts, key=_first), layout, valid, running)
             summed.update(p[2] for p in parts)
         if why is not None:
             problems[k] = f"chunk {k} {why}"
+    for k, why in _read_verified(layout, plain):
+        if why is not None:
+            problems[k] = f"chunk {k} {why}"
     if trusted is not None:
         trusted.update(checked - summed)
     return problems
+
+
+#: Threads reading verified chunk files at once (plain copies into disjoint arrays; chunks are
+#: handed out one at a time).
+READ_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _read_verified(
+    layout: RawLayout, jobs: Sequence[tuple[int, str, list[tuple[Any, ...]], int, Identity]]
+) -> list[tuple[int, str | None]]:
+    """Read chunk files a check pass verified, on up to :data:`READ_THREADS` threads."""
+
+    def one(job: tuple[int, str, list[tuple[Any, ...]], int, Identity]) -> tuple[int, str | None]:
+        k, path, ordered, valid, expect = job
+        return k, _read_chunk_verified(path, ordered, layout, valid, expect)
+
+    workers = min(READ_THREADS, len(jobs))
+    if workers <= 1:
+        return [one(job) for job in jobs]
+    with ThreadPoolExecutor(workers, thread_name_prefix="paramarena-read") as pool:
+        try:
+            return list(pool.map(one, jobs))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _first(part: tuple[Any, ...]) -> Any:
