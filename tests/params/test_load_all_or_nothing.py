@@ -171,3 +171,42 @@ def test_partly_initialized_dict_keeps_its_values_on_error(saved: Path) -> None:
         d.load(saved)
     np.testing.assert_array_equal(d["net_p1_weight"].data(), value)
     assert all(d[n]._data is None for n in d if n != "net_p1_weight")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("which", [0, -1])
+def test_a_chunk_file_changed_between_check_and_read_leaves_every_parameter(
+    saved: Path, which: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check pass passes, then a chunk file is replaced (same bytes, a new file): the
+    read must notice before writing anything."""
+    import shutil
+
+    from paramarena.storage.zarr import reader
+
+    victim = _chunk_files(saved)[which]
+    real = reader.check
+    calls = {"n": 0}
+
+    def check_then_replace(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        problems = real(*args, **kwargs)
+        twin = victim.with_name("twin")
+        shutil.copyfile(victim, twin)
+        os.replace(twin, victim)
+        return problems
+
+    monkeypatch.setattr(reader, "check", check_then_replace)
+    d = _dict()
+    d.initialize(seed=2)
+    before = _snapshot(d)
+    with pytest.raises(errors.CorruptCheckpointError, match="changed between the check and"):
+        d.load(saved)
+    assert calls["n"] == 1  # one check pass, inside the load of that version
+    _unchanged(d, before)
+    monkeypatch.setattr(reader, "check", real)
+    d.load(saved)  # the replaced file holds the same bytes: a new load reads it
+    ref = _dict()
+    ref.load(saved)
+    for name, p in d.items():
+        np.testing.assert_array_equal(p.data(), ref[name].data())

@@ -30,7 +30,7 @@ import numpy as np
 from paramarena import init as _initializer
 from paramarena.devices.context import Context
 from paramarena.devices.segments import RowRun
-from paramarena.hooks.manager import get_device_spec, get_plugin_manager
+from paramarena.hooks.manager import get_plugin_manager
 from paramarena.params import checks as chk
 from paramarena.params.bulk import paused_gc
 
@@ -45,12 +45,6 @@ _NAME = operator.attrgetter("name")
 _BACKGROUND_FROM = 4096
 _GRAD_REQ = operator.attrgetter("_grad_req")
 _DEFERRED = operator.attrgetter("_deferred_init")
-
-
-def _is_cpu(ctx: Context) -> bool:
-    from paramarena.devices.cpu import CPUBackend
-
-    return isinstance(get_device_spec(ctx.device_type).backend, CPUBackend)
 
 
 class _Group:
@@ -193,7 +187,7 @@ def _initialize(
         return
     default = _initializer.create(init)
     ctx_list = chk.normalize_ctx(ctx, params[0].name)
-    batch_ctx = ctx_list[0] if len(ctx_list) == 1 and _is_cpu(ctx_list[0]) else None
+    batch_ctx = ctx_list[0] if len(ctx_list) == 1 and chk.is_cpu_context(ctx_list[0]) else None
     groups: list[_Group]
     if batch_ctx is None or verbose:
         groups, single = [], params

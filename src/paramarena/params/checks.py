@@ -30,6 +30,7 @@ __all__ = [
     "check_set_data_shape",
     "check_stype",
     "ctx_lookup",
+    "is_cpu_context",
     "merge_shapes",
     "normalize_ctx",
     "normalize_shape",
@@ -308,3 +309,11 @@ def to_host(value: Any, what: str) -> np.ndarray:
             f"got {type(value).__name__}."
         )
     return np.asarray(value)
+
+
+def is_cpu_context(ctx: Context) -> bool:
+    """Return whether ``ctx``'s device backend is the host (CPU) backend."""
+    from paramarena.devices.cpu import CPUBackend
+    from paramarena.hooks.manager import get_device_spec
+
+    return isinstance(get_device_spec(ctx.device_type).backend, CPUBackend)

@@ -9,7 +9,7 @@ those views without a copy, and hand back every view no parameter took over.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,9 +21,15 @@ from paramarena.errors import (
     ShapeMismatchError,
     WrongContextError,
 )
-from paramarena.hooks.manager import get_device_spec
 from paramarena.params import checks as chk
 from paramarena.params import loading as pio
+from paramarena.params.inplace_load import (
+    checks_first,
+    dtype_cache,
+    in_place_destinations,
+    reads_in_place,
+    verify_before_overwrite,
+)
 from paramarena.params.loading import LoadReport
 from paramarena.params.stored import set_init_keys, stored_specs
 
@@ -36,14 +42,12 @@ if TYPE_CHECKING:
 __all__ = [
     "check_targets",
     "checked_destinations",
-    "in_place_destinations",
     "load_contexts",
     "load_file",
     "load_targets",
     "own_specs",
     "release_unadopted",
     "reserve",
-    "verify_before_overwrite",
 ]
 
 logger = logging.getLogger("paramarena")
@@ -212,7 +216,7 @@ def _dtype_pairs() -> Callable[[Any, Any], tuple[np.dtype[Any], bool]]:
 
     Remembers its answers for the duration of one call (by the pair of specs as given).
     """
-    dtype_of = _dtype_cache()
+    dtype_of = dtype_cache()
     found: dict[Any, tuple[np.dtype[Any], bool]] = {}
 
     def same(saved: Any, own: Any) -> tuple[np.dtype[Any], bool]:
@@ -227,20 +231,6 @@ def _dtype_pairs() -> Callable[[Any, Any], tuple[np.dtype[Any], bool]]:
         return got
 
     return same
-
-
-def _dtype_cache() -> Callable[[Any], np.dtype[Any]]:
-    """Return ``chk.as_np_dtype`` remembering its answers for the duration of one call."""
-    found: dict[Any, np.dtype[Any]] = {}
-
-    def dtype_of(spec: Any) -> np.dtype[Any]:
-        key = spec if isinstance(spec, str) else id(spec)
-        got = found.get(key)
-        if got is None:
-            got = found[key] = chk.as_np_dtype(spec)
-        return got
-
-    return dtype_of
 
 
 def _filled_in_place(p: Parameter, view: Any) -> None:
@@ -335,7 +325,7 @@ def checked_destinations(
     given = None if ctx is None else chk.normalize_ctx(ctx, "load")
     ctx_set = None if given is None else set(given)
     contexts = given if given is not None else _CPU0
-    adopt = len(contexts) == 1 and _is_cpu(contexts[0])
+    adopt = len(contexts) == 1 and chk.is_cpu_context(contexts[0])
     c = contexts[0] if adopt else None
     same = _dtype_pairs()
     adopt_saved = cast_dtype and dtype_source == "saved"
@@ -398,85 +388,6 @@ def checked_destinations(
         allocated, _, _ = arena.allocate_packed([shape for _, shape in group])
         views.update(zip((k for k, _ in group), allocated, strict=True))
     return views
-
-
-def in_place_destinations(
-    pdict: ParameterDict, targets: Mapping[str, str], stored: Mapping[str, Any], ctx: CtxArg
-) -> dict[str, Any]:
-    """Return the current arrays of initialized parameters that can be loaded in place.
-
-    By stored name: parameters of one CPU context whose array is a C-contiguous writable
-    numpy array of the stored shape and dtype (no cast).
-    """
-    picked: dict[str, Any] = {}
-    given = None if ctx is None else set(chk.normalize_ctx(ctx, "load"))
-    # contexts by identity (they live as long as the loop): no Context.__hash__ per parameter
-    cpu_ok: dict[int, bool] = {}
-    dtype_of = _dtype_cache()
-    params = pdict._params
-    for name, key in targets.items():
-        p = params[name]
-        data, contexts = p._data, p._ctx_list
-        if data is None or len(data) != 1 or contexts is None:
-            continue
-        if given is not None and given != set(contexts):
-            continue
-        view, info = data[0], stored[key]
-        if not isinstance(view, np.ndarray):
-            continue
-        c = contexts[0]
-        ok = cpu_ok.get(id(c))
-        if ok is None:
-            ok = cpu_ok[id(c)] = _is_cpu(c)
-        if not ok:
-            continue
-        shape = info.shape if type(info.shape) is tuple else tuple(info.shape)
-        if view.shape != shape:
-            continue
-        if view.dtype != dtype_of(info.dtype):
-            continue
-        flags = view.flags
-        if flags.c_contiguous and flags.writeable:
-            picked[key] = view
-    return picked
-
-
-def _is_cpu(ctx: Context) -> bool:
-    from paramarena.devices.cpu import CPUBackend
-
-    return isinstance(get_device_spec(ctx.device_type).backend, CPUBackend)
-
-
-def _reads_in_place(filename: str | os.PathLike[str], options: Mapping[str, Any]) -> bool:
-    """Whether the backend may read straight into ``out=`` arrays (local directories only).
-
-    Other sources (files, remote stores) are read into new arrays that ``storage.load`` copies
-    into ``out=`` only after everything was read and checked: no verification pass is needed.
-    """
-    import os as _os
-
-    from paramarena import storage
-    from paramarena.storage.fileio import local_path
-
-    spec = storage.resolve(filename, "r", options.get("format"))
-    if not getattr(spec.backend, "accepts_out", False):
-        return False
-    path = local_path(_os.fspath(filename))
-    return path is not None and _os.path.isdir(path)
-
-
-def verify_before_overwrite(
-    filename: str | os.PathLike[str], names: Sequence[str], options: Mapping[str, Any]
-) -> None:
-    """Read and check ``names``, keeping nothing (:func:`paramarena.storage.check`).
-
-    A load that reads straight into parameters' current arrays runs this first, so that a
-    corrupt, missing or unreadable array raises before any parameter is overwritten. Memory:
-    one chunk (zarr on local disk) or one bounded batch.
-    """
-    from paramarena import storage
-
-    storage.check(filename, names=names, **options)
 
 
 def release_unadopted(
@@ -562,14 +473,22 @@ def load_file(
     # for parameters without an array: when every target has one, none is loaded in place)
     views = checked_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
     try:
-        reads_in_place = len(views) < len(targets) and _reads_in_place(filename, options)
-        in_place = in_place_destinations(pdict, targets, infos, ctx) if reads_in_place else {}
+        in_place = (
+            in_place_destinations(pdict, targets, infos, ctx)
+            if len(views) < len(targets) and reads_in_place(filename, options)
+            else {}
+        )
+        read_options = dict(options)
         if in_place:
-            # parameters are about to be overwritten where they are: check everything first
-            verify_before_overwrite(filename, list(targets.values()), options)
+            # parameters are about to be overwritten where they are: check everything first,
+            # in the same read of the same version where the backend can (zarr: check_first)
+            if checks_first(filename, options):
+                read_options["check_first"] = True
+            else:
+                verify_before_overwrite(filename, list(targets.values()), options)
         out = {**views, **in_place} if in_place else views
         arrays = (
-            storage.load(filename, names=list(targets.values()), out=out, **options)
+            storage.load(filename, names=list(targets.values()), out=out, **read_options)
             if targets
             else {}
         )

@@ -50,7 +50,7 @@ from paramarena.storage import session
 from paramarena.storage.columns import StoredColumns
 from paramarena.storage.failures import describe_local
 from paramarena.storage.sniff import is_local_zip_file
-from paramarena.storage.zarr import guard, manifest_scan, reader, validate
+from paramarena.storage.zarr import checkpass, guard, manifest_scan, reader, validate
 from paramarena.storage.zarr.commit import COMMIT_MARKER, commit_version
 from paramarena.storage.zarr.location import Location, remote_concurrency
 from paramarena.storage.zarr.obstore import client_option
@@ -91,6 +91,7 @@ _OPTIONS = frozenset(
         "cleanup_grace",
         "commit_timeout",
         "init_keys",  # name -> 64-bit key the values were drawn with (Parameter.init_key)
+        "check_first",  # load: check everything before reading into out= (all or nothing)
     }
 )
 
@@ -261,6 +262,9 @@ class ZarrCheckpointBackend:
 
     #: ``load`` takes ``out=``: arrays to read into (see :func:`paramarena.storage.load`).
     accepts_out = True
+    #: ``load`` takes ``check_first=True``: with ``out=`` arrays read in place, every selected
+    #: array is checked first, and the read then takes the very files checked (all or nothing).
+    checks_first = True
 
     def load(
         self,
@@ -272,7 +276,13 @@ class ZarrCheckpointBackend:
     ) -> LoadedArrays:
         """Read the committed version; with ``names``, only those parameters' byte ranges.
 
-        Arrays in ``out`` that fit are filled in place (local uncompressed checkpoints).
+        Arrays in ``out`` that fit are filled in place (local uncompressed checkpoints). With
+        the option ``check_first=True`` and such arrays, every selected parameter is first
+        checked like :meth:`check` (every chunk's and parameter's crc32c), and the read that
+        follows, of the same committed version in the same attempt, reads only the very chunk
+        files checked (same device, inode, size, modification and change time) and checks
+        every crc32c again: a damaged, missing or unreadable chunk raises before any ``out``
+        array is written.
         """
         self._check_options(uri, options)
         return retrying(
@@ -290,8 +300,24 @@ class ZarrCheckpointBackend:
         version, _manifest, record = self._committed_record(loc)
         guard.check_version(loc, version, record)  # zarr metadata and stored sizes, before reading
         picked = reader.select(loc.uri, record, names)
+        verified: dict[str, Any] | None = None
         with remote_concurrency(loc.local, _concurrency(uri, options)):
-            out, problems = reader.read(loc, version, record, picked, options.get("progress"), into)
+            if into and loc.local and options.get("check_first"):
+                verified = {}  # chunk file -> identity, of every chunk file that passed
+                problems = reader.check(loc, version, record, picked, verified)
+                if problems:
+                    detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
+                    raise CorruptCheckpointError(f"zarr checkpoint {uri!r} is corrupt: {detail}.")
+                moved_files = checkpass.changed(verified)
+                if moved_files:
+                    raise CorruptCheckpointError(
+                        f"zarr checkpoint {uri!r}: chunk file(s) {moved_files[:3]} changed "
+                        f"between the check and the read ({len(moved_files)} in all); no array "
+                        "given in out= was written."
+                    )
+            out, problems = reader.read(
+                loc, version, record, picked, options.get("progress"), into, verified
+            )
         if problems:
             detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
             raise CorruptCheckpointError(f"zarr checkpoint {uri!r} is corrupt: {detail}.")

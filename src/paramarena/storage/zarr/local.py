@@ -15,7 +15,6 @@ using zarr.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -35,7 +34,6 @@ __all__ = [
     "metadata_bytes",
     "raw_layout",
     "read_ranges",
-    "read_scattered",
 ]
 
 _IOV_MAX = 1024
@@ -304,34 +302,6 @@ def _read_all(fd: int, buffers: Sequence[Any]) -> bool:
     return True
 
 
-#: Bytes read at once from a chunk file whose parts are checksummed as they arrive.
-READ_WINDOW = 1 << 20
-
-
-def _windows(ordered: Sequence[tuple[Any, ...]]) -> list[list[tuple[Any, int]]]:
-    """Cut ``(offset, destination, owner)`` parts into batches of about :data:`READ_WINDOW`."""
-    batches: list[list[tuple[Any, int]]] = []
-    batch: list[tuple[Any, int]] = []
-    size = 0
-    for part in ordered:
-        view, owner = part[1], part[2]
-        nbytes = view.nbytes
-        if nbytes > READ_WINDOW:
-            flat = memoryview(view).cast("B")
-            pieces = [(flat[a : a + READ_WINDOW], owner) for a in range(0, nbytes, READ_WINDOW)]
-        else:
-            pieces = [(view, owner)]
-        for piece in pieces:
-            batch.append(piece)
-            size += piece[0].nbytes
-            if size >= READ_WINDOW:
-                batches.append(batch)
-                batch, size = [], 0
-    if batch:
-        batches.append(batch)
-    return batches
-
-
 def open_chunk(path: str) -> int | str:
     """Open a chunk file for reading: its descriptor, or why not (``"missing"``, ...)."""
     try:
@@ -357,19 +327,14 @@ def _read_chunk(
     parts: Sequence[tuple[Any, ...]],
     layout: RawLayout,
     valid: int,
-    running: list[int] | None = None,
 ) -> str | None:
     """Read ``parts`` (byte offset in the chunk, destination[, owner]) of one chunk file.
 
     When the parts cover the chunk's ``valid`` data bytes exactly and in order, the whole file is
     read (padding and crc32c trailer included) and the chunk's crc32c is checked; otherwise
-    each part is read on its own. With ``running``, each part's bytes are also added to
-    ``running[owner]`` (the owner's crc32c so far), read window by window while in cache.
-    Returns a problem description, or None.
+    each part is read on its own. Returns a problem description, or None.
     """
     ordered = sorted(parts, key=lambda p: p[0])
-    if running is not None:
-        return _read_chunk_owned(path, ordered, layout, valid, running)
     whole = _covers(ordered, valid)
     fd = open_chunk(path)
     if isinstance(fd, str):
@@ -443,99 +408,3 @@ def read_ranges(layout: RawLayout, ranges: Sequence[tuple[int, np.ndarray]]) -> 
         if why is not None:
             problems[k] = f"chunk {k} {why}"
     return problems
-
-
-def read_scattered(
-    layout: RawLayout,
-    offsets: np.ndarray,
-    sizes: np.ndarray,
-    dests: Sequence[np.ndarray],
-    running: list[int] | None = None,
-) -> dict[int, str]:
-    """Read parameters of a packed array into their own arrays: :func:`read_ranges` for many.
-
-    Parameter ``i`` (elements ``[offsets[i], offsets[i] + sizes[i])``) goes to ``dests[i]``
-    (C-contiguous, of the storage itemsize, ``sizes[i]`` elements, any shape). A parameter inside
-    one chunk is handed to ``readv`` as it is (no per-parameter view); chunks covered
-    completely are read in one ``readv`` each and their crc32c checked, as by
-    :func:`read_ranges`. Returns the same problem description per failed chunk.
-
-    With ``running`` (one ``0`` per parameter), ``running[i]`` becomes the crc32c of what was
-    read into ``dests[i]``, computed window by window while the bytes are in cache (chunks are
-    read in order, so a parameter spanning chunks is checksummed in order).
-    """
-    c, isz = layout.chunk, layout.itemsize
-    by_chunk: dict[int, list[tuple[int, Any, int]]] = {}
-    if len(dests):
-        first = offsets // c
-        last = (offsets + np.maximum(sizes, 1) - 1) // c
-        nonempty = sizes > 0
-        single = np.flatnonzero(nonempty & (first == last))
-        if single.size:
-            order = single[np.argsort(first[single], kind="stable")]
-            ks = first[order]
-            at = ((offsets[order] - ks * c) * isz).tolist()
-            owners = order.tolist()
-            picked = [dests[j] for j in owners]
-            cuts = [0, *(np.flatnonzero(np.diff(ks)) + 1).tolist(), len(picked)]
-            for a, b in itertools.pairwise(cuts):
-                by_chunk[int(ks[a])] = list(zip(at[a:b], picked[a:b], owners[a:b], strict=True))
-        for j in np.flatnonzero(nonempty & (first != last)).tolist():
-            lo, end = int(offsets[j]), int(offsets[j]) + int(sizes[j])
-            buf = memoryview(dests[j]).cast("B")  # type: ignore[arg-type]
-            for k in range(int(first[j]), int(last[j]) + 1):
-                a, b = max(lo, k * c), min(end, (k + 1) * c)
-                part = buf[(a - lo) * isz : (b - lo) * isz]
-                by_chunk.setdefault(k, []).append(((a - k * c) * isz, part, j))
-    problems: dict[int, str] = {}
-    for k, parts in sorted(by_chunk.items()):
-        valid = min(c, layout.count - k * c) * isz
-        why = _read_chunk(layout.path(k), parts, layout, valid, running)
-        if why is not None:
-            problems[k] = f"chunk {k} {why}"
-    return problems
-
-
-def _read_chunk_owned(
-    path: str,
-    ordered: Sequence[tuple[Any, ...]],
-    layout: RawLayout,
-    valid: int,
-    running: list[int],
-) -> str | None:
-    """:func:`_read_chunk` adding every part to its owner's crc32c (see there)."""
-    crc = _crc32c_function()
-    whole = _covers(ordered, valid)
-    fd = open_chunk(path)
-    if isinstance(fd, str):
-        return fd
-    try:
-        size = os.fstat(fd).st_size
-        if whole:
-            expected = layout.chunk_bytes + _CRC_BYTES
-            if size != expected:
-                return f"has {size} bytes, expected {expected} (truncated or damaged)"
-            chunk_crc = 0
-            for batch in _windows(ordered):
-                if not _read_all(fd, [v for v, _ in batch]):
-                    return "short read (truncated)"
-                for view, owner in batch:
-                    chunk_crc = crc(view, chunk_crc)
-                    running[owner] = crc(view, running[owner])
-            tail = memoryview(bytearray(expected - valid))
-            if not _read_all(fd, [tail]):
-                return "short read (truncated)"
-            chunk_crc = crc(tail[:-_CRC_BYTES], chunk_crc)
-            if int.from_bytes(tail[-_CRC_BYTES:], "little") != chunk_crc:
-                return "crc32c checksum of the chunk failed"
-            return None
-        for offset, view, owner in ordered:
-            if offset + view.nbytes > size - _CRC_BYTES:
-                return f"has {size} bytes, too short for the requested range (truncated)"
-            os.lseek(fd, offset, os.SEEK_SET)
-            if not _read_all(fd, [view]):
-                return "short read (truncated)"
-            running[owner] = crc(view, running[owner])
-    finally:
-        os.close(fd)
-    return None

@@ -21,13 +21,13 @@ from paramarena.errors import CorruptCheckpointError, MissingParameterError, Sto
 from paramarena.storage.fileio import progress_reporter
 from paramarena.storage.remote import is_transient
 from paramarena.storage.zarr import guard
+from paramarena.storage.zarr.checkpass import Identity, check_raw
 from paramarena.storage.zarr.local import (
     RawLayout,
-    open_chunk,
     raw_layout,
     read_ranges,
-    read_scattered,
 )
+from paramarena.storage.zarr.scatter import read_scattered
 from paramarena.storage.zarr.validate import Manifest
 from paramarena.storage.zarr.writer import storage_dtype
 
@@ -80,13 +80,15 @@ def read(
     picked: Sequence[int],
     progress: bool | None,
     into: Mapping[str, np.ndarray] | None = None,
+    verified: Mapping[str, Identity] | None = None,
 ) -> tuple[dict[str, np.ndarray], Problems]:
     """Read the parameters ``picked`` (manifest indices); return arrays and problems.
 
     An entry named in ``into`` whose array fits (C-contiguous, writable, same shape and
     dtype) is read into that array (local uncompressed checkpoints); the others get new arrays.
     Every array returned passed its crc32c check; each parameter that did not is a problem
-    ``(name, why)`` instead.
+    ``(name, why)`` instead. ``verified`` (what :func:`check` recorded in ``seen``): a chunk
+    file read into ``into`` arrays must be the very file checked, else it is not read.
     """
     out: dict[str, np.ndarray] = {}
     problems: Problems = []
@@ -98,7 +100,7 @@ def read(
             sdtype = storage_dtype(record.dtypes[idx[0]])
             layout = raw_layout(loc.join(version, arr_name), sdtype) if loc.local else None
             if layout is not None:
-                _read_raw(layout, arr_name, record, idx, out, problems, into or {})
+                _read_raw(layout, arr_name, record, idx, out, problems, into or {}, verified)
             else:
                 if group is None:
                     group = guard.open_group(loc, version)
@@ -145,11 +147,16 @@ def _check(
     failed_chunks: Mapping[int, str],
     chunk_of: tuple[np.ndarray, np.ndarray] | None,
     arr_name: str,
+    trusted: set[int] | None = None,
 ) -> dict[int, str]:
-    """Return ``{position in idx: why}`` for the parameters that failed a check."""
+    """Return ``{position in idx: why}`` for the parameters that failed a check.
+
+    Positions in ``trusted`` were read from chunk files a check pass verified (their crc32c
+    was compared there, and ``crcs`` holds nothing for them).
+    """
     expected = record.crcs[np.asarray(idx, dtype=np.intp)]
-    wrong = np.flatnonzero(expected != np.array(crcs, dtype=np.uint32))
-    why: dict[int, str] = {int(r): "crc32c checksum mismatch" for r in wrong}
+    wrong = np.flatnonzero(expected != np.array(crcs, dtype=np.uint32)).tolist()
+    why: dict[int, str] = {r: "crc32c checksum mismatch" for r in wrong if r not in (trusted or ())}
     if failed_chunks and chunk_of is not None:
         first, last = chunk_of
         for r in range(len(idx)):
@@ -171,6 +178,7 @@ def _read_raw(
     out: dict[str, np.ndarray],
     problems: Problems,
     into: Mapping[str, np.ndarray],
+    verified: Mapping[str, Identity] | None = None,
 ) -> None:
     """Read ``idx`` of one packed array straight from its chunk files (local disk)."""
     crc = _crc32c()
@@ -222,8 +230,9 @@ def _read_raw(
     else:
         targets = [np.empty(n, sdtype) for n in sizes_l]
     crcs = [0] * len(targets)  # each target's crc32c, computed as its bytes arrive
-    bad = read_scattered(layout, offsets, sizes, targets, crcs)
-    why = _check(record, idx, crcs, bad, chunk_of, arr_name)
+    trusted: set[int] = set()  # read only from chunk files the check pass found intact
+    bad = read_scattered(layout, offsets, sizes, targets, crcs, verified, trusted)
+    why = _check(record, idx, crcs, bad, chunk_of, arr_name, trusted)
     _hand_out(names, shapes, targets, given, dtype, why, out, problems)
 
 
@@ -357,14 +366,21 @@ def _read_range(loc: Any, zarr_array: Any, lo: int, hi: int, arr_name: str) -> A
 CHECK_BATCH_BYTES = 64 << 20
 
 
-def check(loc: Any, version: str, record: Manifest, picked: Sequence[int]) -> Problems:
+def check(
+    loc: Any,
+    version: str,
+    record: Manifest,
+    picked: Sequence[int],
+    seen: dict[str, Identity] | None = None,
+) -> Problems:
     """Read and check the parameters ``picked`` like :func:`read`, keeping nothing.
 
-    Local uncompressed arrays are streamed one chunk file at a time through a window of
-    :data:`CHECK_WINDOW` bytes (each chunk the parameters cover completely has its crc32c
-    checked, every parameter its own crc32c, carried across windows and chunks); other arrays
-    are read through zarr in batches of :data:`CHECK_BATCH_BYTES`. Memory: one window, or one
-    batch.
+    Local uncompressed arrays are read chunk file by chunk file by
+    :func:`~paramarena.storage.zarr.checkpass.check_raw` (a reused 1 MiB window per thread,
+    several threads; each chunk the parameters cover completely has its crc32c checked, every
+    parameter its own crc32c); ``seen`` receives the identity of each chunk file that passed.
+    Other arrays are read through zarr in batches of :data:`CHECK_BATCH_BYTES`. Memory: a
+    window per thread, or one batch.
     """
     problems: Problems = []
     by_array = _by_array(record, picked)
@@ -373,7 +389,7 @@ def check(loc: Any, version: str, record: Manifest, picked: Sequence[int]) -> Pr
         sdtype = storage_dtype(record.dtypes[idx[0]])
         layout = raw_layout(loc.join(version, arr_name), sdtype) if loc.local else None
         if layout is not None:
-            _check_raw(layout, arr_name, record, idx, problems)
+            _check_raw(layout, arr_name, record, idx, problems, seen)
             continue
         if group is None:
             group = guard.open_group(loc, version)
@@ -391,129 +407,23 @@ def check(loc: Any, version: str, record: Manifest, picked: Sequence[int]) -> Pr
 
 
 def _check_raw(
-    layout: RawLayout, arr_name: str, record: Manifest, idx: list[int], problems: Problems
+    layout: RawLayout,
+    arr_name: str,
+    record: Manifest,
+    idx: list[int],
+    problems: Problems,
+    seen: dict[str, Identity] | None = None,
 ) -> None:
-    """Stream the chunk files holding ``idx`` and check them (see :func:`check`)."""
-    crc = _crc32c()
-    isz, cb = layout.itemsize, layout.chunk * layout.itemsize  # cb: data bytes per chunk
+    """Check the chunk files holding ``idx`` (see :func:`check` and :mod:`.checkpass`)."""
+    isz = layout.itemsize
     at = np.asarray(idx, dtype=np.intp)
     at = at[np.argsort(record.offsets[at], kind="stable")]
     lo_a = record.offsets[at] * isz
     hi_a = lo_a + record.sizes[at] * isz
-    full = hi_a > lo_a
-    first, last = lo_a[full] // cb, (hi_a[full] - 1) // cb
-    spans = [
-        np.arange(f, g + 1) for f, g in zip(first.tolist(), last.tolist(), strict=True) if g > f
-    ]
-    needed = np.unique(np.concatenate([first, *spans])).tolist() if first.size else []
-    lo, hi = lo_a.tolist(), hi_a.tolist()
     names = [record.names[i] for i in at.tolist()]
-    n = len(names)
-    running = [0] * n
-    reasons: dict[int, str] = {}
-    window = memoryview(np.empty(min(CHECK_WINDOW, cb + 4), dtype=np.uint8))  # type: ignore[arg-type]
-    j = 0  # first entry not finished before the current chunk
-    for k in needed:
-        start = k * cb
-        stop = start + cb
-        while j < n and hi[j] <= start:
-            j += 1
-        e, covered, need = j, 0, 0
-        while e < n and lo[e] < stop:
-            if hi[e] > start:
-                covered += min(hi[e], stop) - max(lo[e], start)
-                need = max(need, min(hi[e], stop) - start)
-            e += 1
-        valid = min(layout.count * isz - start, cb)
-        spans_k = _Spans(lo, hi, running, j, e, start, cb, crc)
-        why = _stream_chunk(layout.path(k), window, cb, need, covered == valid, spans_k)
-        if why is not None:
-            for r in range(j, e):
-                if hi[r] > start:
-                    reasons.setdefault(r, f"chunk {k} {why} in {arr_name!r}")
+    running, reasons = check_raw(layout, arr_name, lo_a.tolist(), hi_a.tolist(), seen)
     expected = record.crcs[at]
     for r in np.flatnonzero(expected != np.array(running, dtype=np.uint32)).tolist():
         reasons.setdefault(r, "crc32c checksum mismatch")
     for r in sorted(reasons):
         problems.append((names[r], reasons[r]))
-
-
-#: Bytes of a chunk file read at once by :func:`check` (cache-sized: checksummed while hot).
-CHECK_WINDOW = 1 << 20
-
-
-class _Spans:
-    """The parameters ``[j, e)`` touching one chunk: feeds each its bytes as they stream by."""
-
-    def __init__(
-        self,
-        lo: list[int],
-        hi: list[int],
-        running: list[int],
-        j: int,
-        e: int,
-        start: int,
-        cb: int,
-        crc: Any,
-    ) -> None:
-        self.lo, self.hi, self.running, self.p, self.e = lo, hi, running, j, e
-        self.start, self.cb, self.crc = start, cb, crc
-
-    def feed(self, pos: int, view: memoryview) -> None:
-        """Add the chunk's data bytes ``[pos, pos + len(view))`` to the parameters' crc32c."""
-        lo, hi, running, crc = self.lo, self.hi, self.running, self.crc
-        ws = self.start + pos
-        we = ws + len(view)
-        p = self.p
-        while p < self.e and hi[p] <= ws:
-            p += 1
-        self.p = p
-        while p < self.e and lo[p] < we:
-            a, b = max(lo[p], ws), min(hi[p], we)
-            if b > a:
-                running[p] = crc(view[a - ws : b - ws], running[p])
-            p += 1
-
-
-def _stream_chunk(
-    path: str, window: memoryview, cb: int, need: int, whole: bool, spans: _Spans
-) -> str | None:
-    """Stream chunk file ``path`` through ``window``, feeding ``spans``; return what is wrong.
-
-    With ``whole`` (every data byte of the chunk is checked) the file must have its full size
-    (``cb`` data bytes and the crc32c) and its crc32c must match; otherwise only its first
-    ``need`` data bytes are read.
-    """
-    import os
-
-    crc = spans.crc
-    fd = open_chunk(path)
-    if isinstance(fd, str):
-        return fd
-    try:
-        size = os.fstat(fd).st_size
-        expected = cb + 4
-        if whole and size != expected:
-            return f"has {size} bytes, expected {expected} (truncated or damaged)"
-        if not whole and need > size - 4:
-            return f"has {size} bytes, too short for the requested range (truncated)"
-        end = expected if whole else need
-        pos, chunk_crc, trailer = 0, 0, b""
-        while pos < end:
-            got = os.readv(fd, [window[: min(len(window), end - pos)]])
-            if got == 0:
-                return "short read (truncated)"
-            view = window[:got]
-            data = max(0, min(got, cb - pos))
-            if data:
-                spans.feed(pos, view[:data])
-                if whole:
-                    chunk_crc = crc(view[:data], chunk_crc)
-            if data < got:
-                trailer += bytes(view[data:])
-            pos += got
-    finally:
-        os.close(fd)
-    if whole and int.from_bytes(trailer[:4], "little") != chunk_crc:
-        return "crc32c checksum of the chunk failed"
-    return None
