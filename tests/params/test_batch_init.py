@@ -273,11 +273,11 @@ def test_a_failed_background_fill_leaves_every_parameter_uninitialized(
 
     threads: list[str] = []
 
-    def broken(*args: Any) -> None:
+    def broken() -> None:
         threads.append(threading.current_thread().name)
         raise MemoryError("injected: no memory for the work items")
 
-    monkeypatch.setattr(kernels, "fill_random_ranges", broken)
+    monkeypatch.setattr(kernels, "prepare_random_ranges", lambda *args: broken)
     d = _many(5000)
     with pytest.raises(MemoryError, match="injected"):
         d.initialize(init.Uniform(), seed=1)
@@ -292,3 +292,22 @@ def test_a_failed_background_fill_leaves_every_parameter_uninitialized(
     d.initialize(init.Uniform(0.5), seed=11)  # and it can be initialized afterwards
     want = _one_by_one("lazy_p7", (3, 4), "float32", init.Uniform(0.5))
     np.testing.assert_array_equal(_bits(d["lazy_p7"].data()), _bits(want))
+
+
+def test_force_reinit_of_pending_parameters_refills_their_runs_without_making_arrays() -> None:
+    d = _many()
+    d.initialize(init.Uniform(0.5), seed=3)
+    params = list(d.values())
+    params[4].cast("float64")  # another arena: new arrays
+    made = params[5].data()  # made arrays: re-filled in place, the same object
+    d.initialize(init.Uniform(0.5), seed=11, force_reinit=True)  # the seed of _one_by_one
+    assert [p._lazy is not None for p in params].count(True) == len(params) - 2
+    assert params[5].data() is made
+    arena = d._storage.data.arena(Context("cpu", 0), np.dtype(np.float32))
+    assert arena.live_count == len(params) - 1  # all but params[4], in place
+    for p in params:
+        dtype = "float64" if p is params[4] else "float32"
+        want = _one_by_one(p.name, p.shape, dtype, init.Uniform(0.5))
+        np.testing.assert_array_equal(_bits(p.data()), _bits(want))
+        assert not p.grad().any()
+        assert p.init_key == 11

@@ -285,7 +285,7 @@ class Arena:
             k = len(members)
             if not n:
                 empty = [self.backend.empty(shp, self.dtype, self.device_id) for _ in members]
-                runs.append((members, RowRun(None, empty)))
+                runs.append((members, RowRun(None, empty, shape=shp)))
                 continue
             step = self._round(n)
             starts = range(at, at + k * step, step)
@@ -312,9 +312,12 @@ class Arena:
             rows = np.ndarray(
                 (len(starts), *shape), self.dtype, buf, starts[0] * isz, (step * isz, *inner)
             )
-            return RowRun(rows, None)  # each row a C-contiguous view of ``buf``
+            return RowRun(  # each row a C-contiguous view of ``buf``
+                rows, None, buffer=buf, shape=shape, start=starts[0], step=step
+            )
         n = math.prod(shape)
-        return RowRun(None, [buf[o : o + n].reshape(shape) for o in starts])
+        views = [buf[o : o + n].reshape(shape) for o in starts]
+        return RowRun(None, views, buffer=buf, shape=shape, start=starts[0], step=step)
 
     def locate(self, view: Any) -> tuple[Any, int] | None:
         """Return ``(segment buffer, element offset)`` of a live view, or None if not one."""

@@ -57,14 +57,29 @@ class RowRun:
 
     ``rows`` is one strided array whose rows are the views (a run of equal shapes in one
     segment); :meth:`views` makes them all at once (~0.1 µs each) and keeps them, so a view
-    asked for twice is the same object.
+    asked for twice is the same object. View ``j`` starts at element ``start + j * step`` of
+    the segment's flat ``buffer`` (``buffer`` is None for zero-size views, which no segment
+    holds).
     """
 
-    __slots__ = ("_views", "rows")
+    __slots__ = ("_views", "buffer", "rows", "shape", "start", "step")
 
-    def __init__(self, rows: Any, views: list[Any] | None) -> None:
+    def __init__(
+        self,
+        rows: Any,
+        views: list[Any] | None,
+        *,
+        buffer: Any = None,
+        shape: tuple[int, ...] = (),
+        start: int = -1,
+        step: int = 0,
+    ) -> None:
         self.rows = rows
         self._views = views
+        self.buffer = buffer
+        self.shape = shape
+        self.start = start
+        self.step = step
 
     def views(self) -> list[Any]:
         """Return every view of the run (made on the first call)."""

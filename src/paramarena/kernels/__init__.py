@@ -12,13 +12,18 @@ thread count, initialization order or device.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from paramarena.kernels._memory import empty, zeros
-from paramarena.kernels._streams import PARALLEL_THRESHOLD, _fill_items, _fill_stream
+from paramarena.kernels._streams import (
+    PARALLEL_THRESHOLD,
+    _fill_items,
+    _fill_stream,
+    _plan_items,
+)
 from paramarena.kernels._threads import get_num_threads, run_chunks, set_num_threads
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "fill_value",
     "get_num_threads",
     "has_cast_kernel",
+    "prepare_random_ranges",
     "set_num_threads",
     "stream_key",
     "stream_keys",
@@ -202,6 +208,69 @@ def fill_random_ranges(
         If the arrays differ in length, a range lies outside ``buffer`` or a distribution is
         not 0 or 1.
     """
+    offsets, sizes, dists, a, b, keys = _checked_ranges(buffer, offsets, sizes, dists, a, b, keys)
+    for dist in (0, 1):
+        pick = dists == dist
+        if pick.all():
+            _fill_items(buffer, dist, offsets, sizes, a, b, keys)
+        elif pick.any():
+            _fill_items(buffer, dist, offsets[pick], sizes[pick], a[pick], b[pick], keys[pick])
+
+
+def prepare_random_ranges(
+    buffer: np.ndarray,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    dists: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    keys: np.ndarray,
+) -> Callable[[], None]:
+    """Check and prepare :func:`fill_random_ranges`; return the call that runs the kernels.
+
+    Everything that can raise, and all the numpy work, happens here; the returned call only
+    hands the work to the kernel threads, one call per thread (it takes the GIL once per
+    thread), so that it can run in another thread while this one goes on with Python work.
+    Arguments and exceptions as :func:`fill_random_ranges`; the same values.
+    """
+    offsets, sizes, dists, a, b, keys = _checked_ranges(buffer, offsets, sizes, dists, a, b, keys)
+    calls = get_num_threads()
+    runs = []
+    for dist in (0, 1):
+        pick = dists == dist
+        if pick.all():
+            runs.append(_plan_items(buffer, dist, offsets, sizes, a, b, keys, calls=calls))
+        elif pick.any():
+            runs.append(
+                _plan_items(
+                    buffer,
+                    dist,
+                    offsets[pick],
+                    sizes[pick],
+                    a[pick],
+                    b[pick],
+                    keys[pick],
+                    calls=calls,
+                )
+            )
+
+    def run() -> None:
+        for r in runs:
+            r()
+
+    return run
+
+
+def _checked_ranges(
+    buffer: Any,
+    offsets: Any,
+    sizes: Any,
+    dists: Any,
+    a: Any,
+    b: Any,
+    keys: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the arguments of :func:`fill_random_ranges` as contiguous arrays, checked."""
     if (
         not isinstance(buffer, np.ndarray)
         or buffer.dtype not in (_F32, _F64)
@@ -234,12 +303,7 @@ def fill_random_ranges(
             f"of shape ({n}, 4), distributions 0 or 1, and 0 <= offset <= offset + size <= "
             f"{buffer.size} (the buffer's size)."
         )
-    for dist in (0, 1):
-        pick = dists == dist
-        if pick.all():
-            _fill_items(buffer, dist, offsets, sizes, a, b, keys)
-        elif pick.any():
-            _fill_items(buffer, dist, offsets[pick], sizes[pick], a[pick], b[pick], keys[pick])
+    return offsets, sizes, dists, a, b, keys
 
 
 def _fill_random(out: Any, dist: int, a: float, b: float, seed: int, key: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,8 +48,28 @@ def _fill_items(
     become several work items; consecutive items are grouped into calls of about one chunk of
     values each, which the kernel threads take one at a time (:func:`run_chunks`).
     """
+    _plan_items(flat, dist, offsets, sizes, a, b, keys, firsts)()
+
+
+def _plan_items(
+    flat: np.ndarray,
+    dist: int,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    keys: np.ndarray,
+    firsts: np.ndarray | None = None,
+    calls: int | None = None,
+) -> Callable[[], None]:
+    """Return what :func:`_fill_items` runs, everything but the kernels prepared.
+
+    ``calls``: group the items into that many calls of about equal numbers of values (one per
+    kernel thread: a thread that must take the GIL to start each call then takes it once)
+    instead of calls of about one chunk each.
+    """
     if not len(offsets):
-        return
+        return _nothing
     per = 2 if flat.dtype == _F64 else 4
     kernel = _kernel(per, dist)
     chunk = _FILL_CHUNK_BLOCKS * per  # values
@@ -69,7 +90,7 @@ def _fill_items(
     count = len(items)
     ends = np.cumsum(items[:, 2])
     total = int(ends[-1])
-    calls = max(1, min(count, -(-total // chunk)))
+    calls = max(1, min(count, -(-total // chunk) if calls is None else calls))
     if calls == 1:
         bounds = [0, count]
     else:  # call g runs items bounds[g] .. bounds[g + 1] - 1 (about `chunk` values each)
@@ -82,7 +103,16 @@ def _fill_items(
     def run(g: int) -> None:
         kernel(*addresses, bounds[g], bounds[g + 1])
 
-    run_chunks(run, len(bounds) - 1)
+    def run_all() -> None:
+        # the arrays the addresses point into stay alive with this closure
+        _keep = (flat, items, params, keys)
+        run_chunks(run, len(bounds) - 1)
+
+    return run_all
+
+
+def _nothing() -> None:
+    return None
 
 
 _KERNELS: dict[tuple[int, int], Any] = {}

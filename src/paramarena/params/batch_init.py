@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -211,11 +212,15 @@ def _initialize(
             p.initialize(None, ctx, init, force_reinit=force_reinit, seed=seed, verbose=verbose)
 
 
-def _in_place(p: Parameter, arena: Any, ctx: Context, shape: tuple[int, ...]) -> Any:
-    """Return ``(view, buffer, offset)`` of ``p``'s current data if it can be re-filled in place."""
-    if p._data is None or p._ctx_list != [ctx] or len(p._data) != 1:
+def _in_place(p: Parameter, arena: Any, shape: tuple[int, ...]) -> Any:
+    """Return ``(view, buffer, offset)`` of ``p``'s current data if it can be re-filled in place.
+
+    ``p`` holds made arrays on the batch's one context (checked by the caller).
+    """
+    data = p._data_list
+    if data is None or len(data) != 1:
         return None
-    view = p._data[0]
+    view = data[0]
     if not isinstance(view, np.ndarray) or view.shape != shape or view.dtype != arena.dtype:
         return None
     if not view.flags.c_contiguous or not view.flags.writeable:
@@ -235,8 +240,27 @@ def _allocate(pdict: ParameterDict, group: _Group, ctx: Context) -> None:
         return
     fresh: list[int] = []
     hits: dict[int, tuple[Any, Any, int]] = {}
+    segments = {id(b) for b in arena.segments()}
+    contexts: dict[int, bool] = {}  # id(ctx list) -> is it [ctx] (lists are shared by batches)
+    shapes = group.shapes
     for i, p in enumerate(group.params):
-        hit = None if p._data is None else _in_place(p, arena, ctx, group.shapes[i])
+        lazy = p._lazy
+        if lazy is not None:  # arrays not made yet: in place if still of this shape and arena
+            run = lazy[0]
+            same = contexts.get(id(p._ctx_list))
+            if same is None:
+                same = contexts[id(p._ctx_list)] = p._ctx_list == [ctx]
+            if same and id(run.buffer) in segments and run.shape == shapes[i]:
+                hits[i] = (None, run.buffer, run.start + p._lazy_index * run.step)
+                continue
+            hit = None
+        elif p._data_list is None:
+            hit = None
+        else:
+            same = contexts.get(id(p._ctx_list))
+            if same is None:
+                same = contexts[id(p._ctx_list)] = p._ctx_list == [ctx]
+            hit = _in_place(p, arena, shapes[i]) if same else None
         if hit is None:
             fresh.append(i)
         else:
@@ -290,11 +314,19 @@ def _views_by_shape(
             yield shape, members, run.views
     else:
         for shape, members in group.by_shape.items():
-            yield shape, members, partial(_pick, group.views, members)
+            yield shape, members, partial(_pick, group, members)
 
 
-def _pick(items: list[Any], positions: list[int]) -> list[Any]:
-    return [items[i] for i in positions]
+def _pick(group: _Group, positions: list[int]) -> list[Any]:
+    """Return the data views at ``positions`` (made now for those re-filled while pending)."""
+    views = group.views
+    return [views[i] if views[i] is not None else _only_view(group.params[i]) for i in positions]
+
+
+def _only_view(p: Parameter) -> Any:
+    data = p._data
+    assert data is not None
+    return data[0]
 
 
 def _scattered_views(group: _Group) -> list[Any]:
@@ -313,11 +345,13 @@ def _new_views(group: _Group) -> list[Any]:
 
 
 def _fill_calls(
-    group: _Group, plans: dict[tuple[int, ...], Any], seed: int
+    group: _Group, plans: dict[tuple[int, ...], Any], seed: int, *, prepared: bool = False
 ) -> list[Callable[[], None]]:
     """Return the kernel calls that fill every view of ``group`` with a plan (one per buffer).
 
-    Everything but the fill itself (the ranges, their parameters and stream keys) is done here.
+    Everything but the fill itself (the ranges, their parameters and stream keys) is done here;
+    ``prepared``: the checks and the kernels' work items too
+    (:func:`~paramarena.kernels.prepare_random_ranges`: the calls can run in another thread).
     """
     from paramarena import kernels
 
@@ -351,20 +385,19 @@ def _fill_calls(
         if run is not None and not run.size:
             continue
         rows = table[index if run is None else index[run]]
-        calls.append(
-            partial(
-                kernels.fill_random_ranges,
-                buffers[0 if run is None else int(run[0])],
-                offsets if run is None else offsets[run],
-                sizes if run is None else sizes[run],
-                rows[:, 0].astype(np.int64),
-                rows[:, 1],
-                rows[:, 2],
-                kernels.stream_keys(
-                    seed, names if run is None else [names[i] for i in run.tolist()]
-                ),
-            )
+        args = (
+            buffers[0 if run is None else int(run[0])],
+            offsets if run is None else offsets[run],
+            sizes if run is None else sizes[run],
+            rows[:, 0].astype(np.int64),
+            rows[:, 1],
+            rows[:, 2],
+            kernels.stream_keys(seed, names if run is None else [names[i] for i in run.tolist()]),
         )
+        if prepared:
+            calls.append(kernels.prepare_random_ranges(*args))
+        else:
+            calls.append(partial(kernels.fill_random_ranges, *args))
     return calls
 
 
@@ -381,9 +414,9 @@ def _run(pdict: ParameterDict, groups: list[_Group], default: Any, ctx: Context,
         for in_place in (False, True):
             for group, group_plans in zip(groups, plans, strict=True):
                 _fill_one_by_one(group, group_plans, default, seed, in_place=in_place)
-        for group, group_plans in zip(groups, plans, strict=True):
-            calls.extend(_fill_calls(group, group_plans, seed))
         background = _fills_in_background(groups)
+        for group, group_plans in zip(groups, plans, strict=True):
+            calls.extend(_fill_calls(group, group_plans, seed, prepared=background))
         if not background:
             for call in calls:
                 call()
@@ -399,11 +432,16 @@ def _run(pdict: ParameterDict, groups: list[_Group], default: Any, ctx: Context,
     # its place (nothing can see the values before this call returns: no hook listens)
     failed: list[BaseException] = []
     worker = threading.Thread(target=_run_calls, args=(calls, failed), name="paramarena-fill")
-    worker.start()
+    # the worker and the kernel threads each take the GIL once to start their call: with the
+    # default 5 ms switch interval they would wait that long behind this thread's Python loop
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 1e-4))
     try:
+        worker.start()
         for group in groups:
             _commit(pdict, group, ctx, seed)
     finally:
+        sys.setswitchinterval(interval)
         worker.join()
     if failed:
         _undo(pdict, groups, ctx)
@@ -481,7 +519,8 @@ def _commit(pdict: ParameterDict, group: _Group, ctx: Context, seed: int) -> Non
     need = [
         i
         for i, p in enumerate(params)
-        if p._grad_req != "null" and not (group.in_place[i] and p._grad_arrays is not None)
+        if p._grad_req != "null"
+        and not (group.in_place[i] and (p._lazy is not None or p._grad_arrays is not None))
     ]
     grads = [None] * count
     if need:
@@ -494,6 +533,12 @@ def _commit(pdict: ParameterDict, group: _Group, ctx: Context, seed: int) -> Non
         p._init_options = options
         p._deferred_init = ()
         p.init_key = seed  # the key these values were drawn with (regenerates them)
+        if in_place and p._lazy is not None:
+            # re-filled while its arrays are still to be made: no gradient view was ever
+            # handed out, so the gradients are still zero
+            if listeners:
+                hook(parameter=p, ctx=[ctx])
+            continue
         old_grads = p._grad_arrays
         if in_place and old_grads is not None and p._grad_req != "null":
             for g in old_grads:
