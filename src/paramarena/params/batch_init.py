@@ -378,7 +378,8 @@ def _fill_calls(
         runs = [None if chosen.all() else np.flatnonzero(chosen)]
     else:  # some views re-filled in place, in other segments: one call per buffer
         ids = np.fromiter(map(id, buffers), np.int64, len(buffers))
-        runs = [np.flatnonzero(chosen & (ids == i)) for i in np.unique(ids[chosen])]
+        # (np.unique would import numpy.ma, ~12 ms, on its first use in a process)
+        runs = [np.flatnonzero(chosen & (ids == i)) for i in dict.fromkeys(ids[chosen].tolist())]
     names = list(map(_NAME, group.params))
     calls: list[Callable[[], None]] = []
     for run in runs:
