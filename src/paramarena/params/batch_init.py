@@ -368,7 +368,9 @@ def _fill_calls(
     for shape, members in group.by_shape.items():
         plan = plans[shape]
         if plan is not None:
-            where = members if len(members) < count else slice(None)
+            where: Any = slice(None)
+            if len(members) < count:  # one conversion of the positions for both
+                where = np.fromiter(members, np.intp, len(members))
             index[where] = distinct[plan]
             sizes[where] = math.prod(shape)
     offsets = np.asarray(group.offsets, np.int64)
