@@ -185,3 +185,26 @@ def test_freed_large_empty_arrays_are_reused_never_while_alive(monkeypatch):
     assert (b == 2.0).all()
     zeros = kernels.zeros((n,), np.float32)  # never a recycled (dirty) mapping
     assert not zeros.any()
+
+
+def test_zeros_with_reuse_takes_a_freed_mapping_and_zeroes_it(monkeypatch):
+    import gc
+
+    from paramarena.kernels import _memory
+
+    monkeypatch.setattr(_memory, "_free", [])  # no mappings kept by earlier tests
+    n = _memory.HUGE_PAGE_THRESHOLD // 2 + 7  # float32: 8 MB
+    a = kernels.zeros((n,), np.float32, reuse=True)
+    assert not a.any()
+    a[:] = 5.0
+    addr = a.ctypes.data
+    lazy = kernels.zeros((n,), np.float32)  # without reuse: new memory, never kept
+    del a, lazy
+    gc.collect()
+    assert len(_memory._free) == 1  # the reusable one only
+    b = kernels.zeros((n,), np.float32, reuse=True)
+    assert b.ctypes.data == addr  # the freed mapping, every value zero again
+    assert not b.any()
+    c = kernels.zeros((n,), np.float32, reuse=True)  # nothing kept: new memory
+    assert c.ctypes.data != addr
+    assert not c.any()

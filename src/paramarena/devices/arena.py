@@ -55,6 +55,9 @@ class Arena:
         never handed out twice). On the CPU this is :func:`paramarena.kernels.zeros`: the
         operating system maps zero pages lazily (huge pages for large segments, so the first
         write faults 2 MiB at a time), and nothing is written until the views are used.
+    reuse_memory : bool, optional
+        Host segments soon written anyway (parameter values) reuse the memory of freed ones,
+        zeroed by the kernel threads (``kernels.zeros(reuse=True)``).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class Arena:
         device_id: int = 0,
         min_segment_elements: int = 1 << 16,
         zeroed: bool = False,
+        reuse_memory: bool = False,
     ) -> None:
         if isinstance(dtype, str) and dtype == "bfloat16":
             import ml_dtypes
@@ -78,12 +82,12 @@ class Arena:
         self.backend = backend
         self.device_id = device_id
         self.zeroed = zeroed
+        self.reuse_memory = reuse_memory
         self._min_segment = max(1, int(min_segment_elements))
         self._align = max(1, _ALIGN_BYTES // self.dtype.itemsize)
         self._segments: list[Segment] = []
-        # address of each live view -> (segment, offset), built on first need (finding a view
-        # that is not the very object handed out) and dropped by every allocation: keeping it
-        # up to date would cost a dict entry (and an ``__array_interface__`` dict) per view
+        # address of each live view -> (segment, offset), built on first need and dropped by
+        # every allocation (kept up to date it would cost a dict entry per view)
         self._by_address: dict[int, tuple[Segment, int]] | None = None
 
     # --- allocation -------------------------------------------------------------------------
@@ -99,8 +103,8 @@ class Arena:
         extra = self._align
         raw = self._raw_segment(capacity + extra)
         skip = (-address_of(raw) % _ALIGN_BYTES) // self.dtype.itemsize
-        if skip >= extra or address_of(raw) % self.dtype.itemsize:
-            skip = 0  # cannot align (odd base): correctness does not depend on it
+        if skip >= extra or address_of(raw) % self.dtype.itemsize:  # odd base: cannot align
+            skip = 0
         buffer = raw[skip : skip + capacity]
         seg = Segment(buffer, address_of(buffer), capacity)
         self._segments.append(seg)
@@ -114,7 +118,8 @@ class Arena:
         if isinstance(self.backend, CPUBackend):
             from paramarena import kernels
 
-            return kernels.zeros(elements, self.dtype)  # huge pages when large, mapped lazily
+            # huge pages when large; mapped lazily, or reused memory zeroed now
+            return kernels.zeros(elements, self.dtype, reuse=self.reuse_memory)
         raw = self.backend.empty((elements,), self.dtype, self.device_id)
         self.backend.zero([raw])
         return raw
@@ -504,11 +509,20 @@ class ArenaSet:
         Passed to every arena.
     zeroed : bool, optional
         Passed to every arena: views are handed out all zeros.
+    reuse_memory : bool, optional
+        Passed to every arena (see :class:`Arena`).
     """
 
-    def __init__(self, *, min_segment_elements: int = 1 << 16, zeroed: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        min_segment_elements: int = 1 << 16,
+        zeroed: bool = False,
+        reuse_memory: bool = False,
+    ) -> None:
         self._min_segment = min_segment_elements
         self.zeroed = zeroed
+        self.reuse_memory = reuse_memory
         self._arenas: dict[tuple[Any, np.dtype[Any]], Arena] = {}
         # (ctx, dtype.type, dtype.str) -> arena: hashing a numpy dtype costs microseconds
         self._fast: dict[tuple[Any, Any, str], Arena] = {}
@@ -545,6 +559,7 @@ class ArenaSet:
                 device_id=ctx.device_id,
                 min_segment_elements=self._min_segment,
                 zeroed=self.zeroed,
+                reuse_memory=self.reuse_memory,
             )
             self._arenas[key] = found
         self._fast[(ctx, key[1].type, key[1].str)] = found

@@ -10,7 +10,8 @@ with ``PARAMARENA_HUGE_PAGES=0`` in the environment, these are ``np.empty`` / ``
 When the last view of an :func:`empty` array is freed, its mapping is kept for reuse by a
 later one (up to :data:`KEEP_BYTES` in 4 mappings, like glibc keeps freed blocks below its mmap
 threshold), so repeated allocating casts take no page faults at all; :func:`zeros` mappings
-return to the system when freed.
+return to the system when freed, unless made with ``reuse=True`` (then they are kept and
+reused too, zeroed by the kernel threads).
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def _reuse(size: int) -> mmap.mmap | None:
     return None
 
 
-def _mapped(shape: tuple[int, ...], dtype: np.dtype[Any], *, reuse: bool) -> np.ndarray | None:
+def _mapped(
+    shape: tuple[int, ...], dtype: np.dtype[Any], *, reuse: bool, zero: bool = False
+) -> np.ndarray | None:
     nbytes = math.prod(shape) * dtype.itemsize
     if _MADV_HUGEPAGE is None or nbytes < HUGE_PAGE_THRESHOLD:
         return None
@@ -87,6 +90,8 @@ def _mapped(shape: tuple[int, ...], dtype: np.dtype[Any], *, reuse: bool) -> np.
         with contextlib.suppress(OSError):  # THP disabled ("never"): a valid, zeroed mapping
             m.madvise(_MADV_HUGEPAGE, offset, nbytes // _HUGE * _HUGE)
     owner = np.frombuffer(m, dtype, count=math.prod(shape), offset=offset)
+    if zero and not fresh:  # a reused mapping holds old values
+        _parallel_zero(owner)
     if reuse:  # once every view of ``owner`` is gone, its mapping may serve the next one
         weakref.finalize(owner, _keep, m).atexit = False
     return owner.reshape(shape)
@@ -118,7 +123,7 @@ def empty(shape: Any, dtype: Any) -> np.ndarray:
     return np.empty(shp, dt) if arr is None else arr
 
 
-def zeros(shape: Any, dtype: Any) -> np.ndarray:
+def zeros(shape: Any, dtype: Any, *, reuse: bool = False) -> np.ndarray:
     """Return a zero-filled C-contiguous array, on huge pages when it is large.
 
     Parameters
@@ -127,13 +132,36 @@ def zeros(shape: Any, dtype: Any) -> np.ndarray:
         Array shape.
     dtype : dtype_like
         Element type.
+    reuse : bool, optional
+        Take a kept mapping of a freed large array if there is one (zeroed by the kernel
+        threads: ~10 ms per 100 MB, where first-touch faults of new memory cost 6-10x that on a
+        virtual machine), and keep this one for reuse when it is freed. For arrays about to be
+        written anyway (a dict's parameter values); the default maps new memory that costs
+        nothing until written (gradients that may never be).
 
     Returns
     -------
     numpy.ndarray
-        Writable array of zeros; its pages are mapped lazily, on first write.
+        Writable array of zeros; without ``reuse`` its pages are mapped lazily, on first write.
     """
     dt = np.dtype(dtype)
     shp = _as_shape(shape)
-    arr = _mapped(shp, dt, reuse=False)
+    arr = _mapped(shp, dt, reuse=reuse, zero=reuse)
     return np.zeros(shp, dt) if arr is None else arr
+
+
+def _parallel_zero(array: np.ndarray) -> None:
+    """Zero the C-contiguous ``array`` with ``memset`` on the kernel threads (no Numba)."""
+    import ctypes
+
+    from paramarena.kernels._threads import get_num_threads, run_chunks
+
+    address, nbytes = array.ctypes.data, array.nbytes
+    parts = max(1, min(get_num_threads(), nbytes >> 22))  # pieces of >= 4 MiB
+    step = -(-nbytes // parts)
+
+    def run(g: int) -> None:
+        start = g * step
+        ctypes.memset(address + start, 0, max(0, min(step, nbytes - start)))
+
+    run_chunks(run, parts)

@@ -32,7 +32,9 @@ class ParameterStorage:
     def __init__(self) -> None:
         # views are handed out as zeros: gradients need nothing more, and initializers fill
         # a parameter's first CPU copy in place
-        self.data = ArenaSet(zeroed=True)
+        # parameter values are written as soon as they are allocated (initialize, load):
+        # memory of a freed dict is reused for them; gradients stay lazily mapped zero pages
+        self.data = ArenaSet(zeroed=True, reuse_memory=True)
         self.grad = ArenaSet(zeroed=True)
 
     def arenas(self, kind: str) -> ArenaSet:
