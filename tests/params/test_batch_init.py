@@ -311,3 +311,17 @@ def test_force_reinit_of_pending_parameters_refills_their_runs_without_making_ar
         np.testing.assert_array_equal(_bits(p.data()), _bits(want))
         assert not p.grad().any()
         assert p.init_key == 11
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".npz", ".params"])
+def test_saving_pending_parameters_makes_no_arrays_and_round_trips(
+    tmp_path: Any, suffix: str
+) -> None:
+    d = _many()
+    d.initialize(init.Normal(1.0), seed=8)
+    d.save(tmp_path / f"m{suffix}")
+    assert all(p._lazy is not None for p in d.values())  # read from the runs, nothing made
+    back = _many()
+    back.load(tmp_path / f"m{suffix}")
+    for p in d.values():
+        np.testing.assert_array_equal(back[p.name].data(), p.data())

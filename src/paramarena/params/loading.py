@@ -153,8 +153,11 @@ def collect_for_save(params: Iterable[Parameter], strip_prefix: str) -> dict[str
     arrays: dict[str, np.ndarray] = {}
     cut = len(strip_prefix)
     for param in params:
-        copies = param._data
-        if (
+        lazy = param._lazy
+        copies = None if lazy is not None else param._data
+        if lazy is not None:  # arrays still to be made: the run's view, nothing made
+            weight = lazy[0].views()[param._lazy_index]
+        elif (
             copies is not None
             and len(copies) == 1
             and type(copies[0]) is np.ndarray
