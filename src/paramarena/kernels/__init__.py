@@ -20,7 +20,6 @@ import numpy as np
 from paramarena.kernels._memory import empty, zeros
 from paramarena.kernels._streams import (
     PARALLEL_THRESHOLD,
-    _fill_items,
     _fill_stream,
     _plan_items,
 )
@@ -208,13 +207,7 @@ def fill_random_ranges(
         If the arrays differ in length, a range lies outside ``buffer`` or a distribution is
         not 0 or 1.
     """
-    offsets, sizes, dists, a, b, keys = _checked_ranges(buffer, offsets, sizes, dists, a, b, keys)
-    for dist in (0, 1):
-        pick = dists == dist
-        if pick.all():
-            _fill_items(buffer, dist, offsets, sizes, a, b, keys)
-        elif pick.any():
-            _fill_items(buffer, dist, offsets[pick], sizes[pick], a[pick], b[pick], keys[pick])
+    _planned_ranges(buffer, offsets, sizes, dists, a, b, keys, None)()
 
 
 def prepare_random_ranges(
@@ -233,26 +226,22 @@ def prepare_random_ranges(
     thread), so that it can run in another thread while this one goes on with Python work.
     Arguments and exceptions as :func:`fill_random_ranges`; the same values.
     """
+    return _planned_ranges(buffer, offsets, sizes, dists, a, b, keys, get_num_threads())
+
+
+def _planned_ranges(
+    buffer: Any, offsets: Any, sizes: Any, dists: Any, a: Any, b: Any, keys: Any, calls: Any
+) -> Callable[[], None]:
+    """Check the ranges and plan their kernel calls (``calls``: how many; None: by chunk)."""
     offsets, sizes, dists, a, b, keys = _checked_ranges(buffer, offsets, sizes, dists, a, b, keys)
-    calls = get_num_threads()
     runs = []
     for dist in (0, 1):
         pick = dists == dist
         if pick.all():
             runs.append(_plan_items(buffer, dist, offsets, sizes, a, b, keys, calls=calls))
         elif pick.any():
-            runs.append(
-                _plan_items(
-                    buffer,
-                    dist,
-                    offsets[pick],
-                    sizes[pick],
-                    a[pick],
-                    b[pick],
-                    keys[pick],
-                    calls=calls,
-                )
-            )
+            picked = (offsets[pick], sizes[pick], a[pick], b[pick], keys[pick])
+            runs.append(_plan_items(buffer, dist, *picked, calls=calls))
 
     def run() -> None:
         for r in runs:

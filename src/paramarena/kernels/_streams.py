@@ -1,7 +1,7 @@
 """Random streams written into flat buffers: work items, their grouping into calls, kernels.
 
 Private helpers of :mod:`paramarena.kernels`: a stream's elements ``start ..`` into one array
-(:func:`_fill_stream`), or many ranges of one buffer (:func:`_fill_items`), through the C-ABI fill
+(:func:`_fill_stream`), or many ranges of one buffer (:func:`_plan_items`), through the C-ABI fill
 kernels of ``_cpu_fills`` (loaded by ``_native``; see there for the item table they read). Big
 ranges are cut into work items of one chunk each and handed to the kernel threads one at a time
 (:func:`paramarena.kernels._threads.run_chunks`): values never depend on how the work is cut.
@@ -31,26 +31,6 @@ _F64 = np.dtype(np.float64)
 _ZERO = np.zeros(1, np.int64)
 
 
-def _fill_items(
-    flat: np.ndarray,
-    dist: int,
-    offsets: np.ndarray,
-    sizes: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    keys: np.ndarray,
-    firsts: np.ndarray | None = None,
-) -> None:
-    """Fill ranges of the flat float32/float64 ``flat`` with one distribution (checked inputs).
-
-    Range ``j`` gets its stream's values from Philox block ``firsts[j]`` on (default 0: the
-    stream's start). Ranges of more than one chunk (:data:`_FILL_CHUNK_BLOCKS` Philox blocks)
-    become several work items; consecutive items are grouped into calls of about one chunk of
-    values each, which the kernel threads take one at a time (:func:`run_chunks`).
-    """
-    _plan_items(flat, dist, offsets, sizes, a, b, keys, firsts)()
-
-
 def _plan_items(
     flat: np.ndarray,
     dist: int,
@@ -62,7 +42,13 @@ def _plan_items(
     firsts: np.ndarray | None = None,
     calls: int | None = None,
 ) -> Callable[[], None]:
-    """Return what :func:`_fill_items` runs, everything but the kernels prepared.
+    """Return the call that fills ranges of ``flat`` with one distribution (checked inputs).
+
+    Range ``j`` gets its stream's values from Philox block ``firsts[j]`` on (default 0: the
+    stream's start). Ranges of more than one chunk (:data:`_FILL_CHUNK_BLOCKS` Philox blocks)
+    become several work items; consecutive items are grouped into calls of about one chunk of
+    values each, which the kernel threads take one at a time (:func:`run_chunks`). Everything
+    but the kernels is done here.
 
     ``calls``: group the items into that many calls of about equal numbers of values (one per
     kernel thread: a thread that must take the GIL to start each call then takes it once)
@@ -164,7 +150,7 @@ def _fill_stream(
         _kernel(per, dist)(buf, _ITEM(0, start // per, n), _PARAMS(a, b), words, 0, 1)
     else:
         keys = np.frombuffer(digest, "<u4").astype(np.uint32).reshape(1, 4)
-        _fill_items(
+        _plan_items(
             flat, dist, _ZERO, np.array([n]), np.array([a]), np.array([b]), keys,
             np.array([start // per]),
-        )  # fmt: skip
+        )()  # fmt: skip
