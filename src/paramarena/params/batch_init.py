@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["initialize_batched"]
 
 _NAME = operator.attrgetter("name")
+_UNSET = object()
 #: from this many new parameters on, the kernel fills them while their state is set
 _BACKGROUND_FROM = 4096
 _GRAD_REQ = operator.attrgetter("_grad_req")
@@ -112,7 +113,13 @@ def _collect(
     dtypes: dict[int, tuple[Any, np.dtype[Any]]] = {}  # id(declared dtype) -> (it, numpy dtype)
     groups: dict[tuple[int, int], _Group] = {}
     single: list[Parameter] = []
-    last: tuple[Any, Any, _Group] | None = None  # (declared dtype, init attribute, its group)
+    # the group of the parameter before (most parameters share a dtype and an initializer)
+    last_declared: Any = _UNSET
+    last_attr: Any = _UNSET
+    group: _Group | None = None
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    members_of = by_shape.get
+    grouped: list[Parameter] = []
     for p in params:
         shape = p._shape
         if (
@@ -127,20 +134,20 @@ def _collect(
         if type(shape) is not tuple:
             shape = tuple(shape)
         declared, attr = p._dtype, p.init
-        if last is not None and declared is last[0] and attr is last[1]:
-            group = last[2]  # the usual case: the same dtype and initializer as the one before
-        else:
+        if declared is not last_declared or attr is not last_attr:
             hit = dtypes.get(id(declared))
             if hit is None:
                 hit = dtypes[id(declared)] = (declared, chk.as_np_dtype(declared))
             spec = init if attr is None else attr
             key = (id(declared), id(spec))
-            found = groups.get(key)
-            if found is None:
-                found = groups[key] = _Group(hit[1], spec)
-            group = found
-            last = (declared, attr, group)
-        members = group.by_shape.get(shape)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group(hit[1], spec)
+            last_declared, last_attr = declared, attr
+            by_shape, grouped = group.by_shape, group.params
+            members_of = by_shape.get
+        assert group is not None
+        members = members_of(shape)
         if members is None:
             ok = known.get(shape)
             if ok is None:
@@ -150,11 +157,11 @@ def _collect(
             if not ok:
                 single.append(p)
                 continue
-            members = group.by_shape[shape] = []
-        members.append(len(group.params))
+            members = by_shape[shape] = []
+        members.append(len(grouped))
         if has_data:
             group.fresh = False  # re-filled in place where possible: checked per parameter
-        group.params.append(p)
+        grouped.append(p)
     # groups with equal numpy dtypes and specs given as equal-but-distinct objects stay apart:
     # that only costs one more kernel call
     return list(groups.values()), single
