@@ -76,3 +76,32 @@ def test_a_dtype_mismatch_raises_before_any_parameter_changes(tmp_path: Path) ->
     d.load(path, cast_dtype=True)
     assert d["net_w1"].data().dtype == np.float32
     np.testing.assert_allclose(d["net_w1"].data(), src["net_w1"].data(), rtol=1e-3)
+
+
+def test_loaded_parameters_get_their_gradients_on_first_access(tmp_path: Path) -> None:
+    want = _dict(60)
+    want.initialize(seed=5)
+    want.save(tmp_path / "m.zarr")
+    got = _dict(60)
+    got.load(tmp_path / "m.zarr")
+    params = list(got.values())
+    assert all(p._lazy is not None and p._lazy[0] is None for p in params)  # grads pending
+    got.zero_grad()  # the arena's kernel: makes nothing
+    assert all(p._lazy is not None for p in params)
+    first = params[7]
+    data = first._data_list
+    grad = first.grad()
+    assert first._lazy is None and first._data_list is data  # the loaded data is kept
+    assert first.grad() is grad and not grad.any() and grad.dtype == first.data().dtype
+    grad[...] = 3
+    got.zero_grad()
+    assert not grad.any()
+    _same(got, want)
+    got.initialize(seed=5, force_reinit=True)  # in place, gradients still zero
+    for p, q in zip(got.values(), want.values(), strict=True):
+        np.testing.assert_array_equal(p.data(), q.data())
+        assert not p.grad().any()
+    got.save(tmp_path / "again.zarr")
+    back = _dict(60)
+    back.load(tmp_path / "again.zarr")
+    _same(back, want)

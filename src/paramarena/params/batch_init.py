@@ -252,7 +252,8 @@ def _allocate(pdict: ParameterDict, group: _Group, ctx: Context) -> None:
     shapes = group.shapes
     for i, p in enumerate(group.params):
         lazy = p._lazy
-        if lazy is not None:  # arrays not made yet: in place if still of this shape and arena
+        if lazy is not None and lazy[0] is not None:
+            # arrays not made yet: in place if still of this shape and arena
             run = lazy[0]
             same = contexts.get(id(p._ctx_list))
             if same is None:

@@ -256,9 +256,11 @@ def _adopt_all(pdict: ParameterDict, batch: list[tuple[Parameter, Any]], ctx: Ct
     # adopted views live on one CPU context: the given one, or cpu(0)
     c = _CPU0[0] if ctx is None else chk.normalize_ctx(ctx, "load")[0]
     ctx_map = chk.build_ctx_map([c])
-    grads: dict[np.dtype[Any], list[tuple[Parameter, Any]]] = {}
+    grads: dict[np.dtype[Any], tuple[list[Parameter], list[tuple[int, ...]]]] = {}
     last_dtype: Any = None
-    last_group: list[tuple[Parameter, Any]] = []
+    owners: list[Parameter] = []
+    shapes: list[tuple[int, ...]] = []
+    ctx_list = [c]  # shared: only ever read, replaced whole
     for p, view in batch:
         shape = view.shape
         if p._shape != shape:
@@ -266,25 +268,31 @@ def _adopt_all(pdict: ParameterDict, batch: list[tuple[Parameter, Any]], ctx: Ct
                 p._shape = shape
             else:
                 p.shape = shape
-        p._ctx_list = [c]
+        p._ctx_list = ctx_list
         p._ctx_map = ctx_map
-        p._data = [view]
-        p._deferred_init = ()
+        p._data_list = [view]  # (it had no arrays: none pending either)
+        if p._deferred_init:
+            p._deferred_init = ()
         if p._grad_req != "null":
             dtype = view.dtype
             if dtype is not last_dtype:  # runs of one dtype: no dict lookup per parameter
-                group = grads.get(dtype)
-                if group is None:
-                    group = grads[dtype] = []
-                last_dtype, last_group = dtype, group
-            last_group.append((p, view))
+                got = grads.get(dtype)
+                if got is None:
+                    got = grads[dtype] = ([], [])
+                last_dtype, (owners, shapes) = dtype, got
+            owners.append(p)
+            shapes.append(shape)
         else:
-            p._grad_arrays = None
-    for dtype, group in grads.items():
+            p._grad_list = None
+    for dtype, (owners, shapes) in grads.items():
+        # the gradients are pending: made on first access (``ParameterArrays``), zero until then
         arena = pdict._storage.grad.arena(c, dtype)
-        views, _, _ = arena.allocate_packed([v.shape for _, v in group])
-        for (p, _), g in zip(group, views, strict=True):
-            p._grad_arrays = [g]
+        runs, _, _ = arena.allocate_rows(arena.group_shapes(shapes), len(shapes))
+        for members, run in runs:
+            pending = (None, run)
+            for row, p in enumerate(map(owners.__getitem__, members)):
+                p._lazy = pending
+                p._lazy_index = row
     if grads:
         Parameter._grad_epoch += 1
     if listeners:

@@ -154,9 +154,10 @@ def collect_for_save(params: Iterable[Parameter], strip_prefix: str) -> dict[str
     cut = len(strip_prefix)
     for param in params:
         lazy = param._lazy
-        copies = None if lazy is not None else param._data
-        if lazy is not None:  # arrays still to be made: the run's view, nothing made
-            weight = lazy[0].views()[param._lazy_index]
+        run = None if lazy is None else lazy[0]
+        copies = None if run is not None else param._data
+        if run is not None:  # arrays still to be made: the run's view, nothing made
+            weight = run.views()[param._lazy_index]
         elif (
             copies is not None
             and len(copies) == 1

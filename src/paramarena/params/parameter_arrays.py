@@ -21,10 +21,12 @@ class ParameterArrays:
     _data_list: list[Any] | None
     _grad_list: list[Any] | None
 
-    #: ``(data run, gradient run or None)`` and this parameter's row in them, while its arrays
-    #: are not made yet: ``ParameterDict.initialize`` of many parameters hands each one its
-    #: place instead of two view objects and two lists (class defaults: nothing pending)
-    _lazy: tuple[RowRun, RowRun | None] | None = None
+    #: ``(data run, gradient run)`` and this parameter's row in them, while its arrays are not
+    #: made yet: ``ParameterDict.initialize`` of many parameters hands each one its place
+    #: instead of two view objects and two lists. A data run of None: the data is made already
+    #: (a load hands the parameter the view it read into) and only the gradients are pending;
+    #: a gradient run of None: no gradients. Class defaults: nothing pending.
+    _lazy: tuple[RowRun | None, RowRun | None] | None = None
     _lazy_index: int = 0
 
     def _materialize(self) -> None:
@@ -32,7 +34,8 @@ class ParameterArrays:
         runs, row = self._lazy, self._lazy_index
         assert runs is not None
         self._lazy = None
-        self._data_list = [runs[0].views()[row]]
+        if runs[0] is not None:
+            self._data_list = [runs[0].views()[row]]
         self._grad_list = None if runs[1] is None else [runs[1].views()[row]]
 
     @property
