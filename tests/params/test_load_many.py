@@ -91,8 +91,11 @@ def test_loaded_parameters_get_their_gradients_on_first_access(tmp_path: Path) -
     first = params[7]
     data = first._data_list
     grad = first.grad()
-    assert first._lazy is None and first._data_list is data  # the loaded data is kept
-    assert first.grad() is grad and not grad.any() and grad.dtype == first.data().dtype
+    assert first._lazy is None
+    assert first._data_list is data  # the loaded data is kept
+    assert first.grad() is grad
+    assert not grad.any()
+    assert grad.dtype == first.data().dtype
     grad[...] = 3
     got.zero_grad()
     assert not grad.any()
