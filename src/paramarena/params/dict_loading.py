@@ -168,47 +168,7 @@ def check_targets(
     paramarena.errors.ParameterValueError
         ``dtype_source`` is invalid, or a parameter is sparse.
     """
-    if cast_dtype and dtype_source not in ("current", "saved"):
-        first = next(iter(targets), "?")
-        raise ParameterValueError(
-            f"dtype_source must be 'current' or 'saved', got {dtype_source!r} "
-            f"(loading Parameter '{first}')."
-        )
-    ctx_list = None if ctx is None else chk.normalize_ctx(ctx, "load")
-    ctx_set = None if ctx_list is None else set(ctx_list)
-    same = _dtype_pairs()
-    params = pdict._params
-    for name, key in targets.items():
-        p = params[name]
-        if p._stype != "default" or p._grad_stype != "default":
-            p._check_dense("load data into")
-        if ctx_set is not None:
-            current = (
-                p._ctx_list
-                if p._data is not None
-                else (p._deferred_init[1] if p._deferred_init else None)
-            )
-            if current is not None and ctx_set != set(current):
-                raise WrongContextError(
-                    f"Failed to load Parameter '{name}' on {ctx_list} because it was previous "
-                    f"initialized on {list(current)}."
-                )
-        info = stored.get(key)
-        if info is None:
-            continue
-        shape = info.shape if type(info.shape) is tuple else tuple(info.shape)
-        own = p._shape
-        if own is not None and own != shape and not chk.shape_fits(own, shape):
-            raise ShapeMismatchError(
-                f"Failed loading Parameter '{name}' from saved params: shape "
-                f"incompatible expected {own} vs saved {shape}"
-            )
-        if not cast_dtype and not same(info.dtype, p._dtype)[1]:
-            raise DTypeMismatchError(
-                f"Failed loading Parameter '{name}' from saved params: dtype "
-                f"incompatible expected {p.dtype} vs saved {same(info.dtype, p._dtype)[0].type}. "
-                "Set cast_dtype=True to cast the dtype of saved params."
-            )
+    checked_destinations(pdict, targets, stored, ctx, cast_dtype, dtype_source, pick=False)
 
 
 def _dtype_pairs() -> Callable[[Any, Any], tuple[np.dtype[Any], bool]]:
@@ -320,20 +280,26 @@ def checked_destinations(
     ctx: CtxArg,
     cast_dtype: bool,
     dtype_source: str,
+    *,
+    pick: bool = True,
 ) -> dict[str, Any]:
     """:func:`check_targets`, then allocate arena views the loader can read straight into.
 
     One pass over the targets. Views (by stored name) only for parameters of this dict that
     are not initialized or deferred, that will live on one CPU context, and whose stored shape
     and dtype they take as they are. Raises what :func:`check_targets` raises, before any view
-    is allocated.
+    is allocated. ``pick=False``: check only (no views; what :func:`check_targets` does).
     """
     if cast_dtype and dtype_source not in ("current", "saved"):
-        check_targets(pdict, targets, stored, ctx, cast_dtype, dtype_source)  # raises
+        first = next(iter(targets), "?")
+        raise ParameterValueError(
+            f"dtype_source must be 'current' or 'saved', got {dtype_source!r} "
+            f"(loading Parameter '{first}')."
+        )
     given = None if ctx is None else chk.normalize_ctx(ctx, "load")
     ctx_set = None if given is None else set(given)
     contexts = given if given is not None else _CPU0
-    adopt = len(contexts) == 1 and chk.is_cpu_context(contexts[0])
+    adopt = pick and len(contexts) == 1 and chk.is_cpu_context(contexts[0])
     c = contexts[0] if adopt else None
     same = _dtype_pairs()
     adopt_saved = cast_dtype and dtype_source == "saved"
