@@ -343,8 +343,9 @@ def _read_chunk(
         size = os.fstat(fd).st_size
         if whole:
             expected = layout.chunk_bytes + _CRC_BYTES
-            if size != expected:
-                return f"has {size} bytes, expected {expected} (truncated or damaged)"
+            why = whole_size_problem(size, expected)
+            if why is not None:
+                return why
             tail = memoryview(bytearray(expected - valid))
             if not _read_all(fd, [v for _, v in ordered] + [tail]):
                 return "short read (truncated)"
@@ -356,13 +357,28 @@ def _read_chunk(
                 return "crc32c checksum of the chunk failed"
             return None
         for offset, view in ordered:
-            if offset + view.nbytes > size - _CRC_BYTES:
-                return f"has {size} bytes, too short for the requested range (truncated)"
-            os.lseek(fd, offset, os.SEEK_SET)
-            if not _read_all(fd, [view]):
-                return "short read (truncated)"
+            why = read_part(fd, size, offset, view)
+            if why is not None:
+                return why
     finally:
         os.close(fd)
+    return None
+
+
+def whole_size_problem(size: int, expected: int) -> str | None:
+    """Say why a chunk file of ``size`` bytes is not the whole chunk of ``expected`` bytes."""
+    if size != expected:
+        return f"has {size} bytes, expected {expected} (truncated or damaged)"
+    return None
+
+
+def read_part(fd: int, size: int, offset: int, view: Any) -> str | None:
+    """Read ``view.nbytes`` bytes at ``offset`` of a chunk file of ``size`` bytes, or say why."""
+    if offset + view.nbytes > size - _CRC_BYTES:
+        return f"has {size} bytes, too short for the requested range (truncated)"
+    os.lseek(fd, offset, os.SEEK_SET)
+    if not _read_all(fd, [view]):
+        return "short read (truncated)"
     return None
 
 

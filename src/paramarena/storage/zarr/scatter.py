@@ -27,6 +27,8 @@ from paramarena.storage.zarr.local import (
     _read_all,
     _read_chunk,
     open_chunk,
+    read_part,
+    whole_size_problem,
 )
 
 __all__ = [
@@ -209,11 +211,9 @@ def _read_chunk_verified(
                 return "short read (truncated)"
             return None
         for offset, view, _ in ordered:
-            if offset + view.nbytes > size - _CRC_BYTES:
-                return f"has {size} bytes, too short for the requested range (truncated)"
-            os.lseek(fd, offset, os.SEEK_SET)
-            if not _read_all(fd, [view]):
-                return "short read (truncated)"
+            why = read_part(fd, size, offset, view)
+            if why is not None:
+                return why
     finally:
         os.close(fd)
     return None
@@ -242,8 +242,9 @@ def _read_chunk_owned(
         size = os.fstat(fd).st_size
         if whole:
             expected = layout.chunk_bytes + _CRC_BYTES
-            if size != expected:
-                return f"has {size} bytes, expected {expected} (truncated or damaged)"
+            why = whole_size_problem(size, expected)
+            if why is not None:
+                return why
             combine = len(ordered) <= COMBINE_PIECES
             parts = [0] * len(ordered)
             chunk_crc = 0
@@ -267,11 +268,9 @@ def _read_chunk_owned(
                 running[owner] = crc32c_combine(running[owner], c, view.nbytes)
             return None
         for offset, view, owner in ordered:
-            if offset + view.nbytes > size - _CRC_BYTES:
-                return f"has {size} bytes, too short for the requested range (truncated)"
-            os.lseek(fd, offset, os.SEEK_SET)
-            if not _read_all(fd, [view]):
-                return "short read (truncated)"
+            why = read_part(fd, size, offset, view)
+            if why is not None:
+                return why
             running[owner] = crc(view, running[owner])
     finally:
         os.close(fd)
