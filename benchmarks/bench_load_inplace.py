@@ -38,23 +38,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench_scaling import _reset_peak, _rss  # this directory: the scripts run as files
+
 MIB = 1 << 20
-
-
-def _rss(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, int]:
     """Seconds ``fn`` took and the peak RSS it added (bytes)."""
     gc.collect()
     base = _rss("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    _reset_peak()
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start, _rss("VmHWM") - base

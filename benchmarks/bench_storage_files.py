@@ -18,7 +18,6 @@ Run: ``python benchmarks/bench_storage_files.py [--repeat N] [--dir DIR]``
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -26,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from bench_storage import _fsync  # this directory: the scripts run as files
 
 
 def resnet50_arrays(seed: int = 0) -> dict[str, np.ndarray]:
@@ -59,14 +60,6 @@ def _fallback_shapes() -> list[tuple[str, tuple[int, ...]]]:
             in_c = planes * 4
     shapes += [("fc_weight", (1000, in_c)), ("fc_bias", (1000,))]
     return shapes
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def interleaved(cases: dict[str, Callable[[int], object]], repeat: int) -> dict[str, list[float]]:
