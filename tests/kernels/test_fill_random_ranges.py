@@ -56,3 +56,30 @@ def test_refuses_buffers_it_cannot_fill() -> None:
             np.zeros(8, np.float16), one * 0, one, one * 0, np.zeros(1), np.ones(1),
             kernels.stream_keys(1, ["x"]),
         )  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_prepared_ranges_give_the_bits_of_fill_random_ranges_and_check_first() -> None:
+    """``prepare_random_ranges``: every check up front, then the same bits from another thread."""
+    import threading
+
+    rng = np.random.default_rng(4)
+    sizes = rng.integers(1, 3000, 300)
+    sizes[7] = kernels.PARALLEL_THRESHOLD * 3 + 1
+    offsets = np.cumsum(sizes) - sizes
+    dists = rng.integers(0, 2, 300)
+    a, b = rng.standard_normal(300), rng.random(300) + 0.1
+    keys = kernels.stream_keys(9, [f"q{j}" for j in range(300)])
+    want = np.zeros(int(sizes.sum()), np.float32)
+    kernels.fill_random_ranges(want, offsets, sizes, dists, a, b, keys)
+    got = np.zeros_like(want)
+    run = kernels.prepare_random_ranges(got, offsets, sizes, dists, a, b, keys)
+    assert not got.any()  # nothing written until the call runs
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(errors.ParameterValueError, match="distributions 0 or 1"):
+        kernels.prepare_random_ranges(got, offsets, sizes, dists + 2, a, b, keys)
+    with pytest.raises(errors.ParameterTypeError, match="float32/float64 buffer"):
+        kernels.prepare_random_ranges(got[::2], offsets, sizes, dists, a, b, keys)
