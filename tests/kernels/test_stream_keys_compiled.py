@@ -59,3 +59,25 @@ def test_the_python_stand_in_gives_the_same_keys_without_the_jit() -> None:
     assert out.returncode == 0, out.stderr
     want = stream_keys_compiled(3, [str(n) for n in NAMES]).tobytes().hex()
     assert out.stdout.strip() == want
+
+
+@pytest.mark.parametrize("count", [3, 5000])
+def test_prepared_keys_are_written_by_the_call_from_another_thread(count: int) -> None:
+    import threading
+
+    names = [f"net_layer{i}_weight" for i in range(count)]
+    out, derive = kernels.prepare_stream_keys(5, names)
+    assert out.dtype == np.uint32 and out.shape == (count, 4)
+    worker = threading.Thread(target=derive)
+    worker.start()
+    worker.join()
+    np.testing.assert_array_equal(out, kernels.stream_keys(5, names))
+    np.testing.assert_array_equal(out[count - 1], kernels.stream_key(5, names[-1]))
+
+
+def test_prepared_keys_check_the_seed_before_any_call() -> None:
+    from paramarena.errors import ParameterValueError
+
+    for seed in (-1, 2**64, 1.5, True):
+        with pytest.raises(ParameterValueError, match="seed must be an int"):
+            kernels.prepare_stream_keys(seed, ["a"] * 5000)  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ __all__ = [
     "get_num_threads",
     "has_cast_kernel",
     "prepare_random_ranges",
+    "prepare_stream_keys",
     "set_num_threads",
     "stream_key",
     "stream_keys",
@@ -165,6 +166,35 @@ def stream_keys(seed: int, keys: Sequence[str]) -> np.ndarray:
 
     joined = b"".join(map(digest, keys))
     return np.frombuffer(joined, dtype="<u4").reshape(-1, 4).astype(np.uint32)
+
+
+def prepare_stream_keys(
+    seed: int, keys: Sequence[str]
+) -> tuple[np.ndarray, Callable[[], None]]:
+    """Prepare :func:`stream_keys`: return its output array and the call that writes it.
+
+    The seed is checked and, for many names, their bytes are laid out here; the returned call
+    only runs the compiled BLAKE2b kernel on the kernel threads (it holds the GIL just to start
+    them), so that it can run in another thread while this one goes on with Python work. Until
+    the call has run, the array's contents are undefined. For fewer names the keys are derived
+    here and the call does nothing. Same arguments, values and exceptions as
+    :func:`stream_keys`.
+
+    Returns
+    -------
+    tuple of numpy.ndarray and callable
+        The ``uint32`` array of shape ``(len(keys), 4)`` and the call that fills it.
+    """
+    _stream_words(seed, "")  # validates the seed
+    if len(keys) >= _COMPILED_KEYS_FROM:
+        from paramarena.kernels._keys import plan_stream_keys
+
+        return plan_stream_keys(seed, keys)
+    return stream_keys(seed, keys), _no_work
+
+
+def _no_work() -> None:
+    return None
 
 
 def fill_random_ranges(

@@ -9,13 +9,13 @@ ones).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from paramarena.kernels._threads import get_num_threads, run_chunks
 
-__all__ = ["stream_keys_compiled"]
+__all__ = ["plan_stream_keys", "stream_keys_compiled"]
 
 #: names per kernel call at least (fewer: one call)
 _PER_CALL = 4096
@@ -25,6 +25,18 @@ def stream_keys_compiled(seed: int, keys: Sequence[object]) -> np.ndarray:
     """Return what :func:`paramarena.kernels.stream_keys` returns, computed by the kernel.
 
     ``seed`` must already be validated (an int in ``[0, 2**64)``).
+    """
+    out, derive = plan_stream_keys(seed, keys)
+    derive()
+    return out
+
+
+def plan_stream_keys(seed: int, keys: Sequence[object]) -> tuple[np.ndarray, Callable[[], None]]:
+    """Return the stream keys' output array (not written yet) and the call that writes it.
+
+    All the Python and numpy work (the names' bytes and ends) is done here; the call only runs
+    the kernel on the kernel threads (it releases the GIL), so that it can run in another
+    thread. ``seed`` must already be validated.
     """
     import ctypes
 
@@ -61,5 +73,9 @@ def stream_keys_compiled(seed: int, keys: Sequence[object]) -> np.ndarray:
             bounds[g], bounds[g + 1],
         )  # fmt: skip
 
-    run_chunks(run, calls)
-    return out
+    def derive() -> None:
+        # the buffers the kernel reads stay alive with this closure
+        _keep = (buf, ends, scratch, arg_buf)
+        run_chunks(run, calls)
+
+    return out, derive

@@ -45,8 +45,6 @@ _NAME = operator.attrgetter("name")
 _UNSET = object()
 #: from this many new parameters on, the kernel fills them while their state is set
 _BACKGROUND_FROM = 4096
-_GRAD_REQ = operator.attrgetter("_grad_req")
-_DEFERRED = operator.attrgetter("_deferred_init")
 
 
 class _Group:
@@ -61,8 +59,10 @@ class _Group:
         "_shapes",
         "buffers",
         "by_shape",
+        "deferred",
         "dtype",
         "fresh",
+        "gradless",
         "in_place",
         "offsets",
         "params",
@@ -79,6 +79,9 @@ class _Group:
         self.by_shape: dict[tuple[int, ...], list[int]] = {}
         #: every view is new (nothing re-filled in place): one buffer, no per-view checks
         self.fresh = True
+        #: some parameter has ``grad_req == "null"`` / a pending deferred initialization
+        self.gradless = False
+        self.deferred = False
         #: when fresh: each distinct shape's positions and views (``by_shape`` order); the
         #: view objects are made only if asked for (``views`` is then unused)
         self.runs: list[tuple[list[int], RowRun]] = []
@@ -161,6 +164,10 @@ def _collect(
         members.append(len(grouped))
         if has_data:
             group.fresh = False  # re-filled in place where possible: checked per parameter
+        if p._grad_req == "null":
+            group.gradless = True
+        if p._deferred_init:
+            group.deferred = True
         grouped.append(p)
     # groups with equal numpy dtypes and specs given as equal-but-distinct objects stay apart:
     # that only costs one more kernel call
@@ -357,9 +364,11 @@ def _fill_calls(
 ) -> list[Callable[[], None]]:
     """Return the kernel calls that fill every view of ``group`` with a plan (one per buffer).
 
-    Everything but the fill itself (the ranges, their parameters and stream keys) is done here;
-    ``prepared``: the checks and the kernels' work items too
-    (:func:`~paramarena.kernels.prepare_random_ranges`: the calls can run in another thread).
+    Everything but the fill itself (the ranges, their parameters and stream keys) is done here.
+    ``prepared``: the calls are to run in another thread while this one goes on; here only the
+    names' bytes are laid out (:func:`~paramarena.kernels.prepare_stream_keys`), and each call
+    derives its keys on the kernel threads, checks its ranges and makes the kernels' work items
+    (:func:`~paramarena.kernels.prepare_random_ranges`), then fills.
     """
     from paramarena import kernels
 
@@ -396,6 +405,12 @@ def _fill_calls(
         if run is not None and not run.size:
             continue
         rows = table[index if run is None else index[run]]
+        run_names = names if run is None else [names[i] for i in run.tolist()]
+        keys, derive = (
+            kernels.prepare_stream_keys(seed, run_names)
+            if prepared
+            else (kernels.stream_keys(seed, run_names), None)
+        )
         args = (
             buffers[0 if run is None else int(run[0])],
             offsets if run is None else offsets[run],
@@ -403,13 +418,21 @@ def _fill_calls(
             rows[:, 0].astype(np.int64),
             rows[:, 1],
             rows[:, 2],
-            kernels.stream_keys(seed, names if run is None else [names[i] for i in run.tolist()]),
+            keys,
         )
-        if prepared:
-            calls.append(kernels.prepare_random_ranges(*args))
-        else:
+        if derive is None:
             calls.append(partial(kernels.fill_random_ranges, *args))
+        else:
+            calls.append(partial(_derive_then_fill, derive, args))
     return calls
+
+
+def _derive_then_fill(derive: Callable[[], None], args: tuple[Any, ...]) -> None:
+    """Derive the stream keys (into ``args[-1]``), then fill the ranges ``args`` describe."""
+    from paramarena import kernels
+
+    derive()
+    kernels.prepare_random_ranges(*args)()
 
 
 def _run(pdict: ParameterDict, groups: list[_Group], default: Any, ctx: Context, seed: int) -> None:
@@ -503,14 +526,14 @@ def _commit(pdict: ParameterDict, group: _Group, ctx: Context, seed: int) -> Non
     params = group.params
     count = len(params)
     options = {"seed": seed, "verbose": False}  # shared: only ever read, replaced whole
-    if group.fresh and list(map(_GRAD_REQ, params)).count("null") == 0:
+    if group.fresh and not group.gradless:
         # the usual case: nothing initialized before, every parameter has gradients. Each
         # parameter gets its place in the data and gradient runs; its arrays are made when
         # first asked for (``ParameterArrays``)
         arena = pdict._storage.grad.arena(ctx, group.dtype)
         grad_runs, _, _ = arena.allocate_rows(group.by_shape, count)
         ctx_list = [ctx]  # shared: only ever read, replaced whole
-        if list(map(_DEFERRED, params)).count(()) != count:
+        if group.deferred:
             for p in params:  # ``_init_options`` only matters while a deferred init is pending
                 p._deferred_init = ()
         for (members, data_run), (_, grad_run) in zip(group.runs, grad_runs, strict=True):
