@@ -67,7 +67,8 @@ def test_prepared_keys_are_written_by_the_call_from_another_thread(count: int) -
 
     names = [f"net_layer{i}_weight" for i in range(count)]
     out, derive = kernels.prepare_stream_keys(5, names)
-    assert out.dtype == np.uint32 and out.shape == (count, 4)
+    assert out.dtype == np.uint32
+    assert out.shape == (count, 4)
     worker = threading.Thread(target=derive)
     worker.start()
     worker.join()

@@ -168,9 +168,7 @@ def stream_keys(seed: int, keys: Sequence[str]) -> np.ndarray:
     return np.frombuffer(joined, dtype="<u4").reshape(-1, 4).astype(np.uint32)
 
 
-def prepare_stream_keys(
-    seed: int, keys: Sequence[str]
-) -> tuple[np.ndarray, Callable[[], None]]:
+def prepare_stream_keys(seed: int, keys: Sequence[str]) -> tuple[np.ndarray, Callable[[], None]]:
     """Prepare :func:`stream_keys`: return its output array and the call that writes it.
 
     The seed is checked and, for many names, their bytes are laid out here; the returned call
