@@ -237,7 +237,7 @@ def test_the_new_file_replaces_the_old_one_only_when_complete(
 @pytest.mark.parametrize("suffix", [*FILE_SUFFIXES, ".zarr", ".zarr.zip"])
 @pytest.mark.parametrize("value", ["no", "False", 0, 1, None, np.bool_(False)])
 def test_a_durable_value_that_is_not_a_bool_is_refused(
-    tmp_path: Path, suffix: str, value: object, calls: Calls
+    tmp_path: Path, suffix: str, value: object
 ) -> None:
     path = tmp_path / f"a{suffix}"
     with pytest.raises(ConfigurationError, match=r"durable must be True or False; got .*a\."):
