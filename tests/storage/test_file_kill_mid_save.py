@@ -1,5 +1,6 @@
 """A process killed while saving an npz / .params / .zarr.zip file leaves the previous file
-loadable, and the next save removes the temporaries it left."""
+loadable, and the next save removes the temporaries it left; so does a non-durable save
+(``durable=False`` skips the fsyncs, not the temporary file and the rename)."""
 
 from __future__ import annotations
 
@@ -23,23 +24,33 @@ SAVER = textwrap.dedent(
     from paramarena import storage
 
     path = sys.argv[1]
+    options = {} if sys.argv[2] == "default" else {"durable": sys.argv[2] == "durable"}
     big = {f"p{i}": np.full((1024, 1024), i + 1.0, np.float32) for i in range(24)}
     print("ready", flush=True)
     while True:
-        storage.save(path, big)
+        storage.save(path, big, **options)
     """
 )
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("suffix", [".npz", ".params", ".zarr.zip"])
-def test_kill_mid_save_keeps_previous_file(tmp_path: Path, suffix: str) -> None:
+@pytest.mark.parametrize(
+    ("suffix", "mode"),
+    [
+        (".npz", "default"),
+        (".params", "default"),
+        (".zarr.zip", "default"),
+        (".npz", "not durable"),
+        (".params", "not durable"),
+    ],
+)
+def test_kill_mid_save_keeps_previous_file(tmp_path: Path, suffix: str, mode: str) -> None:
     path = tmp_path / f"ckpt{suffix}"
     old = {"p0": np.zeros((4, 4), np.float32)}
     storage.save(path, old)
     proc = subprocess.Popen(
-        [sys.executable, "-c", SAVER, str(path)],
+        [sys.executable, "-c", SAVER, str(path), mode],
         stdout=subprocess.PIPE,
         env={**os.environ, "PARAMARENA_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )

@@ -15,7 +15,9 @@ with no known suffix writes MXNet's format, as MXNet's ``nd.save`` does.
 
 Options common to every backend: ``progress`` (``None`` = automatic), ``storage_options``
 (a dict for fsspec, remote URLs only) and ``concurrency`` (int, where the backend does
-parallel I/O). Other keyword options are backend-specific and passed through.
+parallel I/O). Other keyword options are backend-specific and passed through, among them the
+save option ``durable`` (default True): ``durable=False`` makes an npz or MXNet ``.params``
+save skip its fsyncs (still atomic, not durable); a zarr checkpoint refuses it.
 """
 
 from __future__ import annotations
@@ -234,7 +236,9 @@ def save(
     progress : bool, optional
         Show a progress bar; ``None`` shows one for large transfers on a terminal.
     **options
-        ``storage_options``, ``concurrency`` and backend-specific options.
+        ``storage_options``, ``concurrency`` and backend-specific options, e.g.
+        ``durable=False`` (npz, ``.params``: no fsync of the file and its directory; the
+        save stays atomic, but a power loss may lose it: docs/storage.md).
 
     Raises
     ------

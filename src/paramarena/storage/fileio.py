@@ -3,7 +3,8 @@
 - :func:`atomic_write` writes a file so that readers see either the old file or the complete
   new one: a temporary file in the same directory, ``fsync``, ``os.replace``, ``fsync`` of the
   directory. Remote URLs (``s3://...`` through fsspec) are written as one object, which object
-  stores publish atomically.
+  stores publish atomically. ``durable=False`` (checked by :func:`durable_option`) keeps the
+  temporary file and the rename but skips both ``fsync`` calls: atomic, not durable.
 - :func:`open_read` opens a local path or URL for reading as a seekable binary file and gives
   its size, turning "no such file" into :class:`~paramarena.errors.StorageError`.
 - :func:`temp_path` names a writer's temporary file beside its target
@@ -36,6 +37,7 @@ from paramarena.storage.remote import remote_errors, remote_filesystem
 
 __all__ = [
     "atomic_write",
+    "durable_option",
     "is_remote",
     "local_path",
     "open_read",
@@ -335,8 +337,28 @@ def remove_stale_temps(path: str, grace: float = DEFAULT_TEMP_GRACE) -> list[str
     return removed
 
 
+def durable_option(uri: str, options: Mapping[str, Any]) -> bool:
+    """Return the ``durable`` save option of ``options`` (default True), checked.
+
+    Raises
+    ------
+    paramarena.errors.ConfigurationError
+        The value is not ``True`` or ``False`` (``"no"``, ``0``, ``None``, ... are refused:
+        a typo must not silently pick either mode).
+    """
+    value = options.get("durable", True)
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            f"durable must be True or False; got {value!r} saving {uri!r} "
+            "(durable=False: atomic but not flushed to disk, see docs/storage.md)"
+        )
+    return value
+
+
 @contextlib.contextmanager
-def atomic_write(uri: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[IO[bytes]]:
+def atomic_write(
+    uri: str, storage_options: Mapping[str, Any] | None = None, *, durable: bool = True
+) -> Iterator[IO[bytes]]:
     """Yield a binary file whose content replaces ``uri`` only when the block ends cleanly.
 
     Local files: the data goes to a hidden temporary file in the same directory, which is
@@ -352,6 +374,13 @@ def atomic_write(uri: str, storage_options: Mapping[str, Any] | None = None) -> 
         Destination path or URL.
     storage_options : mapping, optional
         Passed to fsspec for remote URLs.
+    durable : bool, default True
+        False skips the two ``fsync`` calls (file and directory) of a local file and nothing
+        else: the temporary file, the lock and the rename stay, so a process that dies at any
+        point still leaves the old file or the complete new one, but after a power loss or an
+        operating-system crash the file may be the old one, or the new one with its data not
+        (completely) on disk. Remote URLs ignore it: an object store has the object durably
+        once it acknowledges the write.
 
     Raises
     ------
@@ -386,7 +415,8 @@ def atomic_write(uri: str, storage_options: Mapping[str, Any] | None = None) -> 
             try_lock(fh.fileno())  # held until closed: marks the temporary as a live writer's
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -394,7 +424,8 @@ def atomic_write(uri: str, storage_options: Mapping[str, Any] | None = None) -> 
         if isinstance(exc, OSError) and not isinstance(exc, StorageError):
             raise StorageError(f"cannot write checkpoint {uri!r}: {exc}") from exc
         raise
-    _fsync_dir(directory)
+    if durable:
+        _fsync_dir(directory)
 
 
 @contextlib.contextmanager

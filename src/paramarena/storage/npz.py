@@ -51,7 +51,7 @@ from paramarena.hooks.records import (
     VerifyReport,
 )
 from paramarena.hooks.specs import hookimpl
-from paramarena.storage.fileio import atomic_write, open_read, progress_reporter
+from paramarena.storage.fileio import atomic_write, durable_option, open_read, progress_reporter
 from paramarena.storage.npz_write import StoredZipWriter, npy_parts, write_with_zipfile
 
 __all__ = ["COMMENT_PREFIX", "META_KEY", "NpzBackend", "paramarena_storage_backends"]
@@ -72,7 +72,7 @@ COMMENT_PREFIX = b"paramarena:"
 _MAX_ZIP_FIELD = 65535
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _COMMON_OPTIONS = frozenset({"progress", "storage_options", "concurrency"})
-_SAVE_OPTIONS = _COMMON_OPTIONS | {"compress"}
+_SAVE_OPTIONS = _COMMON_OPTIONS | {"compress", "durable"}
 
 
 def _check_options(uri: str, options: Mapping[str, Any], allowed: frozenset[str]) -> None:
@@ -340,10 +340,14 @@ class NpzBackend:
         arrays : dict of str to numpy.ndarray, or list of numpy.ndarray
             A list is stored as ``arr_0``, ``arr_1``, ... and loaded back as a list.
         **options
-            ``compress`` (bool, default False: deflate the entries), ``progress``,
+            ``compress`` (bool, default False: deflate the entries), ``durable`` (bool,
+            default True; False skips the ``fsync`` of the file and its directory and the
+            early writeback: the save stays atomic, see
+            :func:`~paramarena.storage.fileio.atomic_write`), ``progress``,
             ``storage_options``.
         """
         _check_options(uri, options, _SAVE_OPTIONS)
+        durable = durable_option(uri, options)
         named = isinstance(arrays, Mapping)
         items: list[tuple[str, np.ndarray]] = (
             list(arrays.items())
@@ -387,7 +391,7 @@ class NpzBackend:
         total = sum(a.nbytes for _, a in stored)
         with (
             progress_reporter(total, f"save {uri}", options.get("progress")) as update,
-            atomic_write(uri, options.get("storage_options")) as fh,
+            atomic_write(uri, options.get("storage_options"), durable=durable) as fh,
         ):
             if options.get("compress") or any(a.dtype.names is not None for _, a in stored):
                 compression = (
@@ -396,7 +400,7 @@ class NpzBackend:
                 with write_with_zipfile(fh, stored, compression, update) as zf:
                     zf.comment = comment
                 return
-            writer = StoredZipWriter(fh, total, preallocate=total)
+            writer = StoredZipWriter(fh, total, preallocate=total, durable=durable)
             headers: dict[tuple[Any, ...], bytes] = {}
             try:
                 for name, arr in stored:

@@ -18,6 +18,10 @@ layer, is copied by ``tobytes`` and has its CRC-32 computed in a separate pass p
   (``fallocate``, by the writer thread right after the first write): the writes then copy
   into the page cache without allocating per page.
 
+A non-durable save (``durable=False``: no ``fsync`` follows) starts no writeback: it only
+copies into the page cache, and writeback started early would make those copies wait for the
+disk. The preallocation stays (it makes the copies cheaper, durable or not).
+
 The layout is what ``zipfile`` writes with ``force_zip64=True``: every local header carries a
 zip64 extra field with both sizes; central-directory records carry one only for sizes or
 offsets past ``zipfile.ZIP64_LIMIT``; the zip64 end records are written when the entry count,
@@ -269,13 +273,19 @@ class StoredZipWriter:
         by the writer thread once the first write is made), which makes the writes cheaper.
         Never more than will be written: the file is that long from then on. Only archives
         written by a writer thread (``total_bytes`` large, a local file) are preallocated.
+    durable : bool, default True
+        Whether an ``fsync`` follows (:func:`~paramarena.storage.fileio.atomic_write`): only
+        then is the kernel's writeback started as the data goes.
 
     Use :meth:`add` for every entry, then :meth:`finish`; :meth:`close` (also after an error)
     waits for the writes in flight.
     """
 
-    def __init__(self, fh: IO[bytes], total_bytes: int, preallocate: int = 0) -> None:
+    def __init__(
+        self, fh: IO[bytes], total_bytes: int, preallocate: int = 0, *, durable: bool = True
+    ) -> None:
         self._fh = fh
+        self._durable = durable
         self._fd: int | None = None
         if not isinstance(fh, io.BytesIO) and hasattr(os, "pwritev"):  # not on Windows
             try:
@@ -313,7 +323,7 @@ class StoredZipWriter:
                     self._fh.write(b)
                 return
             end = _pwrite_all(self._fd, buffers, offset)
-            if end - self._synced >= self._step:
+            if self._durable and end - self._synced >= self._step:
                 start_writeback(self._fd, self._synced, end - self._synced)
                 self._step = min(2 * (end - self._synced), _WRITEBACK_STEP)
                 self._synced = end

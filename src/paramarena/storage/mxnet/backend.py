@@ -27,7 +27,7 @@ from paramarena.hooks.records import (
     VerifyReport,
 )
 from paramarena.hooks.specs import hookimpl
-from paramarena.storage.fileio import atomic_write, open_read, progress_reporter
+from paramarena.storage.fileio import atomic_write, durable_option, open_read, progress_reporter
 from paramarena.storage.mxnet.format import (
     DEFAULT_MAX_DENSE_BYTES,
     LIST_MAGIC,
@@ -42,7 +42,7 @@ __all__ = ["BACKEND", "MXNetParamsBackend", "paramarena_storage_backends"]
 _COMMON = frozenset({"progress", "storage_options", "concurrency"})
 _LOAD_OPTIONS = _COMMON | {"sparse", "max_dense_bytes"}
 _VERIFY_OPTIONS = _COMMON | {"max_dense_bytes"}
-_SAVE_OPTIONS = _COMMON | {"np_shape"}
+_SAVE_OPTIONS = _COMMON | {"np_shape", "durable"}
 _SPARSE_MODES = ("dense", "error")
 
 
@@ -84,15 +84,18 @@ class MXNetParamsBackend:
             A dict stores names (in order); a list stores none.
         **options
             ``np_shape`` (``None``: V2 records unless an array is 0-d, then V3 throughout;
-            ``True``: V3; ``False``: V2, refusing 0-d arrays), ``progress``,
+            ``True``: V3; ``False``: V2, refusing 0-d arrays), ``durable`` (bool, default
+            True; False skips the ``fsync`` of the file and its directory: the save stays
+            atomic, see :func:`~paramarena.storage.fileio.atomic_write`), ``progress``,
             ``storage_options``.
         """
         _check_options(uri, options, _SAVE_OPTIONS)
+        durable = durable_option(uri, options)
         values = arrays.values() if isinstance(arrays, Mapping) else arrays
         total = sum(int(np.asarray(a).nbytes) for a in values)
         with (
             progress_reporter(total, f"save {uri}", options.get("progress")) as update,
-            atomic_write(uri, options.get("storage_options")) as fh,
+            atomic_write(uri, options.get("storage_options"), durable=durable) as fh,
         ):
             write_params(fh, arrays, np_shape=options.get("np_shape"), on_array=update)
 

@@ -49,6 +49,7 @@ from paramarena.hooks.records import (
 from paramarena.storage import session
 from paramarena.storage.columns import StoredColumns
 from paramarena.storage.failures import describe_local
+from paramarena.storage.fileio import durable_option
 from paramarena.storage.sniff import is_local_zip_file
 from paramarena.storage.zarr import checkpass, guard, manifest_scan, reader, validate
 from paramarena.storage.zarr.commit import COMMIT_MARKER, commit_version
@@ -211,7 +212,18 @@ class ZarrCheckpointBackend:
             wrote is removed and the previous checkpoint stays committed.
         paramarena.errors.ConcurrentWriteError
             Another writer removed this save's version or held the commit lock too long.
+        paramarena.errors.ConfigurationError
+            ``durable=False``: a zarr save is always durable (``durable=True`` is accepted).
         """
+        if not durable_option(uri, options):
+            raise ConfigurationError(
+                f"zarr checkpoint {uri!r} cannot be saved with durable=False: its commit "
+                "protocol flushes every chunk, document and directory before COMMIT (that is "
+                "what keeps the previous checkpoint after a power loss) and has no "
+                "non-durable mode; durable=False is an option of the single-file formats "
+                "(npz, mxnet .params)"
+            )
+        options = {key: value for key, value in options.items() if key != "durable"}
         self._check_options(uri, options)
         settings = save_settings(uri, options)
         items, named = save_items(uri, arrays)
