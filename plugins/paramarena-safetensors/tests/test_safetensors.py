@@ -185,3 +185,23 @@ class TestSafetensorsOnFsspecMemory(StorageTests):
     def storage_uri(self, tmp_path: Path) -> str:
         pytest.importorskip("fsspec")
         return f"memory://paramarena-tests/{tmp_path.name}/model.safetensors"
+
+
+def test_durable_false_skips_fsync_and_keeps_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    arrays = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    storage.save(str(tmp_path / "a.safetensors"), arrays)
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    storage.save(str(tmp_path / "b.safetensors"), arrays, durable=False)
+    assert calls == []
+    storage.save(str(tmp_path / "c.safetensors"), arrays, durable=True)
+    assert len(calls) == 2  # the file and its directory
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    with pytest.raises(ConfigurationError, match="durable must be True or False"):
+        storage.save(str(tmp_path / "d.safetensors"), arrays, durable="no")
+    assert not (tmp_path / "d.safetensors").exists()

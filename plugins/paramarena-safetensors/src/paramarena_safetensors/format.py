@@ -51,7 +51,7 @@ from paramarena.hooks.records import (
     LoadedArrays,
     VerifyReport,
 )
-from paramarena.storage.fileio import atomic_write, open_read, progress_reporter
+from paramarena.storage.fileio import atomic_write, durable_option, open_read, progress_reporter
 
 __all__ = [
     "DTYPE_CODES",
@@ -128,7 +128,7 @@ MAX_HEADER_BYTES = 100_000_000
 #: The largest array numpy can describe, in bytes (even an empty one: ``(0, 2**62)``).
 _MAX_ARRAY_BYTES = 2**63 - 1
 _COMMON = frozenset({"progress", "storage_options", "concurrency"})
-_SAVE_OPTIONS = _COMMON | {"metadata"}
+_SAVE_OPTIONS = _COMMON | {"metadata", "durable"}
 _LOAD_OPTIONS = _COMMON | {"check_crc"}
 
 
@@ -410,9 +410,11 @@ class SafetensorsBackend:
             A list is stored as ``arr_0``, ``arr_1``, ... and loaded back as a list.
         **options
             ``metadata`` (dict str -> str, stored in ``__metadata__``), ``progress``,
-            ``storage_options``.
+            ``storage_options``, ``durable`` (bool, default True; False: still atomic, but
+            neither the file nor its directory is fsync-ed, as for ``.npz``).
         """
         _check_options(uri, options, _SAVE_OPTIONS)
+        durable = durable_option(uri, options)
         user_meta = options.get("metadata") or {}
         if not isinstance(user_meta, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in user_meta.items()
@@ -459,7 +461,7 @@ class SafetensorsBackend:
         text += b" " * (-len(text) % 8)  # the spec pads the header to 8-byte alignment
         with (
             progress_reporter(offset, f"save {uri}", options.get("progress")) as update,
-            atomic_write(uri, options.get("storage_options")) as fh,
+            atomic_write(uri, options.get("storage_options"), durable=durable) as fh,
         ):
             fh.write(struct.pack("<Q", len(text)))
             fh.write(text)
