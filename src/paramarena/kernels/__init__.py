@@ -18,11 +18,7 @@ from typing import Any
 import numpy as np
 
 from paramarena.kernels._memory import empty, zeros
-from paramarena.kernels._streams import (
-    PARALLEL_THRESHOLD,
-    _fill_stream,
-    _plan_items,
-)
+from paramarena.kernels._streams import PARALLEL_THRESHOLD, _fill_stream, _nothing, _plan_items
 from paramarena.kernels._threads import get_num_threads, run_chunks, set_num_threads
 
 __all__ = [
@@ -189,11 +185,7 @@ def prepare_stream_keys(seed: int, keys: Sequence[str]) -> tuple[np.ndarray, Cal
         from paramarena.kernels._keys import plan_stream_keys
 
         return plan_stream_keys(seed, keys)
-    return stream_keys(seed, keys), _no_work
-
-
-def _no_work() -> None:
-    return None
+    return stream_keys(seed, keys), _nothing
 
 
 def fill_random_ranges(
