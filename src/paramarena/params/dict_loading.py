@@ -31,6 +31,7 @@ from paramarena.params.inplace_load import (
     verify_before_overwrite,
 )
 from paramarena.params.loading import LoadReport
+from paramarena.params.packed_load import load_rows
 from paramarena.params.stored import set_init_keys, stored_specs
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from paramarena.params.parameter_dict import ParameterDict
 
 __all__ = [
+    "adoptable",
+    "allocate_views",
     "check_targets",
     "checked_destinations",
     "load_contexts",
@@ -168,7 +171,7 @@ def check_targets(
     paramarena.errors.ParameterValueError
         ``dtype_source`` is invalid, or a parameter is sparse.
     """
-    checked_destinations(pdict, targets, stored, ctx, cast_dtype, dtype_source, pick=False)
+    adoptable(pdict, targets, stored, ctx, cast_dtype, dtype_source, pick=False)
 
 
 def _dtype_pairs() -> Callable[[Any, Any], tuple[np.dtype[Any], bool]]:
@@ -290,6 +293,41 @@ def checked_destinations(
     and dtype they take as they are. Raises what :func:`check_targets` raises, before any view
     is allocated. ``pick=False``: check only (no views; what :func:`check_targets` does).
     """
+    picked = adoptable(pdict, targets, stored, ctx, cast_dtype, dtype_source, pick=pick)
+    return allocate_views(pdict, picked, ctx)
+
+
+#: Parameters to read into new arena memory, by the dtype they get: ``(name, stored name,
+#: stored shape)`` each.
+Picked = dict[np.dtype[Any], list[tuple[str, str, tuple[int, ...]]]]
+
+
+def allocate_views(pdict: ParameterDict, picked: Picked, ctx: CtxArg) -> dict[str, Any]:
+    """Allocate an arena view for each parameter of ``picked``: ``{stored name: view}``."""
+    c = _CPU0[0] if ctx is None else chk.normalize_ctx(ctx, "load")[0]
+    views: dict[str, Any] = {}
+    for dtype, group in picked.items():
+        arena = pdict._storage.data.arena(c, dtype)
+        allocated, _, _ = arena.allocate_packed([shape for _, _, shape in group])
+        views.update(zip((k for _, k, _ in group), allocated, strict=True))
+    return views
+
+
+def adoptable(
+    pdict: ParameterDict,
+    targets: Mapping[str, str],
+    stored: Mapping[str, Any],
+    ctx: CtxArg,
+    cast_dtype: bool,
+    dtype_source: str,
+    *,
+    pick: bool = True,
+) -> Picked:
+    """:func:`check_targets`, then say which parameters can take new arena memory as loaded.
+
+    Those of this dict that are not initialized or deferred, that will live on one CPU
+    context, and whose stored shape and dtype they take as they are; grouped by dtype.
+    """
     if cast_dtype and dtype_source not in ("current", "saved"):
         first = next(iter(targets), "?")
         raise ParameterValueError(
@@ -300,17 +338,16 @@ def checked_destinations(
     ctx_set = None if given is None else set(given)
     contexts = given if given is not None else _CPU0
     adopt = pick and len(contexts) == 1 and chk.is_cpu_context(contexts[0])
-    c = contexts[0] if adopt else None
     same = _dtype_pairs()
     adopt_saved = cast_dtype and dtype_source == "saved"
     params, own_storage = pdict._params, pdict._storage
-    picked: dict[np.dtype[Any], list[tuple[str, tuple[int, ...]]]] = {}
+    picked: Picked = {}
     last_spec: Any = _UNSET
     last_own: Any = _UNSET
     last_saved: Any = None
     saved: np.dtype[Any] = np.dtype(np.float32)
     equal = False
-    group: list[tuple[str, tuple[int, ...]]] = []
+    group: list[tuple[str, str, tuple[int, ...]]] = []
     for name, key in targets.items():
         p = params[name]
         dense = p._stype == "default" and p._grad_stype == "default"
@@ -355,13 +392,8 @@ def checked_destinations(
             if saved is not last_saved:
                 group = picked.setdefault(saved, [])
                 last_saved = saved
-            group.append((key, shape))
-    views: dict[str, Any] = {}
-    for dtype, group in picked.items():
-        arena = pdict._storage.data.arena(c, dtype)
-        allocated, _, _ = arena.allocate_packed([shape for _, shape in group])
-        views.update(zip((k for k, _ in group), allocated, strict=True))
-    return views
+            group.append((name, key, shape))
+    return picked
 
 
 def release_unadopted(
@@ -443,9 +475,15 @@ def load_file(
     else:
         targets = plan.targets
     infos = stored_specs(names, info.shapes, info.dtypes)
-    # every target checked (a mismatch raises here), then arena views to read into (only
+    # every target checked (a mismatch raises here), then arena memory to read into (only
     # for parameters without an array: when every target has one, none is loaded in place)
-    views = checked_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
+    picked = adoptable(pdict, targets, infos, ctx, cast_dtype, dtype_source)
+    if targets and sum(map(len, picked.values())) == len(targets):
+        # every parameter is new: arena rows, read by offsets, adopted without a view each
+        load_rows(pdict, filename, picked, ctx, cast_dtype, dtype_source, options)
+        _finish(pdict, targets, info, cast_dtype, dtype_source, plan, filename)
+        return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
+    views = allocate_views(pdict, picked, ctx)
     try:
         in_place = (
             in_place_destinations(pdict, targets, infos, ctx)
@@ -481,6 +519,20 @@ def load_file(
         in_place=in_place,
         checked=True,
     )
+    _finish(pdict, targets, info, cast_dtype, dtype_source, plan, filename)
+    return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
+
+
+def _finish(
+    pdict: ParameterDict,
+    targets: Mapping[str, str],
+    info: Any,
+    cast_dtype: bool,
+    dtype_source: str,
+    plan: Any,
+    filename: Any,
+) -> None:
+    """Record the loaded parameters' init keys and log what was skipped."""
     if not (cast_dtype and dtype_source == "current"):
         set_init_keys(pdict._params, targets, info)
     if plan.skipped:
@@ -490,4 +542,3 @@ def load_file(
             filename,
             chk.brief_print_list(plan.skipped),
         )
-    return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)

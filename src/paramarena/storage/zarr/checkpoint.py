@@ -328,6 +328,36 @@ class ZarrCheckpointBackend:
             return list(ordered.values())
         return ordered
 
+    def load_packed(
+        self, uri: str, targets: Sequence[Any], **options: Any
+    ) -> dict[str, np.ndarray]:
+        """Read into flat buffers: :func:`paramarena.storage.columns.load_packed`.
+
+        The committed version's parameters named in ``targets`` are read into their places
+        (local uncompressed arrays of many small parameters chunk file by chunk file; every
+        chunk's and every parameter's crc32c checked) and any failure raises as :meth:`load`.
+        """
+        self._check_options(uri, options)
+        return retrying(
+            _open_root, uri, options, lambda loc: self._load_packed_once(loc, uri, targets, options)
+        )
+
+    def _load_packed_once(
+        self, loc: _Root, uri: str, targets: Sequence[Any], options: Mapping[str, Any]
+    ) -> dict[str, np.ndarray]:
+        version, _manifest, record = self._committed_record(loc)
+        guard.check_version(loc, version, record)
+        for t in targets:
+            reader.select(loc.uri, record, t.names)  # every name stored
+        with remote_concurrency(loc.local, _concurrency(uri, options)):
+            other, problems = reader.read_packed(
+                loc, version, record, targets, options.get("progress")
+            )
+        if problems:
+            detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
+            raise CorruptCheckpointError(f"zarr checkpoint {uri!r} is corrupt: {detail}.")
+        return other
+
     def check(self, uri: str, *, names: Collection[str] | None = None, **options: Any) -> None:
         """Read and check ``names`` (all if None) as :meth:`load` does, keeping nothing.
 

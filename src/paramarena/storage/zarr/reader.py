@@ -22,6 +22,7 @@ from paramarena.storage.fileio import progress_reporter
 from paramarena.storage.remote import is_transient
 from paramarena.storage.zarr import guard
 from paramarena.storage.zarr.checkpass import Identity, check_raw
+from paramarena.storage.zarr.gather import gatherable, read_gathered
 from paramarena.storage.zarr.local import (
     RawLayout,
     raw_layout,
@@ -31,7 +32,7 @@ from paramarena.storage.zarr.scatter import read_scattered
 from paramarena.storage.zarr.validate import Manifest
 from paramarena.storage.zarr.writer import storage_dtype
 
-__all__ = ["logical_dtype", "read", "select"]
+__all__ = ["logical_dtype", "read", "read_packed", "select"]
 
 Problems = list[tuple[str, str]]
 
@@ -107,6 +108,106 @@ def read(
                 _read_zarr(loc, group, version, arr_name, record, idx, out, problems)
             update(int(record.nbytes[np.asarray(idx, dtype=np.intp)].sum()))
     return out, problems
+
+
+def read_packed(
+    loc: Any, version: str, record: Manifest, targets: Sequence[Any], progress: bool | None
+) -> tuple[dict[str, np.ndarray], Problems]:
+    """Read the arrays of ``targets`` (:class:`~paramarena.storage.columns.PackedTarget`).
+
+    Returns the arrays whose stored shape or dtype differ from their target's (read into new
+    arrays) and the problems. A whole packed array of small parameters whose target is one
+    buffer (local, uncompressed) is streamed chunk file by chunk file into it
+    (:func:`~paramarena.storage.zarr.gather.read_gathered`): every chunk's crc32c and every
+    parameter's crc32c are checked. Anything else is read by :func:`read` into views of the
+    buffers.
+    """
+    problems: Problems = []
+    other: list[int] = []  # manifest positions read into new arrays
+    views: dict[str, np.ndarray] = {}
+    rest: list[int] = []  # manifest positions read by ``read`` into ``views``
+    total = int(sum(t.buffer.nbytes for t in targets))
+    with progress_reporter(total, f"load {loc.uri}", progress) as update:
+        for t in targets:
+            names = tuple(t.names)
+            if names == record.names:
+                pos = np.arange(len(names), dtype=np.intp)
+                stored_shapes: Sequence[tuple[int, ...]] = record.shapes
+            else:
+                index = record.index
+                pos = np.fromiter((index[n] for n in names), dtype=np.intp, count=len(names))
+                stored_shapes = [record.shapes[i] for i in pos.tolist()]
+            if list(stored_shapes) == list(t.shapes):
+                fits = np.ones(len(names), dtype=bool)
+            else:
+                fits = np.fromiter(
+                    map(tuple.__eq__, stored_shapes, t.shapes), dtype=bool, count=len(names)
+                )
+            wanted = t.buffer.dtype
+            for d in set(record.dtypes[i] for i in pos.tolist()) if len(pos) else ():
+                if logical_dtype(d) != wanted:
+                    fits &= np.array([record.dtypes[i] != d for i in pos.tolist()], dtype=bool)
+            other.extend(pos[~fits].tolist())
+            inv = np.full(len(record.names), -1, dtype=np.intp)  # position -> index in t
+            inv[pos[fits]] = np.flatnonzero(fits)
+            for arr_name, idx in _by_array(record, np.sort(pos[fits]).tolist()).items():
+                at = np.asarray(idx, dtype=np.intp)
+                mine = inv[at]
+                if not _gather_raw(loc, version, record, arr_name, at, t, mine, problems):
+                    rest.extend(idx)
+                    pairs = zip(idx, mine.tolist(), strict=True)
+                    views.update((record.names[i], t.view(j)) for i, j in pairs)
+                    continue
+                update(int(record.nbytes[at].sum()))
+    if rest:
+        out, found = read(loc, version, record, sorted(rest), None, views)
+        problems.extend(found)
+        for name, a in out.items():
+            if a is not views[name]:
+                np.copyto(views[name], a)
+    leftovers: dict[str, np.ndarray] = {}
+    if other:
+        out, found = read(loc, version, record, sorted(other), None)
+        problems.extend(found)
+        leftovers.update(out)
+    return leftovers, problems
+
+
+def _gather_raw(
+    loc: Any,
+    version: str,
+    record: Manifest,
+    arr_name: str,
+    at: np.ndarray,
+    target: Any,
+    mine: np.ndarray,
+    problems: Problems,
+) -> bool:
+    """Read the whole packed array ``arr_name`` into ``target`` if it can; False if not."""
+    if not loc.local or len(at) * LARGE_PARAMETER_BYTES <= int(record.nbytes[at].sum()):
+        return False  # few large parameters: read straight into their places (``read``)
+    sdtype = storage_dtype(record.dtypes[int(at[0])])
+    layout = raw_layout(loc.join(version, arr_name), sdtype)
+    if layout is None or layout.itemsize != target.buffer.itemsize:
+        return False
+    offsets, sizes = record.offsets[at], record.sizes[at]
+    dest = target.offsets[mine]
+    if not gatherable(offsets, sizes, layout.count, dest, target.buffer.size):
+        return False
+    crcs, bad = read_gathered(layout, offsets, sizes, target.buffer, dest)
+    wrong = np.flatnonzero(crcs != record.crcs[at])
+    failed: dict[int, str] = {}
+    if bad:
+        first = offsets // layout.chunk
+        last = (offsets + np.maximum(sizes, 1) - 1) // layout.chunk
+        for k, why in bad.items():
+            for r in np.flatnonzero((first <= k) & (last >= k) & (sizes > 0)).tolist():
+                failed.setdefault(r, f"{why} in {arr_name!r}")
+    for r in wrong.tolist():
+        failed.setdefault(r, "crc32c checksum mismatch")
+    for r in sorted(failed):
+        problems.append((record.names[int(at[r])], failed[r]))
+    return True
 
 
 #: Mean bytes per parameter from which a whole packed array is read window by window.
