@@ -144,7 +144,8 @@ def load_packed(
 
     Every array whose stored shape and dtype are the target's is read into its place (and
     checked as :func:`paramarena.storage.load` checks it); after an error the buffers' contents
-    are unspecified. The names must be distinct.
+    are unspecified. The names must be distinct; the destinations must lie inside their buffers
+    and not overlap (``ParameterValueError`` before anything is read).
 
     Returns
     -------
@@ -175,8 +176,15 @@ def load_packed(
 
 def copy_into(targets: Sequence[PackedTarget], arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Copy ``arrays`` into their targets; return those whose shape or dtype differ."""
+    from paramarena.errors import ParameterValueError
+    from paramarena.storage.zarr.gather import places_problem
+
     other: dict[str, np.ndarray] = {}
     for t in targets:
+        sizes = np.fromiter(map(math.prod, t.shapes), dtype=np.int64, count=len(t.shapes))
+        why = places_problem(t.offsets, sizes, t.buffer.size)
+        if why is not None:
+            raise ParameterValueError(f"load_packed: {why}.")
         dtype = t.buffer.dtype
         for i, (name, shape) in enumerate(zip(t.names, t.shapes, strict=True)):
             a = arrays[name]

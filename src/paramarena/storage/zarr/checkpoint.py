@@ -354,8 +354,9 @@ class ZarrCheckpointBackend:
                 loc, version, record, targets, options.get("progress")
             )
         if problems:
-            detail = "; ".join(f"{n!r}: {why}" for n, why in problems)
-            raise CorruptCheckpointError(f"zarr checkpoint {uri!r} is corrupt: {detail}.")
+            raise CorruptCheckpointError(
+                f"zarr checkpoint {uri!r} is corrupt: {reader.describe(problems)}."
+            )
         return other
 
     def check(self, uri: str, *, names: Collection[str] | None = None, **options: Any) -> None:

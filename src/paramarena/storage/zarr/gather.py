@@ -29,35 +29,37 @@ from paramarena.storage.zarr.local import (
     whole_size_problem,
 )
 
-__all__ = ["GATHER_WINDOW", "gatherable", "read_gathered"]
+__all__ = ["GATHER_WINDOW", "gatherable", "places_problem", "read_gathered"]
 
 #: Bytes of a chunk file read (and checksummed) at once into the staging window.
 GATHER_WINDOW = 4 << 20
 
 
-def gatherable(
-    offsets: np.ndarray, sizes: np.ndarray, count: int, dest_offsets: np.ndarray, room: int
-) -> bool:
-    """Whether parameters (stored order) tile ``[0, count)`` exactly and fit their destinations.
-
-    ``offsets`` / ``sizes``: each parameter's elements in the packed array; ``dest_offsets``:
-    its first element in the destination buffer of ``room`` elements. Destinations must lie
-    inside the buffer and must not overlap (each is written once, then checksummed).
-    """
+def gatherable(offsets: np.ndarray, sizes: np.ndarray, count: int) -> bool:
+    """Whether parameters (``offsets`` / ``sizes`` in stored order) tile ``[0, count)`` exactly."""
     if not len(offsets):
         return count == 0
     ends = offsets + sizes
-    if offsets[0] != 0 or ends[-1] != count or not np.array_equal(offsets[1:], ends[:-1]):
-        return False
+    return bool(offsets[0] == 0 and ends[-1] == count and np.array_equal(offsets[1:], ends[:-1]))
+
+
+def places_problem(dest_offsets: np.ndarray, sizes: np.ndarray, room: int) -> str | None:
+    """Say why destinations (element offsets, sizes) do not fit a buffer of ``room`` elements.
+
+    Each non-empty destination must lie inside the buffer and overlap no other (each is
+    written once, then checksummed). None when they fit.
+    """
     nonempty = sizes > 0
     starts = dest_offsets[nonempty]
     if not len(starts):
-        return True
-    if starts.min() < 0 or (starts + sizes[nonempty]).max() > room:
-        return False
+        return None
+    ends = starts + sizes[nonempty]
+    if starts.min() < 0 or ends.max() > room:
+        return f"a destination lies outside the buffer of {room} elements"
     order = np.argsort(starts, kind="stable")
-    lo, hi = starts[order], (starts + sizes[nonempty])[order]
-    return bool((lo[1:] >= hi[:-1]).all())
+    if not (starts[order][1:] >= ends[order][:-1]).all():
+        return "two destinations overlap"
+    return None
 
 
 def _sliding(buffer: np.ndarray, n: int, writeable: bool) -> np.ndarray:
@@ -84,7 +86,8 @@ def read_gathered(
     buffer : numpy.ndarray
         Flat C-contiguous writable destination of the storage itemsize.
     dest_offsets : numpy.ndarray
-        ``int64`` element offset of each parameter in ``buffer`` (inside, not overlapping).
+        ``int64`` element offset of each parameter in ``buffer`` (inside, not overlapping:
+        :func:`places_problem`).
 
     Returns
     -------

@@ -17,12 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from paramarena.errors import CorruptCheckpointError, MissingParameterError, StorageError
+from paramarena.errors import (
+    CorruptCheckpointError,
+    MissingParameterError,
+    ParameterValueError,
+    StorageError,
+)
 from paramarena.storage.fileio import progress_reporter
 from paramarena.storage.remote import is_transient
 from paramarena.storage.zarr import guard
 from paramarena.storage.zarr.checkpass import Identity, check_raw
-from paramarena.storage.zarr.gather import gatherable, read_gathered
+from paramarena.storage.zarr.gather import gatherable, places_problem, read_gathered
 from paramarena.storage.zarr.local import (
     RawLayout,
     raw_layout,
@@ -32,7 +37,7 @@ from paramarena.storage.zarr.scatter import read_scattered
 from paramarena.storage.zarr.validate import Manifest
 from paramarena.storage.zarr.writer import storage_dtype
 
-__all__ = ["logical_dtype", "read", "read_packed", "select"]
+__all__ = ["describe", "logical_dtype", "read", "read_packed", "select"]
 
 Problems = list[tuple[str, str]]
 
@@ -110,6 +115,17 @@ def read(
     return out, problems
 
 
+#: Problems a load error lists one by one; the others are counted.
+SHOWN_PROBLEMS = 8
+
+
+def describe(problems: Problems) -> str:
+    """Return ``problems`` as text: the first :data:`SHOWN_PROBLEMS`, then how many more."""
+    shown = "; ".join(f"{n!r}: {why}" for n, why in problems[:SHOWN_PROBLEMS])
+    more = len(problems) - SHOWN_PROBLEMS
+    return shown if more <= 0 else f"{shown}; and {more} more parameter(s)"
+
+
 def read_packed(
     loc: Any, version: str, record: Manifest, targets: Sequence[Any], progress: bool | None
 ) -> tuple[dict[str, np.ndarray], Problems]:
@@ -147,6 +163,10 @@ def read_packed(
             for d in set(record.dtypes[i] for i in pos.tolist()) if len(pos) else ():
                 if logical_dtype(d) != wanted:
                     fits &= np.array([record.dtypes[i] != d for i in pos.tolist()], dtype=bool)
+            placed = pos[fits]
+            why = places_problem(t.offsets[fits], record.sizes[placed], t.buffer.size)
+            if why is not None:
+                raise ParameterValueError(f"load_packed: {why} (loading {loc.uri!r}).")
             other.extend(pos[~fits].tolist())
             inv = np.full(len(record.names), -1, dtype=np.intp)  # position -> index in t
             inv[pos[fits]] = np.flatnonzero(fits)
@@ -192,7 +212,7 @@ def _gather_raw(
         return False
     offsets, sizes = record.offsets[at], record.sizes[at]
     dest = target.offsets[mine]
-    if not gatherable(offsets, sizes, layout.count, dest, target.buffer.size):
+    if not gatherable(offsets, sizes, layout.count):
         return False
     crcs, bad = read_gathered(layout, offsets, sizes, target.buffer, dest)
     wrong = np.flatnonzero(crcs != record.crcs[at])
