@@ -31,7 +31,7 @@ from paramarena.params.inplace_load import (
     verify_before_overwrite,
 )
 from paramarena.params.loading import LoadReport
-from paramarena.params.packed_load import load_rows
+from paramarena.params.packed_load import all_new, load_rows
 from paramarena.params.stored import set_init_keys, stored_specs
 
 if TYPE_CHECKING:
@@ -299,10 +299,10 @@ def checked_destinations(
 
 #: Parameters to read into new arena memory, by the dtype they get: ``(name, stored name,
 #: stored shape)`` each.
-Picked = dict[np.dtype[Any], list[tuple[str, str, tuple[int, ...]]]]
+Adoptable = dict[np.dtype[Any], list[tuple[str, str, tuple[int, ...]]]]
 
 
-def allocate_views(pdict: ParameterDict, picked: Picked, ctx: CtxArg) -> dict[str, Any]:
+def allocate_views(pdict: ParameterDict, picked: Adoptable, ctx: CtxArg) -> dict[str, Any]:
     """Allocate an arena view for each parameter of ``picked``: ``{stored name: view}``."""
     c = _CPU0[0] if ctx is None else chk.normalize_ctx(ctx, "load")[0]
     views: dict[str, Any] = {}
@@ -322,7 +322,7 @@ def adoptable(
     dtype_source: str,
     *,
     pick: bool = True,
-) -> Picked:
+) -> Adoptable:
     """:func:`check_targets`, then say which parameters can take new arena memory as loaded.
 
     Those of this dict that are not initialized or deferred, that will live on one CPU
@@ -341,7 +341,7 @@ def adoptable(
     same = _dtype_pairs()
     adopt_saved = cast_dtype and dtype_source == "saved"
     params, own_storage = pdict._params, pdict._storage
-    picked: Picked = {}
+    picked: Adoptable = {}
     last_spec: Any = _UNSET
     last_own: Any = _UNSET
     last_saved: Any = None
@@ -474,15 +474,16 @@ def load_file(
         targets = {n: stored[s] for n, s in plan.targets.items()}
     else:
         targets = plan.targets
+    new = all_new(pdict, targets, info, ctx, cast_dtype, dtype_source)
+    if new is not None:
+        # every parameter is new: arena rows, read by offsets, adopted without a view each
+        keyed = load_rows(pdict, filename, new, ctx, cast_dtype, dtype_source, options)
+        _finish(pdict, targets, info, cast_dtype, dtype_source, plan, filename, keyed)
+        return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
     infos = stored_specs(names, info.shapes, info.dtypes)
-    # every target checked (a mismatch raises here), then arena memory to read into (only
+    # every target checked (a mismatch raises here), then arena views to read into (only
     # for parameters without an array: when every target has one, none is loaded in place)
     picked = adoptable(pdict, targets, infos, ctx, cast_dtype, dtype_source)
-    if targets and sum(map(len, picked.values())) == len(targets):
-        # every parameter is new: arena rows, read by offsets, adopted without a view each
-        load_rows(pdict, filename, picked, ctx, cast_dtype, dtype_source, options)
-        _finish(pdict, targets, info, cast_dtype, dtype_source, plan, filename)
-        return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
     views = allocate_views(pdict, picked, ctx)
     try:
         in_place = (
@@ -531,9 +532,10 @@ def _finish(
     dtype_source: str,
     plan: Any,
     filename: Any,
+    keyed: bool = False,
 ) -> None:
-    """Record the loaded parameters' init keys and log what was skipped."""
-    if not (cast_dtype and dtype_source == "current"):
+    """Record the loaded parameters' init keys (unless ``keyed``: done) and log the skipped."""
+    if not keyed and not (cast_dtype and dtype_source == "current"):
         set_init_keys(pdict._params, targets, info)
     if plan.skipped:
         logger.info(

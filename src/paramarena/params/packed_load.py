@@ -11,67 +11,167 @@ made when first asked for (``ParameterArrays``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from paramarena.devices.context import Context
 from paramarena.params import checks as chk
+from paramarena.params.inplace_load import dtype_cache
 
 if TYPE_CHECKING:
     from paramarena.params.parameter import CtxArg, Parameter
     from paramarena.params.parameter_dict import ParameterDict
+    from paramarena.storage.columns import StoredColumns
 
-__all__ = ["load_rows"]
+__all__ = ["Picked", "all_new", "group_shapes", "load_rows"]
+
+
+#: Parameters to read into new arena memory, by the dtype they get: the parameters, their
+#: stored names and stored shapes, and the init key each was drawn with (or None).
+Picked = dict[np.dtype[Any], tuple[list[Any], list[str], list[tuple[int, ...]], list[Any] | None]]
+
+_ATTRS = ("_stype", "_grad_stype", "_data_list", "_lazy", "_deferred_init", "_storage")
+
+
+def all_new(
+    pdict: ParameterDict,
+    targets: Mapping[str, str],
+    info: StoredColumns,
+    ctx: CtxArg,
+    cast_dtype: bool,
+    dtype_source: str,
+) -> Picked | None:
+    """Return every target grouped by dtype if each one is new, else None.
+
+    New: a dense parameter of this dict without arrays, not deferred, that takes the stored
+    shape (its own is unknown or the same) and dtype as they are, to live on one CPU
+    context. The checks run over columns (a few C-level passes, no Python per parameter in the
+    usual case); anything else (including every error) is left to the general path, which
+    checks parameter by parameter and raises what it finds.
+    """
+    if not targets or (cast_dtype and dtype_source not in ("current", "saved")):
+        return None
+    if ctx is not None:
+        given = chk.normalize_ctx(ctx, "load")
+        if len(given) != 1 or not chk.is_cpu_context(given[0]):
+            return None
+    params = pdict._params
+    n = len(targets)
+    plist = list(map(params.__getitem__, targets))
+    wanted = ("default", "default", None, None, (), pdict._storage)
+    for attr, want in zip(_ATTRS, wanted, strict=True):
+        if list(map(attrgetter(attr), plist)).count(want) != n:
+            return None
+    keys = list(targets.values())
+    names = info.names
+    if keys == names or (len(keys) == len(names) and keys == list(names)):
+        shapes = list(info.shapes)
+        dtypes = list(info.dtypes)
+        init_keys = None if info.init_keys is None else info.init_keys.tolist()
+    else:
+        where = dict(zip(names, range(len(names)), strict=True))
+        at = list(map(where.__getitem__, keys))
+        shapes = list(map(info.shapes.__getitem__, at))
+        dtypes = list(map(info.dtypes.__getitem__, at))
+        init_keys = None if info.init_keys is None else info.init_keys[at].tolist()
+    if not all(map(tuple.__instancecheck__, shapes)):
+        return None
+    own = list(map(attrgetter("_shape"), plist))
+    if own != shapes:
+        for mine, stored in zip(own, shapes, strict=True):
+            if mine is not None and mine != stored and not chk.shape_fits(mine, stored):
+                return None
+    own_dtypes = list(map(attrgetter("_dtype"), plist))
+    dtype_of = dtype_cache()
+    try:
+        pairs = dict.fromkeys(zip(dtypes, own_dtypes, strict=True))
+    except TypeError:  # an unhashable dtype spec
+        return None
+    saved_of = {}
+    for stored_dtype, mine in pairs:
+        saved = dtype_of(stored_dtype)
+        if saved != dtype_of(mine) and not (cast_dtype and dtype_source == "saved"):
+            return None  # a mismatch (raised by the general path), or a cast
+        saved_of[(stored_dtype, mine)] = saved
+    if cast_dtype and dtype_source == "current":
+        init_keys = None  # values converted: not the drawn ones
+    if len(saved_of) == 1:
+        return {next(iter(saved_of.values())): (plist, keys, shapes, init_keys)}
+    picked: Picked = {}
+    for i, pair in enumerate(zip(dtypes, own_dtypes, strict=True)):
+        group = picked.setdefault(saved_of[pair], ([], [], [], [] if init_keys else None))
+        group[0].append(plist[i])
+        group[1].append(keys[i])
+        group[2].append(shapes[i])
+        if init_keys is not None:
+            group[3].append(init_keys[i])  # type: ignore[union-attr]
+    return picked
+
+
+def group_shapes(shapes: list[tuple[int, ...]]) -> dict[tuple[int, ...], list[int]]:
+    """Return the positions of each distinct shape, in first-seen order (as the arena's)."""
+    distinct = dict.fromkeys(shapes)
+    if len(distinct) == 1:
+        return {shapes[0]: list(range(len(shapes)))}
+    ids = dict(zip(distinct, range(len(distinct)), strict=True))
+    codes = np.fromiter(map(ids.__getitem__, shapes), dtype=np.intp, count=len(shapes))
+    order = np.argsort(codes, kind="stable")
+    cuts = np.cumsum(np.bincount(codes, minlength=len(distinct)))[:-1]
+    return {s: part.tolist() for s, part in zip(distinct, np.split(order, cuts), strict=True)}
 
 
 def load_rows(
     pdict: ParameterDict,
     filename: Any,
-    picked: Mapping[np.dtype[Any], list[tuple[str, str, tuple[int, ...]]]],
+    picked: Picked,
     ctx: CtxArg,
     cast_dtype: bool,
     dtype_source: str,
     options: Mapping[str, Any],
-) -> None:
-    """Read ``picked`` (every parameter to load, checked) into new arena rows and adopt them.
+) -> bool:
+    """Read ``picked`` (:func:`all_new`) into new arena rows and adopt them.
 
     All or nothing: after any error no parameter has changed and the rows are handed back.
+    Returns whether every parameter got its init key (False: none did).
     """
     from paramarena.storage.columns import PackedTarget, load_packed
 
     c = Context("cpu", 0) if ctx is None else chk.normalize_ctx(ctx, "load")[0]
-    params = pdict._params
     plans = []
     targets = []
     try:
-        for dtype, group in picked.items():
-            shapes = [shape for _, _, shape in group]
+        for dtype, (_, keys, shapes, _) in picked.items():
             arena = pdict._storage.data.arena(c, dtype)
-            grouped = arena.group_shapes(shapes)
+            grouped = group_shapes(shapes)
             runs, buf, offsets = arena.allocate_rows(grouped, len(shapes))
-            plans.append((dtype, group, grouped, runs))
-            targets.append(PackedTarget(buf, [k for _, k, _ in group], shapes, offsets))
-        other = load_packed(filename, targets, **options) if targets else {}
+            plans.append((dtype, grouped, runs))
+            targets.append(PackedTarget(buf, keys, shapes, offsets))
+        other = load_packed(filename, targets, **options)
         if other:  # the checkpoint changed since it was planned: the usual load for those
-            for _, group, _, _ in plans:
-                for name, key, _ in group:
+            for plist, keys, _, _ in picked.values():
+                for p, key in zip(plist, keys, strict=True):
                     if key in other:
-                        params[name]._load_init(other[key], ctx, cast_dtype, dtype_source)
+                        p._load_init(other[key], ctx, cast_dtype, dtype_source)
     except BaseException:
-        for _, _, _, runs in plans:
+        for _, _, runs in plans:
             _release(pdict, c, runs)
         raise
-    hook_params: list[Parameter] = []
-    for dtype, group, grouped, runs in plans:
-        _adopt_rows(pdict, c, dtype, [params[name] for name, _, _ in group], grouped, runs, other)
-        hook_params.extend(params[name] for name, _, _ in group)
+    keyed = True
+    for (dtype, grouped, runs), (plist, _, _, init_keys) in zip(
+        plans, picked.values(), strict=True
+    ):
+        _adopt_rows(pdict, c, dtype, plist, grouped, runs, other, None if other else init_keys)
+        keyed = keyed and init_keys is not None and not other
     from paramarena.hooks.manager import get_plugin_manager
 
     hook = get_plugin_manager().hook.paramarena_parameter_initialized
     if hook.get_hookimpls():
-        for p in hook_params:
-            hook(parameter=p, ctx=list(p._ctx_list or []))
+        for plist, _, _, _ in picked.values():
+            for p in plist:
+                hook(parameter=p, ctx=list(p._ctx_list or []))
+    return keyed
 
 
 def _release(pdict: ParameterDict, c: Context, runs: list[tuple[list[int], Any]]) -> None:
@@ -89,8 +189,12 @@ def _adopt_rows(
     grouped: dict[tuple[int, ...], list[int]],
     runs: list[tuple[list[int], Any]],
     other: Mapping[str, Any],
+    init_keys: list[Any] | None,
 ) -> None:
-    """Give each parameter of ``plist`` its row of ``runs`` (its gradient pending likewise)."""
+    """Give each parameter of ``plist`` its row of ``runs`` (its gradient pending likewise).
+
+    With ``init_keys`` (one per parameter), each also gets the key its values were drawn with.
+    """
     from paramarena.params.dict_loading import _adopt_all
     from paramarena.params.parameter import Parameter
 
@@ -130,7 +234,10 @@ def _adopt_rows(
     for (members, data_run), (_, grad_run) in zip(runs, grad_runs, strict=True):
         pair = (data_run, grad_run)
         shape = data_run.shape
-        for row, p in enumerate(map(plist.__getitem__, members)):
+        mine = list(map(plist.__getitem__, members))
+        # without init keys each keeps its own (set_init_keys may set some afterwards)
+        keys = map(_INIT_KEY, mine) if init_keys is None else map(init_keys.__getitem__, members)
+        for row, (p, key) in enumerate(zip(mine, keys, strict=True)):
             if p._shape != shape:
                 if p._shape is None:
                     p._shape = shape
@@ -140,9 +247,13 @@ def _adopt_rows(
             p._ctx_map = ctx_map
             p._lazy = pair
             p._lazy_index = row
+            p.init_key = key
     if not nulls and plist:
         Parameter._grad_epoch += 1
 
 
 def _GRAD_REQ(p: Parameter) -> str | None:  # noqa: N802 - used as a key function
     return p._grad_req
+
+
+_INIT_KEY = attrgetter("init_key")
