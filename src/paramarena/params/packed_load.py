@@ -32,7 +32,8 @@ __all__ = ["Picked", "all_new", "group_shapes", "load_rows"]
 #: stored names and stored shapes, and the init key each was drawn with (or None).
 Picked = dict[np.dtype[Any], tuple[list[Any], list[str], list[tuple[int, ...]], list[Any] | None]]
 
-_ATTRS = ("_stype", "_grad_stype", "_data_list", "_lazy", "_deferred_init", "_storage")
+#: What a new parameter of the dict holds: dense, no arrays (made or pending), not deferred.
+_STATE = attrgetter("_stype", "_grad_stype", "_data_list", "_lazy", "_deferred_init", "_storage")
 
 
 def all_new(
@@ -60,10 +61,8 @@ def all_new(
     params = pdict._params
     n = len(targets)
     plist = list(map(params.__getitem__, targets))
-    wanted = ("default", "default", None, None, (), pdict._storage)
-    for attr, want in zip(_ATTRS, wanted, strict=True):
-        if list(map(attrgetter(attr), plist)).count(want) != n:
-            return None
+    if list(map(_STATE, plist)).count(("default", "default", None, None, (), pdict._storage)) != n:
+        return None
     keys = list(targets.values())
     names = info.names
     if keys == names or (len(keys) == len(names) and keys == list(names)):
@@ -86,7 +85,11 @@ def all_new(
     own_dtypes = list(map(attrgetter("_dtype"), plist))
     dtype_of = dtype_cache()
     try:
-        pairs = dict.fromkeys(zip(dtypes, own_dtypes, strict=True))
+        ones = (dtypes.count(dtypes[0]) == n, own_dtypes.count(own_dtypes[0]) == n)
+        if ones == (True, True):  # one pair for all: no tuple per parameter
+            pairs = {(dtypes[0], own_dtypes[0]): None}
+        else:
+            pairs = dict.fromkeys(zip(dtypes, own_dtypes, strict=True))
     except TypeError:  # an unhashable dtype spec
         return None
     saved_of = {}
@@ -234,15 +237,18 @@ def _adopt_rows(
     for (members, data_run), (_, grad_run) in zip(runs, grad_runs, strict=True):
         pair = (data_run, grad_run)
         shape = data_run.shape
-        mine = list(map(plist.__getitem__, members))
+        # one run: its members are every parameter, in order
+        mine = plist if len(runs) == 1 else list(map(plist.__getitem__, members))
+        if list(map(_SHAPE, mine)).count(shape) != len(mine):
+            for p in mine:
+                if p._shape != shape:
+                    if p._shape is None:
+                        p._shape = shape
+                    else:
+                        p.shape = shape
         # without init keys each keeps its own (set_init_keys may set some afterwards)
         keys = map(_INIT_KEY, mine) if init_keys is None else map(init_keys.__getitem__, members)
-        for row, (p, key) in enumerate(zip(mine, keys, strict=True)):
-            if p._shape != shape:
-                if p._shape is None:
-                    p._shape = shape
-                else:
-                    p.shape = shape
+        for p, row, key in zip(mine, range(len(mine)), keys, strict=True):
             p._ctx_list = ctx_list
             p._ctx_map = ctx_map
             p._lazy = pair
@@ -257,3 +263,4 @@ def _GRAD_REQ(p: Parameter) -> str | None:  # noqa: N802 - used as a key functio
 
 
 _INIT_KEY = attrgetter("init_key")
+_SHAPE = attrgetter("_shape")
