@@ -226,6 +226,9 @@ def _adopt_rows(
             for i, v in zip(members, run.views(), strict=True)
         ]
         _adopt_all(pdict, batch, [c])
+        if init_keys is not None:
+            for p, key in zip(plist, init_keys, strict=True):
+                p.init_key = key
         return
     if nulls:
         grad_runs: list[tuple[list[int], Any]] = [(members, None) for members, _ in runs]
