@@ -216,3 +216,25 @@ def test_a_damaged_chunk_of_many_small_parameters_fails_a_fresh_dict_load(
     fresh.load(ok)  # the dict is still usable, and loads
     for name, p in src.items():
         np.testing.assert_array_equal(fresh[name].data(), p.data())
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "bool", "int8", "float64", "complex64"])
+def test_every_dtype_is_gathered_bit_for_bit(tmp_path: Path, dtype: str) -> None:
+    from paramarena.storage.zarr.reader import logical_dtype
+
+    np_dtype = logical_dtype(dtype)
+    rng = np.random.default_rng(5)
+    arrays = {
+        f"a{i}": rng.integers(0, 2 if dtype == "bool" else 100, n).astype(np_dtype)
+        for i, n in enumerate(SIZES[:48])
+    }
+    other = {f"f{i}": rng.random(n, dtype=np.float32) for i, n in enumerate(SIZES[:20])}
+    path = tmp_path / "d.zarr"
+    storage.save(path, {**arrays, **other}, chunk_bytes=512)
+    mine, theirs = _target(arrays), _target(other, seed=1)
+    mine = PackedTarget(np.zeros(mine.buffer.size, np_dtype), mine.names, mine.shapes, mine.offsets)
+    assert load_packed(path, [mine, theirs]) == {}
+    for name, view in {**_views(mine), **_views(theirs)}.items():
+        want = arrays.get(name, other.get(name))
+        assert view.dtype == want.dtype
+        assert view.tobytes() == want.tobytes()

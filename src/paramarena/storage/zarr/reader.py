@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import operator
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -142,27 +143,34 @@ def read_packed(
     other: list[int] = []  # manifest positions read into new arrays
     views: dict[str, np.ndarray] = {}
     rest: list[int] = []  # manifest positions read by ``read`` into ``views``
-    total = int(sum(t.buffer.nbytes for t in targets))
-    with progress_reporter(total, f"load {loc.uri}", progress) as update:
-        for t in targets:
-            names = tuple(t.names)
-            if names == record.names:
-                pos = np.arange(len(names), dtype=np.intp)
-                stored_shapes: Sequence[tuple[int, ...]] = record.shapes
-            else:
-                index = record.index
-                pos = np.fromiter((index[n] for n in names), dtype=np.intp, count=len(names))
-                stored_shapes = [record.shapes[i] for i in pos.tolist()]
-            if list(stored_shapes) == list(t.shapes):
-                fits = np.ones(len(names), dtype=bool)
-            else:
-                fits = np.fromiter(
-                    map(tuple.__eq__, stored_shapes, t.shapes), dtype=bool, count=len(names)
+    located: list[tuple[Any, np.ndarray, Sequence[tuple[int, ...]], Sequence[str]]] = []
+    for t in targets:
+        names = tuple(t.names)
+        if names == record.names:
+            located.append((t, np.arange(len(names), dtype=np.intp), record.shapes, record.dtypes))
+        else:
+            index = record.index
+            where = list(map(index.__getitem__, names))
+            located.append(
+                (
+                    t,
+                    np.array(where, dtype=np.intp),
+                    list(map(record.shapes.__getitem__, where)),
+                    list(map(record.dtypes.__getitem__, where)),
                 )
+            )
+    total = int(sum(int(record.nbytes[pos].sum()) for _, pos, _, _ in located))
+    with progress_reporter(total, f"load {loc.uri}", progress) as update:
+        for t, pos, stored_shapes, stored_dtypes in located:
+            n = len(pos)
+            if list(stored_shapes) == list(t.shapes):
+                fits = np.ones(n, dtype=bool)
+            else:
+                fits = np.fromiter(map(operator.eq, stored_shapes, t.shapes), dtype=bool, count=n)
             wanted = t.buffer.dtype
-            for d in set(record.dtypes[i] for i in pos.tolist()) if len(pos) else ():
+            for d in set(stored_dtypes):
                 if logical_dtype(d) != wanted:
-                    fits &= np.array([record.dtypes[i] != d for i in pos.tolist()], dtype=bool)
+                    fits &= np.fromiter(map(d.__ne__, stored_dtypes), dtype=bool, count=n)
             placed = pos[fits]
             why = places_problem(t.offsets[fits], record.sizes[placed], t.buffer.size)
             if why is not None:
