@@ -261,9 +261,6 @@ def _adopt_rows(
         Parameter._grad_epoch += 1
 
 
-def _GRAD_REQ(p: Parameter) -> str | None:  # noqa: N802 - used as a key function
-    return p._grad_req
-
-
 _INIT_KEY = attrgetter("init_key")
+_GRAD_REQ = attrgetter("_grad_req")
 _SHAPE = attrgetter("_shape")

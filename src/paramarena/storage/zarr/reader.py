@@ -230,7 +230,7 @@ def _gather_raw(
         last = (offsets + np.maximum(sizes, 1) - 1) // layout.chunk
         for k, why in bad.items():
             for r in np.flatnonzero((first <= k) & (last >= k) & (sizes > 0)).tolist():
-                failed.setdefault(r, f"{why} in {arr_name!r}")
+                failed.setdefault(r, f"{why} in {arr_name!r} (file {version}/{arr_name}/c/{k})")
     for r in wrong.tolist():
         failed.setdefault(r, "crc32c checksum mismatch")
     for r in sorted(failed):
