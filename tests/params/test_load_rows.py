@@ -158,3 +158,27 @@ def test_the_initialized_hook_fires_once_per_loaded_parameter(tmp_path: Path) ->
         pm.unregister(plugin)
     assert sorted(n for n, _ in seen) == sorted(src.keys())
     assert all(len(ctx) == 1 for _, ctx in seen)
+
+
+def test_cast_to_the_saved_dtype_gives_the_parameters_that_dtype(tmp_path: Path) -> None:
+    src = _src(12)
+    path = tmp_path / "c.zarr"
+    src.save(path)
+    d = ParameterDict("net_")
+    for i, (name, p) in enumerate(src.items()):  # some without gradients: views made now
+        d.get(name[4:], shape=p.shape, dtype="float64", grad_req="null" if i == 3 else "write")
+    d.load(path, cast_dtype=True, dtype_source="saved")
+    for name, p in d.items():
+        want = src[name].data()
+        assert np.dtype(p.dtype) == want.dtype
+        assert p.data().dtype == want.dtype
+        if p.grad_req != "null":
+            assert p.grad().dtype == want.dtype
+        np.testing.assert_array_equal(p.data(), want)
+    kept = ParameterDict("net_")
+    for name, p in src.items():
+        kept.get(name[4:], shape=p.shape, dtype="float64")
+    kept.load(path, cast_dtype=True)  # dtype_source="current": converted, general path
+    for name, p in kept.items():
+        assert p.data().dtype == np.float64
+        np.testing.assert_array_equal(p.data(), src[name].data().astype(np.float64))

@@ -162,11 +162,16 @@ def load_rows(
             _release(pdict, c, runs)
         raise
     keyed = True
-    for (dtype, grouped, runs), (plist, _, _, init_keys) in zip(
+    for (dtype, grouped, runs), (plist, keys, _, init_keys) in zip(
         plans, picked.values(), strict=True
     ):
         _adopt_rows(pdict, c, dtype, plist, grouped, runs, other, None if other else init_keys)
         keyed = keyed and init_keys is not None and not other
+        if cast_dtype and dtype_source == "saved":  # they take the stored dtype (as ``cast``)
+            dtype_of = dtype_cache()
+            for p, key in zip(plist, keys, strict=True):
+                if key not in other and dtype_of(p._dtype) != dtype:
+                    p._dtype = dtype.type
     from paramarena.hooks.manager import get_plugin_manager
 
     hook = get_plugin_manager().hook.paramarena_parameter_initialized
