@@ -167,8 +167,13 @@ def test_cast_to_the_saved_dtype_gives_the_parameters_that_dtype(tmp_path: Path)
     d = ParameterDict("net_")
     for i, (name, p) in enumerate(src.items()):  # some without gradients: views made now
         d.get(name[4:], shape=p.shape, dtype="float64", grad_req="null" if i == 3 else "write")
+    mixed = ParameterDict("net_")
+    for name, p in src.items():
+        mixed.get(name[4:], shape=p.shape, dtype="float64")
+    mixed["net_w5"].initialize(seed=2)  # one initialized: the general path for all
     d.load(path, cast_dtype=True, dtype_source="saved")
-    for name, p in d.items():
+    mixed.load(path, cast_dtype=True, dtype_source="saved")
+    for name, p in [*d.items(), *mixed.items()]:
         want = src[name].data()
         assert np.dtype(p.dtype) == want.dtype
         assert p.data().dtype == want.dtype

@@ -144,6 +144,11 @@ def load_targets(
             for key in taken:
                 del adopted[key]
         _adopt_all(pdict, batch, ctx)
+        if cast_dtype and dtype_source == "saved":  # they take the stored dtype (as ``cast``)
+            dtype_of = dtype_cache()
+            for p, view in batch:
+                if dtype_of(p._dtype) != view.dtype:
+                    p._dtype = view.dtype.type
     finally:
         release_unadopted(pdict, targets, adopted, ctx)
 
