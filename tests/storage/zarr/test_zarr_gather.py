@@ -18,7 +18,7 @@ import pytest
 
 from paramarena import errors, storage
 from paramarena.storage.columns import PackedTarget, load_packed
-from paramarena.storage.zarr import gather, reader
+from paramarena.storage.zarr import gather, packed_read
 
 #: sizes that repeat (gathered by runs), an empty one, odd ones, and some larger than the
 #: window and the chunk used below (cut into pieces)
@@ -69,8 +69,8 @@ def test_every_parameter_arrives_whole_and_the_gaps_stay_untouched(
 ) -> None:
     path, arrays = saved
     used = []
-    real = reader.read_gathered
-    monkeypatch.setattr(reader, "read_gathered", lambda *a: used.append(1) or real(*a))
+    real = packed_read.read_gathered
+    monkeypatch.setattr(packed_read, "read_gathered", lambda *a: used.append(1) or real(*a))
     t = _target(arrays)
     assert load_packed(path, [t]) == {}
     assert used  # streamed, not read parameter by parameter

@@ -50,7 +50,7 @@ from paramarena.storage import session
 from paramarena.storage.columns import StoredColumns
 from paramarena.storage.failures import describe_local
 from paramarena.storage.sniff import is_local_zip_file
-from paramarena.storage.zarr import checkpass, guard, manifest_scan, reader, validate
+from paramarena.storage.zarr import checkpass, guard, manifest_scan, packed_read, reader, validate
 from paramarena.storage.zarr.commit import COMMIT_MARKER, commit_version
 from paramarena.storage.zarr.location import Location, remote_concurrency
 from paramarena.storage.zarr.obstore import client_option
@@ -366,7 +366,7 @@ class ZarrCheckpointBackend:
         for t in targets:
             reader.select(loc.uri, record, t.names)  # every name stored
         with remote_concurrency(loc.local, _concurrency(uri, options)):
-            other, problems = reader.read_packed(
+            other, problems = packed_read.read_packed(
                 loc, version, record, targets, options.get("progress")
             )
         if problems:
