@@ -449,10 +449,13 @@ def load_file(
     names = info.names
     # stored names that are already the names to match (distinct, no 'arg:'/'aux:' to drop)
     # are used as they are, without a dict of them
-    plain = info.named and pio.plain_names(names)
+    own_names = list(pdict.keys())
+    # the dict's own names in its order are distinct (keys of a dict): no set of them
+    same = len(own_names) == len(names) and own_names == list(names)
+    plain = info.named and pio.plain_names(names, distinct=same)
     stored = None if plain else pio.stripped_names(names, source) if info.named else {}
     plan = pio.plan_load(
-        list(pdict.keys()),
+        own_names,
         names if stored is None else stored,
         allow_missing=allow_missing,
         ignore_extra=ignore_extra,
