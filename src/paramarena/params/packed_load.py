@@ -29,8 +29,11 @@ __all__ = ["Picked", "all_new", "group_shapes", "load_rows"]
 
 
 #: Parameters to read into new arena memory, by the dtype they get: the parameters, their
-#: stored names and stored shapes, and the init key each was drawn with (or None).
-Picked = dict[np.dtype[Any], tuple[list[Any], list[str], list[tuple[int, ...]], list[Any] | None]]
+#: stored names and stored shapes, the init key each was drawn with (or None), and whether
+#: every one of them has its stored shape already.
+Picked = dict[
+    np.dtype[Any], tuple[list[Any], list[str], list[tuple[int, ...]], list[Any] | None, bool]
+]
 
 #: What a new parameter of the dict holds: dense, no arrays (made or pending), not deferred.
 _STATE = attrgetter("_stype", "_grad_stype", "_data_list", "_lazy", "_deferred_init", "_storage")
@@ -78,7 +81,8 @@ def all_new(
     if not all(map(tuple.__instancecheck__, shapes)):
         return None
     own = list(map(attrgetter("_shape"), plist))
-    if own != shapes:
+    shaped = own == shapes
+    if not shaped:
         for mine, stored in zip(own, shapes, strict=True):
             if mine is not None and mine != stored and not chk.shape_fits(mine, stored):
                 return None
@@ -101,10 +105,10 @@ def all_new(
     if cast_dtype and dtype_source == "current":
         init_keys = None  # values converted: not the drawn ones
     if len(saved_of) == 1:
-        return {next(iter(saved_of.values())): (plist, keys, shapes, init_keys)}
+        return {next(iter(saved_of.values())): (plist, keys, shapes, init_keys, shaped)}
     picked: Picked = {}
     for i, pair in enumerate(zip(dtypes, own_dtypes, strict=True)):
-        group = picked.setdefault(saved_of[pair], ([], [], [], [] if init_keys else None))
+        group = picked.setdefault(saved_of[pair], ([], [], [], [] if init_keys else None, shaped))
         group[0].append(plist[i])
         group[1].append(keys[i])
         group[2].append(shapes[i])
@@ -145,7 +149,7 @@ def load_rows(
     plans = []
     targets = []
     try:
-        for dtype, (_, keys, shapes, _) in picked.items():
+        for dtype, (_, keys, shapes, _, _) in picked.items():
             arena = pdict._storage.data.arena(c, dtype)
             grouped = group_shapes(shapes)
             runs, buf, offsets = arena.allocate_rows(grouped, len(shapes))
@@ -153,7 +157,7 @@ def load_rows(
             targets.append(PackedTarget(buf, keys, shapes, offsets))
         other = load_packed(filename, targets, **options)
         if other:  # the checkpoint changed since it was planned: the usual load for those
-            for plist, keys, _, _ in picked.values():
+            for plist, keys, _, _, _ in picked.values():
                 for p, key in zip(plist, keys, strict=True):
                     if key in other:
                         p._load_init(other[key], ctx, cast_dtype, dtype_source)
@@ -162,10 +166,11 @@ def load_rows(
             _release(pdict, c, runs)
         raise
     keyed = True
-    for (dtype, grouped, runs), (plist, keys, _, init_keys) in zip(
+    for (dtype, grouped, runs), (plist, keys, _, init_keys, shaped) in zip(
         plans, picked.values(), strict=True
     ):
-        _adopt_rows(pdict, c, dtype, plist, grouped, runs, other, None if other else init_keys)
+        keys_now = None if other else init_keys
+        _adopt_rows(pdict, c, dtype, plist, grouped, runs, other, keys_now, shaped)
         keyed = keyed and init_keys is not None and not other
         if cast_dtype and dtype_source == "saved":  # they take the stored dtype (as ``cast``)
             dtype_of = dtype_cache()
@@ -176,7 +181,7 @@ def load_rows(
 
     hook = get_plugin_manager().hook.paramarena_parameter_initialized
     if hook.get_hookimpls():
-        for plist, _, _, _ in picked.values():
+        for plist, *_ in picked.values():
             for p in plist:
                 hook(parameter=p, ctx=list(p._ctx_list or []))
     return keyed
@@ -198,10 +203,12 @@ def _adopt_rows(
     runs: list[tuple[list[int], Any]],
     other: Mapping[str, Any],
     init_keys: list[Any] | None,
+    shaped: bool = False,
 ) -> None:
     """Give each parameter of ``plist`` its row of ``runs`` (its gradient pending likewise).
 
-    With ``init_keys`` (one per parameter), each also gets the key its values were drawn with.
+    With ``init_keys`` (one per parameter), each also gets the key its values were drawn with;
+    ``shaped``: every parameter has its stored shape already.
     """
     from paramarena.params.dict_loading import _adopt_all
     from paramarena.params.parameter import Parameter
@@ -247,7 +254,7 @@ def _adopt_rows(
         shape = data_run.shape
         # one run: its members are every parameter, in order
         mine = plist if len(runs) == 1 else list(map(plist.__getitem__, members))
-        if list(map(_SHAPE, mine)).count(shape) != len(mine):
+        if not shaped and list(map(_SHAPE, mine)).count(shape) != len(mine):
             for p in mine:
                 if p._shape != shape:
                     if p._shape is None:
