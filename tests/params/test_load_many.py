@@ -85,14 +85,17 @@ def test_loaded_parameters_get_their_gradients_on_first_access(tmp_path: Path) -
     got = _dict(60)
     got.load(tmp_path / "m.zarr")
     params = list(got.values())
-    assert all(p._lazy is not None and p._lazy[0] is None for p in params)  # grads pending
+    # data and gradients pending: each parameter holds its rows, no view yet
+    assert all(p._lazy is not None and None not in p._lazy for p in params)
+    assert all(p._data_list is None for p in params)
     got.zero_grad()  # the arena's kernel: makes nothing
     assert all(p._lazy is not None for p in params)
     first = params[7]
-    data = first._data_list
     grad = first.grad()
     assert first._lazy is None
-    assert first._data_list is data  # the loaded data is kept
+    data = first._data_list
+    assert data is not None
+    assert first.data() is data[0]  # made once, then kept
     assert first.grad() is grad
     assert not grad.any()
     assert grad.dtype == first.data().dtype

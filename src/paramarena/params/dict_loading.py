@@ -31,6 +31,7 @@ from paramarena.params.inplace_load import (
     verify_before_overwrite,
 )
 from paramarena.params.loading import LoadReport
+from paramarena.params.packed_load import all_new, load_rows
 from paramarena.params.stored import set_init_keys, stored_specs
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from paramarena.params.parameter_dict import ParameterDict
 
 __all__ = [
+    "adoptable",
+    "allocate_views",
     "check_targets",
     "checked_destinations",
     "load_contexts",
@@ -141,6 +144,11 @@ def load_targets(
             for key in taken:
                 del adopted[key]
         _adopt_all(pdict, batch, ctx)
+        if cast_dtype and dtype_source == "saved":  # they take the stored dtype (as ``cast``)
+            dtype_of = dtype_cache()
+            for p, view in batch:
+                if dtype_of(p._dtype) != view.dtype:
+                    p._dtype = view.dtype.type
     finally:
         release_unadopted(pdict, targets, adopted, ctx)
 
@@ -168,7 +176,7 @@ def check_targets(
     paramarena.errors.ParameterValueError
         ``dtype_source`` is invalid, or a parameter is sparse.
     """
-    checked_destinations(pdict, targets, stored, ctx, cast_dtype, dtype_source, pick=False)
+    adoptable(pdict, targets, stored, ctx, cast_dtype, dtype_source, pick=False)
 
 
 def _dtype_pairs() -> Callable[[Any, Any], tuple[np.dtype[Any], bool]]:
@@ -290,6 +298,41 @@ def checked_destinations(
     and dtype they take as they are. Raises what :func:`check_targets` raises, before any view
     is allocated. ``pick=False``: check only (no views; what :func:`check_targets` does).
     """
+    picked = adoptable(pdict, targets, stored, ctx, cast_dtype, dtype_source, pick=pick)
+    return allocate_views(pdict, picked, ctx)
+
+
+#: Parameters to read into new arena memory, by the dtype they get: ``(name, stored name,
+#: stored shape)`` each.
+Adoptable = dict[np.dtype[Any], list[tuple[str, str, tuple[int, ...]]]]
+
+
+def allocate_views(pdict: ParameterDict, picked: Adoptable, ctx: CtxArg) -> dict[str, Any]:
+    """Allocate an arena view for each parameter of ``picked``: ``{stored name: view}``."""
+    c = _CPU0[0] if ctx is None else chk.normalize_ctx(ctx, "load")[0]
+    views: dict[str, Any] = {}
+    for dtype, group in picked.items():
+        arena = pdict._storage.data.arena(c, dtype)
+        allocated, _, _ = arena.allocate_packed([shape for _, _, shape in group])
+        views.update(zip((k for _, k, _ in group), allocated, strict=True))
+    return views
+
+
+def adoptable(
+    pdict: ParameterDict,
+    targets: Mapping[str, str],
+    stored: Mapping[str, Any],
+    ctx: CtxArg,
+    cast_dtype: bool,
+    dtype_source: str,
+    *,
+    pick: bool = True,
+) -> Adoptable:
+    """:func:`check_targets`, then say which parameters can take new arena memory as loaded.
+
+    Those of this dict that are not initialized or deferred, that will live on one CPU
+    context, and whose stored shape and dtype they take as they are; grouped by dtype.
+    """
     if cast_dtype and dtype_source not in ("current", "saved"):
         first = next(iter(targets), "?")
         raise ParameterValueError(
@@ -300,17 +343,16 @@ def checked_destinations(
     ctx_set = None if given is None else set(given)
     contexts = given if given is not None else _CPU0
     adopt = pick and len(contexts) == 1 and chk.is_cpu_context(contexts[0])
-    c = contexts[0] if adopt else None
     same = _dtype_pairs()
     adopt_saved = cast_dtype and dtype_source == "saved"
     params, own_storage = pdict._params, pdict._storage
-    picked: dict[np.dtype[Any], list[tuple[str, tuple[int, ...]]]] = {}
+    picked: Adoptable = {}
     last_spec: Any = _UNSET
     last_own: Any = _UNSET
     last_saved: Any = None
     saved: np.dtype[Any] = np.dtype(np.float32)
     equal = False
-    group: list[tuple[str, tuple[int, ...]]] = []
+    group: list[tuple[str, str, tuple[int, ...]]] = []
     for name, key in targets.items():
         p = params[name]
         dense = p._stype == "default" and p._grad_stype == "default"
@@ -355,13 +397,8 @@ def checked_destinations(
             if saved is not last_saved:
                 group = picked.setdefault(saved, [])
                 last_saved = saved
-            group.append((key, shape))
-    views: dict[str, Any] = {}
-    for dtype, group in picked.items():
-        arena = pdict._storage.data.arena(c, dtype)
-        allocated, _, _ = arena.allocate_packed([shape for _, shape in group])
-        views.update(zip((k for k, _ in group), allocated, strict=True))
-    return views
+            group.append((name, key, shape))
+    return picked
 
 
 def release_unadopted(
@@ -412,10 +449,13 @@ def load_file(
     names = info.names
     # stored names that are already the names to match (distinct, no 'arg:'/'aux:' to drop)
     # are used as they are, without a dict of them
-    plain = info.named and pio.plain_names(names)
+    own_names = list(pdict.keys())
+    # the dict's own names in its order are distinct (keys of a dict): no set of them
+    same = len(own_names) == len(names) and own_names == list(names)
+    plain = info.named and pio.plain_names(names, distinct=same)
     stored = None if plain else pio.stripped_names(names, source) if info.named else {}
     plan = pio.plan_load(
-        list(pdict.keys()),
+        own_names,
         names if stored is None else stored,
         allow_missing=allow_missing,
         ignore_extra=ignore_extra,
@@ -442,10 +482,17 @@ def load_file(
         targets = {n: stored[s] for n, s in plan.targets.items()}
     else:
         targets = plan.targets
+    new = all_new(pdict, targets, info, ctx, cast_dtype, dtype_source)
+    if new is not None:
+        # every parameter is new: arena rows, read by offsets, adopted without a view each
+        keyed = load_rows(pdict, filename, new, ctx, cast_dtype, dtype_source, options)
+        _finish(pdict, targets, info, cast_dtype, dtype_source, plan, filename, keyed)
+        return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
     infos = stored_specs(names, info.shapes, info.dtypes)
     # every target checked (a mismatch raises here), then arena views to read into (only
     # for parameters without an array: when every target has one, none is loaded in place)
-    views = checked_destinations(pdict, targets, infos, ctx, cast_dtype, dtype_source)
+    picked = adoptable(pdict, targets, infos, ctx, cast_dtype, dtype_source)
+    views = allocate_views(pdict, picked, ctx)
     try:
         in_place = (
             in_place_destinations(pdict, targets, infos, ctx)
@@ -481,7 +528,22 @@ def load_file(
         in_place=in_place,
         checked=True,
     )
-    if not (cast_dtype and dtype_source == "current"):
+    _finish(pdict, targets, info, cast_dtype, dtype_source, plan, filename)
+    return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
+
+
+def _finish(
+    pdict: ParameterDict,
+    targets: Mapping[str, str],
+    info: Any,
+    cast_dtype: bool,
+    dtype_source: str,
+    plan: Any,
+    filename: Any,
+    keyed: bool = False,
+) -> None:
+    """Record the loaded parameters' init keys (unless ``keyed``: done) and log the skipped."""
+    if not keyed and not (cast_dtype and dtype_source == "current"):
         set_init_keys(pdict._params, targets, info)
     if plan.skipped:
         logger.info(
@@ -490,4 +552,3 @@ def load_file(
             filename,
             chk.brief_print_list(plan.skipped),
         )
-    return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)

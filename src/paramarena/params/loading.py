@@ -95,11 +95,14 @@ def strip_arg_aux(name: str) -> str:
     return name[4:] if name.startswith(("arg:", "aux:")) else name
 
 
-def plain_names(stored: Sequence[str]) -> bool:
-    """Whether the stored names are distinct and none starts with ``arg:`` or ``aux:``."""
+def plain_names(stored: Sequence[str], distinct: bool = False) -> bool:
+    """Whether the stored names are distinct and none starts with ``arg:`` or ``aux:``.
+
+    ``distinct``: the caller knows them to be distinct (the keys of a dict, in order).
+    """
     if any(map(str.startswith, stored, repeat(("arg:", "aux:")))):
         return False
-    return len(set(stored)) == len(stored)
+    return distinct or len(set(stored)) == len(stored)
 
 
 def stripped_names(stored: Iterable[str], source: str) -> dict[str, str]:
@@ -421,6 +424,8 @@ def plan_load(
         )
     if rename is None:  # names as stored (distinct already), prefixed
         keys = list(stored_names)
+        if not restore_prefix and keys == list(own_names):  # the dict's own names, in order
+            return LoadPlan(dict(zip(keys, keys, strict=True)), (), ())
         shown = [restore_prefix + k for k in keys] if restore_prefix else keys
         arg_names = dict(zip(shown, keys, strict=True))
         if len(arg_names) != len(keys):  # the same name twice: _renamed names it

@@ -20,6 +20,7 @@ from paramarena import errors, storage
 from paramarena.params.parameter_dict import ParameterDict
 from paramarena.storage import session
 from paramarena.storage.zarr import manifest_scan, validate
+from paramarena.storage.zarr.location import Location
 
 FORMATS = {"paramarena-zarr"}
 WHERE = "test manifest"
@@ -281,6 +282,50 @@ def test_shared_reads_parse_once_and_never_reuse_other_bytes(
     storage.load(path)
     assert calls[0] == 3  # outside the block nothing is kept
     assert session.memo() is None
+
+
+def test_shared_reads_read_an_unchanged_local_manifest_once_and_a_touched_one_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    path = tmp_path / "s.zarr"
+    arrays = _arrays(10, seed=1)
+    storage.save(path, arrays)
+    (manifest,) = path.glob("v*/manifest.json")
+    calls = {"parse": 0, "read": 0}
+    real_parse = manifest_scan.read_manifest
+    real_read = Location.read_bytes
+
+    def parsing(*args: Any, **kwargs: Any) -> Any:
+        calls["parse"] += 1
+        return real_parse(*args, **kwargs)
+
+    def reading(self: Any, *parts: str) -> Any:
+        if parts and parts[-1] == "manifest.json":
+            calls["read"] += 1
+        return real_read(self, *parts)
+
+    monkeypatch.setattr(manifest_scan, "read_manifest", parsing)
+    monkeypatch.setattr(Location, "read_bytes", reading)
+    with session.shared_reads():
+        storage.inspect(path)
+        _same(storage.load(path), arrays)
+        assert calls == {"parse": 1, "read": 1}  # the same file: neither read nor parsed again
+        st = os.stat(manifest)
+        os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))  # written since
+        _same(storage.load(path), arrays)
+        assert calls == {"parse": 2, "read": 2}
+        raw = manifest.read_bytes()
+        manifest.unlink()
+        manifest.write_bytes(raw)  # another file with the same bytes
+        _same(storage.load(path), arrays)
+        assert calls == {"parse": 3, "read": 3}
+        manifest.write_bytes(raw.replace(b'"named":true', b'"named":false'))
+        with pytest.raises(errors.CorruptCheckpointError, match="manifest checksum"):
+            storage.load(path)  # read again: it no longer matches COMMIT
+    assert session.file_identity(str(tmp_path / "none")) is None
+    assert session.file_identity(str(tmp_path)) is None  # not a regular file
 
 
 def test_load_parses_the_manifest_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,10 +39,6 @@ __all__ = ["Scanned", "read_manifest", "scan"]
 _MARK = b',"parameters":['
 _ONLY = b'{"parameters":['
 _SHAPE = re.compile(r"(?:0|[1-9][0-9]*)(?:,(?:0|[1-9][0-9]*))*")
-#: value of a lower-case hex digit, -1 for any other byte
-_HEX = np.full(256, -1, dtype=np.int16)
-_HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
-_HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
 #: the most digits :func:`_digits` reads (2**62 has 19)
 _MAX_DIGITS = 19
 
@@ -125,7 +121,26 @@ def _literal_at(body: np.ndarray, words: np.ndarray, at: np.ndarray, text: bytes
     return not any(np.any(words[at + j] != _word(text[j : j + 8])) for j in steps)
 
 
-def _digits(body: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+#: Entries whose digits are decoded at once (bounds the temporaries: a row per entry).
+_ROWS = 1 << 14
+
+
+def _rows(words: np.ndarray, at: np.ndarray, width: int) -> np.ndarray | None:
+    """Return ``width`` bytes from each position ``at`` as rows, 8 bytes per gather.
+
+    ``words`` is :func:`_words` of the body. None when a row would run past its end.
+    """
+    k = -(-width // 8)
+    if len(at) and (int(at.min()) < 0 or int(at.max()) + 8 * (k - 1) >= len(words)):
+        return None
+    parts = [words[at + 8 * j] for j in range(k)]  # little-endian words: bytes in order
+    joined = np.stack(parts, axis=1) if k > 1 else parts[0][:, None]
+    return joined.view(np.uint8).reshape(len(at), 8 * k)[:, :width]
+
+
+def _digits(
+    body: np.ndarray, words: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray | None:
     """Return the JSON non-negative integers in ``body[lo:hi]`` (int64), or None.
 
     Each must be 1 to 19 digits, without a leading zero, below ``5 * 10**18`` (int64 holds it).
@@ -141,27 +156,40 @@ def _digits(body: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | No
     if np.any((length == _MAX_DIGITS) & (first > ord("4"))):
         return None
     widest = int(length.max())
-    value = np.zeros(len(lo), np.int64)
-    for j in range(widest):  # right-aligned: position j holds digit j of ``widest``
-        at = hi - widest + j
-        used = at >= lo
-        digit = body[np.where(used, at, 0)].astype(np.int64) - ord("0")
+    powers = 10 ** np.arange(widest - 1, -1, -1, dtype=np.int64)
+    column = np.arange(widest)
+    value = np.empty(len(lo), np.int64)
+    for a in range(0, len(lo), _ROWS):  # right-aligned rows: column j is digit j of ``widest``
+        b = min(a + _ROWS, len(lo))
+        rows = _rows(words, hi[a:b] - widest, widest)
+        if rows is None:
+            return None
+        digit = rows.astype(np.int64) - ord("0")
+        used = column >= (widest - length[a:b])[:, None]
         if np.any(used & ((digit < 0) | (digit > 9))):
             return None
-        value = value * 10 + np.where(used, digit, 0)
+        value[a:b] = np.where(used, digit, 0) @ powers
     return value
 
 
-def _hex(body: np.ndarray, lo: np.ndarray, hi: np.ndarray, width: int) -> np.ndarray | None:
-    """Return the lower-case hex numbers of exactly ``width`` digits in ``body[lo:hi]``."""
+def _hex(words: np.ndarray, lo: np.ndarray, hi: np.ndarray, width: int) -> np.ndarray | None:
+    """Return the lower-case hex numbers of exactly ``width`` digits in ``body[lo:hi]``.
+
+    ``width`` is 8 or 16 (a crc32c, an init key).
+    """
     if len(lo) and not np.all(hi - lo == width):
         return None
-    value = np.zeros(len(lo), np.uint64)
-    for j in range(width):
-        nib = _HEX[body[lo + j]]
-        if np.any(nib < 0):
+    value = np.empty(len(lo), np.uint64)
+    for a in range(0, len(lo), _ROWS):
+        b = min(a + _ROWS, len(lo))
+        rows = _rows(words, lo[a:b], width)
+        if rows is None:
             return None
-        value = (value << np.uint64(4)) | nib.astype(np.uint64)
+        if not np.all(((rows >= 0x30) & (rows <= 0x39)) | ((rows >= 0x61) & (rows <= 0x66))):
+            return None
+        nib = (rows & 0x0F) + 9 * (rows >> 6)  # '0'-'9': 0-9, 'a'-'f': 10-15
+        pairs = np.ascontiguousarray((nib[:, 0::2] << 4) | nib[:, 1::2])  # the bytes, in order
+        value[a:b] = pairs.view(f">u{width // 2}").reshape(-1)
     return value
 
 
@@ -270,11 +298,11 @@ def scan(raw: bytes) -> Scanned | None:
             return None
     elif len(body):
         return None
-    offsets = _digits(body, q[13] + 11, q[16] - 1)
-    sizes = _digits(body, q[16] + 7, q[18] - 1)
-    nbytes = _digits(body, q[18] + 9, q[20] - 1)
-    crcs = _hex(body, q[22] + 1, q[23], 8)
-    keys = _hex(body, q[26] + 1, q[27], 16) if has_key else None
+    offsets = _digits(body, words, q[13] + 11, q[16] - 1)
+    sizes = _digits(body, words, q[16] + 7, q[18] - 1)
+    nbytes = _digits(body, words, q[18] + 9, q[20] - 1)
+    crcs = _hex(words, q[22] + 1, q[23], 8)
+    keys = _hex(words, q[26] + 1, q[27], 16) if has_key else None
     if offsets is None or sizes is None or nbytes is None or crcs is None:
         return None
     if has_key and keys is None:

@@ -31,7 +31,7 @@ from paramarena.storage.zarr.scatter import read_scattered
 from paramarena.storage.zarr.validate import Manifest
 from paramarena.storage.zarr.writer import storage_dtype
 
-__all__ = ["logical_dtype", "read", "select"]
+__all__ = ["describe", "logical_dtype", "read", "select"]
 
 Problems = list[tuple[str, str]]
 
@@ -107,6 +107,17 @@ def read(
                 _read_zarr(loc, group, version, arr_name, record, idx, out, problems)
             update(int(record.nbytes[np.asarray(idx, dtype=np.intp)].sum()))
     return out, problems
+
+
+#: Problems a load error lists one by one; the others are counted.
+SHOWN_PROBLEMS = 8
+
+
+def describe(problems: Problems) -> str:
+    """Return ``problems`` as text: the first :data:`SHOWN_PROBLEMS`, then how many more."""
+    shown = "; ".join(f"{n!r}: {why}" for n, why in problems[:SHOWN_PROBLEMS])
+    more = len(problems) - SHOWN_PROBLEMS
+    return shown if more <= 0 else f"{shown}; and {more} more parameter(s)"
 
 
 #: Mean bytes per parameter from which a whole packed array is read window by window.
