@@ -325,3 +325,18 @@ def test_saving_pending_parameters_makes_no_arrays_and_round_trips(
     back.load(tmp_path / f"m{suffix}")
     for p in d.values():
         np.testing.assert_array_equal(back[p.name].data(), p.data())
+
+
+@pytest.mark.parametrize("count", [40, 600, 5000])  # hashlib keys, compiled keys, background
+def test_a_bad_seed_is_refused_before_any_parameter_is_initialized(count: int) -> None:
+    from paramarena.errors import ParameterValueError
+
+    d = _many(count)
+    for seed in (-1, 2**64):
+        with pytest.raises(ParameterValueError, match="seed must be an int"):
+            d.initialize(init.Uniform(), seed=seed)
+        assert all(p._data is None and p._lazy is None for p in d.values())
+        assert d._storage.data.arena(Context("cpu", 0), np.dtype(np.float32)).live_count == 0
+    d.initialize(init.Uniform(0.5), seed=11)  # and a good seed then initializes them all
+    want = _one_by_one("lazy_p7", (3, 4), "float32", init.Uniform(0.5))
+    np.testing.assert_array_equal(_bits(d["lazy_p7"].data()), _bits(want))
