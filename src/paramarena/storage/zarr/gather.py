@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from paramarena.storage.zarr.local import (
     open_chunk,
     whole_size_problem,
 )
+from paramarena.storage.zarr.scatter import Identity, identity
 
 __all__ = ["GATHER_WINDOW", "gatherable", "places_problem", "read_gathered"]
 
@@ -73,6 +74,7 @@ def read_gathered(
     sizes: np.ndarray,
     buffer: np.ndarray,
     dest_offsets: np.ndarray,
+    seen: Mapping[str, Identity] | None = None,
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Read a packed array into ``buffer``; return each parameter's crc32c and chunk problems.
 
@@ -88,11 +90,17 @@ def read_gathered(
     dest_offsets : numpy.ndarray
         ``int64`` element offset of each parameter in ``buffer`` (inside, not overlapping:
         :func:`places_problem`).
+    seen : mapping of str to Identity, optional
+        The chunk files a check pass (:mod:`~paramarena.storage.zarr.checkpass`) found intact,
+        by path, with their identity: each chunk file is then read only if it is still that
+        very file (compared with ``fstat`` when opened, before a byte is read) and is not
+        checksummed again (its bytes were, and by its identity it was not written since).
 
     Returns
     -------
     crcs : numpy.ndarray
-        ``uint32`` crc32c of the bytes each parameter received (0 for empty ones).
+        ``uint32`` crc32c of the bytes each parameter received (0 for empty ones; all 0 with
+        ``seen``: not computed).
     problems : dict of int to str
         Why each chunk that failed (missing, wrong size, short read, crc32c mismatch) failed;
         its parameters' bytes are not to be used.
@@ -117,10 +125,15 @@ def read_gathered(
     for k in range(n_chunks):
         lo_k = k * chunk_b
         valid = min(chunk_b, total_b - lo_k)
-        why = _read_chunk_gathered(
-            layout.path(k), lo_k, valid, chunk_b, window, stage, out,
-            starts_b, ends_b, dest_b, crcs, running, crc,
-        )  # fmt: skip
+        path = layout.path(k)
+        if seen is not None and path not in seen:
+            why: str | None = "was not checked"
+        else:
+            why = _read_chunk_gathered(
+                path, lo_k, valid, chunk_b, window, stage, out,
+                starts_b, ends_b, dest_b, crcs, running, crc if seen is None else None,
+                None if seen is None else seen[path],
+            )  # fmt: skip
         if why is not None:
             problems[k] = f"chunk {k} {why}"
     return crcs, problems
@@ -140,15 +153,23 @@ def _read_chunk_gathered(
     crcs: np.ndarray,
     running: dict[int, int],
     crc: Any,
+    checked: Identity | None = None,
 ) -> str | None:
-    """Read one chunk file window by window (see :func:`read_gathered`); say why it failed."""
+    """Read one chunk file window by window (see :func:`read_gathered`); say why it failed.
+
+    ``crc`` None: no checksum (the file was checked, and ``checked`` is its identity then,
+    compared before anything is read).
+    """
     fd = open_chunk(path)
     if isinstance(fd, str):
         return fd
     update = crc  # crc32c.crc32c
     try:
+        st = os.fstat(fd)
+        if checked is not None and identity(st) != checked:
+            return "changed since it was checked (not read)"
         expected = chunk_b + _CRC_BYTES
-        why = whole_size_problem(os.fstat(fd).st_size, expected)
+        why = whole_size_problem(st.st_size, expected)
         if why is not None:
             return why
         chunk_crc = 0
@@ -157,8 +178,11 @@ def _read_chunk_gathered(
             view = stage[:n]
             if not _read_all(fd, [view]):
                 return "short read (truncated)"
-            chunk_crc = update(view, chunk_crc)
+            if update is not None:
+                chunk_crc = update(view, chunk_crc)
             _scatter(lo_k + a, view, out, starts_b, ends_b, dest_b, crcs, running, update)
+        if update is None:
+            return None  # checked before: the trailer and padding were too
         tail = memoryview(bytearray(expected - valid))
         if not _read_all(fd, [tail]):
             return "short read (truncated)"
@@ -196,6 +220,8 @@ def _scatter(
             continue
         d = int(dest_b[j]) + a - int(starts_b[j])
         out[d : d + b - a] = view[a - s : b - s]
+        if update is None:
+            continue
         running[j] = update(view[a - s : b - s], running.get(j, 0))
         if b == int(ends_b[j]):  # its last piece
             crcs[j] = running.pop(j)
@@ -230,4 +256,5 @@ def _gather(
             continue  # crc32c of nothing: 0
         rows = _sliding(view, n, False)[starts_b[members] - s]  # one copy, the rows
         _sliding(out, n, True)[dest_b[members]] = rows
-        crcs[members] = list(map(update, rows))
+        if update is not None:
+            crcs[members] = list(map(update, rows))
