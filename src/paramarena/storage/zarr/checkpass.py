@@ -314,7 +314,9 @@ def _collect(
     for job, (why, crcs, ident) in zip(jobs, results, strict=True):
         if why is not None:
             for r in job.owners:
-                reasons.setdefault(r, f"chunk {job.k} {why} in {arr_name!r}")
+                reasons.setdefault(
+                    r, f"chunk {job.k} {why} in {arr_name!r} (file {layout.path(job.k)})"
+                )
             continue
         starts, ends = job.pieces.starts, job.pieces.ends
         owners = job.owners
