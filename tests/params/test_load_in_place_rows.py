@@ -256,19 +256,18 @@ def test_a_chunk_file_changed_after_the_check_is_refused_before_writing(
     import os
     import shutil
 
-    from paramarena.storage.zarr import reader
+    from paramarena.storage.zarr import checkpass
 
     victim = _chunk_files(saved)[2]
-    real = reader.check
+    real = checkpass.changed
 
-    def check_then_replace(*args: Any, **kwargs: Any) -> Any:
-        problems = real(*args, **kwargs)
+    def replace_then_restat(*args: Any, **kwargs: Any) -> Any:
         twin = victim.with_name("twin")
         shutil.copyfile(victim, twin)
-        os.replace(twin, victim)
-        return problems
+        os.replace(twin, victim)  # same bytes, another file, after the check
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(reader, "check", check_then_replace)
+    monkeypatch.setattr(checkpass, "changed", replace_then_restat)
     d = _dict()
     before = _arena_bytes(d)
     with pytest.raises(errors.CorruptCheckpointError, match="changed between the check and"):

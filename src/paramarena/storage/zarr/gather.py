@@ -75,6 +75,7 @@ def read_gathered(
     buffer: np.ndarray,
     dest_offsets: np.ndarray,
     seen: Mapping[str, Identity] | None = None,
+    check_only: dict[str, Identity] | None = None,
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Read a packed array into ``buffer``; return each parameter's crc32c and chunk problems.
 
@@ -95,6 +96,10 @@ def read_gathered(
         by path, with their identity: each chunk file is then read only if it is still that
         very file (compared with ``fstat`` when opened, before a byte is read) and is not
         checksummed again (its bytes were, and by its identity it was not written since).
+    check_only : dict of str to Identity, optional
+        Check, write nothing: every chunk and parameter checksum is computed as in a read,
+        ``buffer`` is not touched, and the identity of each chunk file that passed is recorded
+        here by path (the ``seen`` of the read that follows).
 
     Returns
     -------
@@ -112,7 +117,7 @@ def read_gathered(
     problems: dict[int, str] = {}
     if not count or not layout.count:
         return crcs, problems
-    out = buffer.reshape(-1).view(np.uint8)
+    out = None if check_only is not None else buffer.reshape(-1).view(np.uint8)
     starts_b = offsets * isz  # byte offsets in the array's byte stream
     ends_b = starts_b + sizes * isz
     dest_b = dest_offsets * isz
@@ -132,7 +137,7 @@ def read_gathered(
             why = _read_chunk_gathered(
                 path, lo_k, valid, chunk_b, window, stage, out,
                 starts_b, ends_b, dest_b, crcs, running, crc if seen is None else None,
-                None if seen is None else seen[path],
+                None if seen is None else seen[path], check_only,
             )  # fmt: skip
         if why is not None:
             problems[k] = f"chunk {k} {why}"
@@ -146,7 +151,7 @@ def _read_chunk_gathered(
     chunk_b: int,
     window: int,
     stage: np.ndarray,
-    out: np.ndarray,
+    out: np.ndarray | None,
     starts_b: np.ndarray,
     ends_b: np.ndarray,
     dest_b: np.ndarray,
@@ -154,11 +159,13 @@ def _read_chunk_gathered(
     running: dict[int, int],
     crc: Any,
     checked: Identity | None = None,
+    record: dict[str, Identity] | None = None,
 ) -> str | None:
     """Read one chunk file window by window (see :func:`read_gathered`); say why it failed.
 
     ``crc`` None: no checksum (the file was checked, and ``checked`` is its identity then,
-    compared before anything is read).
+    compared before anything is read). ``out`` None: nothing written, and the identity of
+    a chunk file that passed goes to ``record``.
     """
     fd = open_chunk(path)
     if isinstance(fd, str):
@@ -189,6 +196,8 @@ def _read_chunk_gathered(
         chunk_crc = update(tail[:-_CRC_BYTES], chunk_crc)
         if int.from_bytes(tail[-_CRC_BYTES:], "little") != chunk_crc:
             return "crc32c checksum of the chunk failed"
+        if record is not None:
+            record[path] = identity(st)
     finally:
         os.close(fd)
     return None
@@ -197,7 +206,7 @@ def _read_chunk_gathered(
 def _scatter(
     s: int,
     view: np.ndarray,
-    out: np.ndarray,
+    out: np.ndarray | None,
     starts_b: np.ndarray,
     ends_b: np.ndarray,
     dest_b: np.ndarray,
@@ -219,7 +228,8 @@ def _scatter(
         if b <= a:
             continue
         d = int(dest_b[j]) + a - int(starts_b[j])
-        out[d : d + b - a] = view[a - s : b - s]
+        if out is not None:
+            out[d : d + b - a] = view[a - s : b - s]
         if update is None:
             continue
         running[j] = update(view[a - s : b - s], running.get(j, 0))
@@ -233,7 +243,7 @@ def _scatter(
 def _gather(
     s: int,
     view: np.ndarray,
-    out: np.ndarray,
+    out: np.ndarray | None,
     starts_b: np.ndarray,
     ends_b: np.ndarray,
     dest_b: np.ndarray,
@@ -255,6 +265,7 @@ def _gather(
         if n == 0:
             continue  # crc32c of nothing: 0
         rows = _sliding(view, n, False)[starts_b[members] - s]  # one copy, the rows
-        _sliding(out, n, True)[dest_b[members]] = rows
+        if out is not None:
+            _sliding(out, n, True)[dest_b[members]] = rows
         if update is not None:
             crcs[members] = list(map(update, rows))

@@ -16,8 +16,8 @@ import numpy as np
 
 from paramarena.errors import ParameterValueError
 from paramarena.storage.fileio import progress_reporter
-from paramarena.storage.zarr import reader
-from paramarena.storage.zarr.checkpass import Identity, changed
+from paramarena.storage.zarr import checkpass, reader
+from paramarena.storage.zarr.checkpass import Identity
 from paramarena.storage.zarr.gather import gatherable, places_problem, read_gathered
 from paramarena.storage.zarr.local import raw_layout
 from paramarena.storage.zarr.reader import (
@@ -51,8 +51,9 @@ def read_packed(
     buffers.
 
     ``check_first`` (buffers that hold live values, all or nothing): every parameter is first
-    checked without writing anything (:func:`~paramarena.storage.zarr.reader.check`: every
-    chunk's and every parameter's crc32c, each chunk file's identity recorded), every checked
+    checked without writing anything (every chunk's and every parameter's crc32c, each chunk
+    file's identity recorded: a packed array of small parameters by a gather that writes
+    nothing, anything else by :func:`~paramarena.storage.zarr.reader.check`), every checked
     chunk file is ``stat``-ed again, and only then are the very files checked read into the
     buffers (not checksummed again). Any problem found before the read (including a stored
     shape or dtype that differs from its target's) is returned with nothing written.
@@ -146,12 +147,22 @@ def _check_first(
             )
             for i in other
         ]
-    parts = [pos[fits] for _, pos, fits in placed]
-    picked: list[int] = np.sort(np.concatenate(parts)).tolist() if parts else []
-    found = reader.check(loc, version, record, picked, verified)
+    found: Problems = []
+    rest: list[int] = []  # checked by ``reader.check``
+    for t, pos, fits in placed:
+        inv = np.full(len(record.names), -1, dtype=np.intp)  # position -> index in t
+        inv[pos[fits]] = np.flatnonzero(fits)
+        for arr_name, idx in _by_array(record, np.sort(pos[fits]).tolist()).items():
+            at = np.asarray(idx, dtype=np.intp)
+            if not _gather_raw(
+                loc, version, record, arr_name, at, t, inv[at], found, check_only=verified
+            ):
+                rest.extend(idx)
+    if rest:
+        found.extend(reader.check(loc, version, record, sorted(rest), verified))
     if found:
         return found
-    moved = changed(verified)
+    moved = checkpass.changed(verified)
     return [
         (
             path,
@@ -172,11 +183,13 @@ def _gather_raw(
     mine: np.ndarray,
     problems: Problems,
     verified: Mapping[str, Identity] | None = None,
+    check_only: dict[str, Identity] | None = None,
 ) -> bool:
     """Read the whole packed array ``arr_name`` into ``target`` if it can; False if not.
 
     ``verified``: the chunk files were checked (see :func:`read_packed`); only those very
-    files are read, without checksums.
+    files are read, without checksums. ``check_only``: check every chunk and parameter as the
+    read would, write nothing, and record the identity of each chunk file that passed.
     """
     if not loc.local or len(at) * LARGE_PARAMETER_BYTES <= int(record.nbytes[at].sum()):
         return False  # few large parameters: read straight into their places (``read``)
@@ -188,7 +201,7 @@ def _gather_raw(
     dest = target.offsets[mine]
     if not gatherable(offsets, sizes, layout.count):
         return False
-    crcs, bad = read_gathered(layout, offsets, sizes, target.buffer, dest, verified)
+    crcs, bad = read_gathered(layout, offsets, sizes, target.buffer, dest, verified, check_only)
     wrong = np.flatnonzero(crcs != record.crcs[at]) if verified is None else np.empty(0, np.intp)
     failed: dict[int, str] = {}
     if bad:
