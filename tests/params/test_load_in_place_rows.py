@@ -322,3 +322,31 @@ def test_parameters_that_need_the_general_path_take_it(
     with pytest.raises(errors.WrongContextError):
         ctx_dict.load(saved, ctx=Context("cpu", 1))
     assert spy["n"] == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["pending", "made"])
+def test_larger_parameters_cut_by_chunks_arrive_whole(
+    tmp_path: Path, spy: dict[str, int], how: str
+) -> None:
+    """Parameters of several KiB (read of checked files straight into their places, no
+    window), cut by chunk boundaries, with a few small ones between them."""
+
+    def build(seed: int | None) -> ParameterDict:
+        d = ParameterDict("net_")
+        for i in range(300):
+            d.get(f"w{i}", shape=(3,) if i % 10 == 0 else (1500 + i % 7,))
+        if seed is not None:
+            d.initialize(seed=seed)
+        return d
+
+    path = tmp_path / "big.zarr"
+    build(4).save(path, chunk_bytes=50_000)  # not a multiple of any parameter's size
+    fresh = build(None)
+    fresh.load(path)
+    d = build(8)
+    _touch(d, how)
+    d.load(path)
+    assert spy["n"] == 1
+    for name, p in d.items():
+        np.testing.assert_array_equal(p.data(), fresh[name].data())

@@ -223,7 +223,8 @@ def _made_places(
     if list(map(type, views)).count(np.ndarray) != len(views):
         return False
     want = shapes if len(made) == len(plist) else list(map(shapes.__getitem__, made))
-    if list(map(_VSHAPE, views)) != want or list(map(_WRITEABLE, views)).count(True) != len(views):
+    # streamed (a shape tuple and a flags object per view, never all at once)
+    if not all(map(operator.eq, map(_VSHAPE, views), want)) or not all(map(_WRITEABLE, views)):
         return False
     view_dtypes = list(map(_DTYPE, views))
     if len(contexts) == 1 and view_dtypes.count(view_dtypes[0]) == len(views):
@@ -258,11 +259,10 @@ def _locate_all(
     Reads the arena's segments (``Arena.locate`` for each of 100k views costs a Python call
     chain each).
     """
-    ids = list(map(id, views))
     left = np.ones(len(views), dtype=bool)
     for seg in arena._segments:
         by_id = seg.by_id
-        offs = list(map(by_id.get, ids))
+        offs = list(map(by_id.get, map(id, views)))
         missing = offs.count(None)
         if missing == len(offs):
             continue
