@@ -93,10 +93,14 @@ def _general(monkeypatch: pytest.MonkeyPatch) -> None:
 def _touch(d: ParameterDict, how: str) -> None:
     """Make some parameters' arrays: none, all, or a mix (data only, gradients too)."""
     for i, p in enumerate(d.values()):
-        if how == "made" or (how == "mixed" and i % 3 == 0):
+        if how in ("made", "settled") or (how == "mixed" and i % 3 == 0):
             p.data()
         elif how == "mixed" and i % 3 == 1:
             p.grad()[...] = 2.5  # gradients made and set: a load leaves them
+    if how == "settled":  # the views entered in their segments' books
+        for arena in d._storage.data.arenas():
+            for seg in arena._segments:
+                assert seg.by_id
 
 
 def _arena_bytes(d: ParameterDict) -> list[bytes]:
@@ -109,7 +113,7 @@ def _arena_bytes(d: ParameterDict) -> list[bytes]:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("how", ["pending", "made", "mixed"])
+@pytest.mark.parametrize("how", ["pending", "made", "settled", "mixed"])
 @pytest.mark.parametrize("split", [False, True])
 def test_values_are_a_fresh_loads_and_arrays_and_gradients_stay(
     saved: Path, spy: dict[str, int], how: str, split: bool
@@ -125,7 +129,7 @@ def test_values_are_a_fresh_loads_and_arrays_and_gradients_stay(
     assert spy["n"] == 1
     # pending rows stay pending, made views stay the very arrays
     assert [n for n, p in d.items() if p._lazy is not None and p._lazy[0] is not None] == pending
-    if how == "made":
+    if how in ("made", "settled"):
         assert not pending
     elif not split:  # (a second initialize makes the first one's views)
         assert len(pending) == (len(d) if how == "pending" else len(d) // 3)

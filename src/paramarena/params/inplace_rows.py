@@ -257,31 +257,58 @@ def _locate_all(
     """Find every view in ``arena``'s books (by identity, as ``Arena.locate``), in bulk.
 
     Reads the arena's segments (``Arena.locate`` for each of 100k views costs a Python call
-    chain each).
+    chain each): the views entered in a segment's books, checked to be the very objects held
+    there, and the views made from runs not entered yet, found in the run's own views (held
+    by the run: an id there is that view's). Entering the runs (what ``Segment.by_id``
+    does) would cost two dict entries and a tuple per row of every run.
     """
     left = np.ones(len(views), dtype=bool)
     for seg in arena._segments:
-        by_id = seg.by_id
-        offs = list(map(by_id.get, map(id, views)))
-        missing = offs.count(None)
-        if missing == len(offs):
-            continue
-        hits = range(len(offs)) if not missing else [j for j, o in enumerate(offs) if o is not None]
-        found = offs if not missing else list(map(offs.__getitem__, hits))
-        mine = views if not missing else list(map(views.__getitem__, hits))
-        entries = list(map(seg.live.get, found))
-        if entries.count(None):
-            return False
-        if not all(map(operator.is_, map(_SECOND, entries), mine)):
-            return False  # an id reused by another array: not the arena's view
-        k = _buffer_code(bufs, seg.buffer)
-        where = at if not missing else at[np.asarray(hits, dtype=np.intp)]
-        offsets[where] = np.fromiter(found, np.int64, len(found))
-        owner[where] = k
-        left[hits] = False
-        if not missing:
-            return True
+        books: list[tuple[dict[int, int], dict[int, Any] | None]] = []
+        if seg._by_id:
+            books.append((seg._by_id, seg._live))
+        for starts, _, run in seg.pending:
+            made = run._views
+            if made is not None:
+                books.append((dict(zip(map(id, made), starts, strict=True)), None))
+        for by_id, live in books:
+            if (
+                _place_found(seg, by_id, live, views, at, bufs, owner, offsets, left)
+                and not left.any()
+            ):
+                return True
     return not left.any()
+
+
+def _place_found(
+    seg: Any,
+    by_id: dict[int, int],
+    live: dict[int, Any] | None,
+    views: list[Any],
+    at: np.ndarray,
+    bufs: list[Any],
+    owner: np.ndarray,
+    offsets: np.ndarray,
+    left: np.ndarray,
+) -> bool:
+    """Place the views found in ``by_id`` (checked against ``live`` if given); say if any."""
+    offs: list[Any] = list(map(by_id.get, map(id, views)))
+    missing = offs.count(None)
+    if missing == len(offs):
+        return False
+    hits = range(len(offs)) if not missing else [j for j, o in enumerate(offs) if o is not None]
+    found = offs if not missing else list(map(offs.__getitem__, hits))
+    if live is not None:
+        mine = views if not missing else list(map(views.__getitem__, hits))
+        entries: list[Any] = list(map(live.get, found))
+        if entries.count(None) or not all(map(operator.is_, map(_SECOND, entries), mine)):
+            return False  # an id reused by another array: not the arena's view (left unplaced)
+    k = _buffer_code(bufs, seg.buffer)
+    where = at if not missing else at[np.asarray(hits, dtype=np.intp)]
+    offsets[where] = np.fromiter(found, np.int64, len(found))
+    owner[where] = k
+    left[hits] = False
+    return True
 
 
 _FIRST = operator.itemgetter(0)
