@@ -182,21 +182,21 @@ def test_a_chunk_file_changed_between_check_and_read_leaves_every_parameter(
     read must notice before writing anything."""
     import shutil
 
-    from paramarena.storage.zarr import reader
+    from paramarena.storage.zarr import checkpass
 
     victim = _chunk_files(saved)[which]
-    real = reader.check
+    real = checkpass.changed
     calls = {"n": 0}
 
-    def check_then_replace(*args: Any, **kwargs: Any) -> Any:
+    def replace_then_restat(*args: Any, **kwargs: Any) -> Any:
+        # after the check pass, before the stat of every checked file (either in-place path)
         calls["n"] += 1
-        problems = real(*args, **kwargs)
         twin = victim.with_name("twin")
         shutil.copyfile(victim, twin)
         os.replace(twin, victim)
-        return problems
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(reader, "check", check_then_replace)
+    monkeypatch.setattr(checkpass, "changed", replace_then_restat)
     d = _dict()
     d.initialize(seed=2)
     before = _snapshot(d)
@@ -204,7 +204,7 @@ def test_a_chunk_file_changed_between_check_and_read_leaves_every_parameter(
         d.load(saved)
     assert calls["n"] == 1  # one check pass, inside the load of that version
     _unchanged(d, before)
-    monkeypatch.setattr(reader, "check", real)
+    monkeypatch.setattr(checkpass, "changed", real)
     d.load(saved)  # the replaced file holds the same bytes: a new load reads it
     ref = _dict()
     ref.load(saved)

@@ -30,6 +30,7 @@ from paramarena.params.inplace_load import (
     reads_in_place,
     verify_before_overwrite,
 )
+from paramarena.params.inplace_rows import in_place_targets, load_in_place
 from paramarena.params.loading import LoadReport
 from paramarena.params.packed_load import all_new, load_rows
 from paramarena.params.stored import set_init_keys, stored_specs
@@ -482,11 +483,22 @@ def load_file(
         targets = {n: stored[s] for n, s in plan.targets.items()}
     else:
         targets = plan.targets
-    new = all_new(pdict, targets, info, ctx, cast_dtype, dtype_source)
+    first = pdict._params[next(iter(targets))] if targets else None
+    fresh = first is not None and first._data_list is None and first._lazy is None
+    new = all_new(pdict, targets, info, ctx, cast_dtype, dtype_source) if fresh else None
     if new is not None:
         # every parameter is new: arena rows, read by offsets, adopted without a view each
         keyed = load_rows(pdict, filename, new, ctx, cast_dtype, dtype_source, options)
         _finish(pdict, targets, info, cast_dtype, dtype_source, plan, filename, keyed)
+        return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
+    places = None if fresh else in_place_targets(pdict, targets, info, ctx, filename, options)
+    done = None
+    if places is not None:
+        keys_too = not (cast_dtype and dtype_source == "current")  # as ``_finish``
+        done = load_in_place(pdict, filename, places, targets, info, options, keys_too)
+    if done is not None:
+        # every parameter is initialized in its arena: checked, then gathered where it is
+        _finish(pdict, targets, info, cast_dtype, dtype_source, plan, filename, done)
         return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
     infos = stored_specs(names, info.shapes, info.dtypes)
     # every target checked (a mismatch raises here), then arena views to read into (only

@@ -144,8 +144,11 @@ def load_packed(
 
     Every array whose stored shape and dtype are the target's is read into its place (and
     checked as :func:`paramarena.storage.load` checks it); after an error the buffers' contents
-    are unspecified. The names must be distinct; the destinations must lie inside their buffers
-    and not overlap (``ParameterValueError`` before anything is read).
+    are unspecified, except with the option ``check_first=True`` on a local zarr checkpoint
+    (buffers holding live values): every array is then checked before the first byte is
+    written, and an error found by that check leaves every buffer untouched. The names must
+    be distinct; the destinations must lie inside their buffers and not overlap
+    (``ParameterValueError`` before anything is read).
 
     Returns
     -------

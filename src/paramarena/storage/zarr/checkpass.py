@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import os
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -313,12 +314,23 @@ def _collect(
     for job, (why, crcs, ident) in zip(jobs, results, strict=True):
         if why is not None:
             for r in job.owners:
-                reasons.setdefault(r, f"chunk {job.k} {why} in {arr_name!r}")
+                reasons.setdefault(
+                    r, f"chunk {job.k} {why} in {arr_name!r} (file {layout.path(job.k)})"
+                )
             continue
         starts, ends = job.pieces.starts, job.pieces.ends
-        for a, b, c, r in zip(starts, ends, crcs, job.owners, strict=True):
+        owners = job.owners
+        if job.pieces.disjoint and len(owners) > 2:
+            # disjoint sorted pieces: only the first can continue an earlier chunk's piece and
+            # only the last go on into the next chunk; the middle ones are whole parameters
+            deque(map(running.__setitem__, owners[1:-1], crcs[1:-1]), maxlen=0)
+            ends_at = (0, len(owners) - 1)
+        else:
+            ends_at = range(len(owners))  # type: ignore[assignment]
+        for i in ends_at:
+            r, c = owners[i], crcs[i]
             prev = running[r]
-            running[r] = crc32c_combine(prev, c, b - a) if prev else c
+            running[r] = crc32c_combine(prev, c, ends[i] - starts[i]) if prev else c
         if seen is not None and ident is not None:
             seen[layout.path(job.k)] = ident
 

@@ -379,7 +379,12 @@ class ZarrCheckpointBackend:
             reader.select(loc.uri, record, t.names)  # every name stored
         with remote_concurrency(loc.local, _concurrency(uri, options)):
             other, problems = packed_read.read_packed(
-                loc, version, record, targets, options.get("progress")
+                loc,
+                version,
+                record,
+                targets,
+                options.get("progress"),
+                loc.local and bool(options.get("check_first")),
             )
         if problems:
             raise CorruptCheckpointError(
