@@ -211,6 +211,8 @@ def main() -> None:
             "np.load (all arrays)": lambda: dict(np.load(npzpath, allow_pickle=False)),
             "paramarena npz load": lambda: storage.load(npzpath),
         }
+        for load in loads.values():  # warm-up, as for the saves: imports, allocator
+            load()
         for _ in range(args.repeat):
             for name, (suffix, fn) in saves.items():
                 path = fresh(suffix)
@@ -231,6 +233,9 @@ def main() -> None:
                 else:
                     storage.save(target, arrays)
                 times.setdefault(f"same path: {label}", []).append(time.perf_counter() - start)
+            # untimed: the same-path saves without fsync leave dirty pages that the kernel
+            # would write back while the loads below are timed (on the same two CPUs)
+            os.sync()
             for name, load in loads.items():
                 start = time.perf_counter()
                 load()

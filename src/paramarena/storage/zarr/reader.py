@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from paramarena import kernels
 from paramarena.errors import CorruptCheckpointError, MissingParameterError, StorageError
 from paramarena.storage.fileio import progress_reporter
 from paramarena.storage.remote import is_transient
@@ -217,7 +218,9 @@ def _read_raw(
         # the whole array: one buffer, each parameter a view of it; every chunk read whole
         # a window at a time, its crc32c and the parameters' checked while in cache
         # (many small parameters: one readv per chunk, then a crc32c call per parameter)
-        packed = np.empty(layout.count, dtype=sdtype)
+        # (kernels.empty: a big buffer on huge pages, and the mapping of a freed one reused:
+        # a load after a load takes no page faults)
+        packed = kernels.empty(layout.count, sdtype)
         lo, hi = offsets.tolist(), (offsets + sizes).tolist()
         flats = [packed[a:b] for a, b in zip(lo, hi, strict=True)]
         if layout.count * layout.itemsize >= len(idx) * LARGE_PARAMETER_BYTES:
