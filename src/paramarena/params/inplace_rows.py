@@ -24,6 +24,7 @@ import numpy as np
 
 from paramarena.params import checks as chk
 from paramarena.params.inplace_load import checks_first, dtype_cache, reads_in_place
+from paramarena.params.packed_load import all_dense
 
 if TYPE_CHECKING:
     from paramarena.params.parameter import CtxArg
@@ -34,10 +35,6 @@ __all__ = ["in_place_targets", "load_in_place"]
 
 #: What an initialized parameter that can be loaded where it is holds: dense, not deferred,
 #: this dict's arenas.
-_STYPE = attrgetter("_stype")
-_GRAD_STYPE = attrgetter("_grad_stype")
-_DEFERRED = attrgetter("_deferred_init")
-_STORAGE = attrgetter("_storage")
 _LAZY = attrgetter("_lazy")
 _ROW = attrgetter("_lazy_index")
 _SHAPE = attrgetter("_shape")
@@ -67,24 +64,10 @@ def in_place_targets(
     n = len(targets)
     plist = list(map(params.__getitem__, targets))
     storage = pdict._storage
-    # one attribute at a time: a tuple per parameter would wake the garbage collector
-    if (
-        list(map(_STYPE, plist)).count("default") != n
-        or list(map(_GRAD_STYPE, plist)).count("default") != n
-        or list(map(_DEFERRED, plist)).count(()) != n
-        or list(map(_STORAGE, plist)).count(storage) != n
-    ):
+    if not all_dense(plist, storage, empty=False):
         return None
     keys = list(targets.values())
-    names = info.names
-    if keys == names or (len(keys) == len(names) and keys == list(names)):
-        shapes = list(info.shapes)
-        dtypes = list(info.dtypes)
-    else:
-        where = dict(zip(names, range(len(names)), strict=True))
-        at = list(map(where.__getitem__, keys))
-        shapes = list(map(info.shapes.__getitem__, at))
-        dtypes = list(map(info.dtypes.__getitem__, at))
+    shapes, dtypes, _ = info.select(keys)
     if list(map(_SHAPE, plist)) != shapes:
         return None
     lists = list(map(_CTX, plist))

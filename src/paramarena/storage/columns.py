@@ -56,6 +56,19 @@ class StoredColumns:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     init_keys: np.ndarray | None = None
 
+    def select(self, keys: list[str]) -> tuple[list[tuple[int, ...]], list[Any], list[int] | None]:
+        """Return the shapes and dtypes of the stored arrays ``keys``, and their positions.
+
+        The positions are None when ``keys`` are the stored names in stored order (the usual
+        whole-dict load: no lookup). Every key must be stored (``KeyError`` otherwise).
+        """
+        names = self.names
+        if keys == names or (len(keys) == len(names) and keys == list(names)):
+            return list(self.shapes), list(self.dtypes), None
+        where = dict(zip(names, range(len(names)), strict=True))
+        at = list(map(where.__getitem__, keys))
+        return list(map(self.shapes.__getitem__, at)), list(map(self.dtypes.__getitem__, at)), at
+
     def init_key_map(self) -> Mapping[str, int]:
         """Return ``{stored name: init key}`` (from the column or ``metadata``)."""
         if self.init_keys is not None:
