@@ -100,28 +100,13 @@ def test_force_reinit_in_place_equals_a_fresh_initialization() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_hook_fires_once_per_parameter() -> None:
-    from paramarena.hooks.manager import get_plugin_manager
-    from paramarena.hooks.specs import hookimpl
-
-    seen: list[str] = []
-
-    class Listener:
-        @hookimpl
-        def paramarena_parameter_initialized(self, parameter: Any, ctx: Any) -> None:
-            seen.append(parameter.name)
-
-    pm = get_plugin_manager()
-    plugin = Listener()
-    pm.register(plugin)
-    try:
-        d = ParameterDict()
-        for i in range(5):
-            d.get(f"p{i}_weight", shape=(2, 2))
-        d.initialize(seed=1)
-        d.initialize(seed=1, force_reinit=True)
-    finally:
-        pm.unregister(plugin)
+def test_hook_fires_once_per_parameter(initialized_calls: list[tuple[str, Any]]) -> None:
+    d = ParameterDict()
+    for i in range(5):
+        d.get(f"p{i}_weight", shape=(2, 2))
+    d.initialize(seed=1)
+    d.initialize(seed=1, force_reinit=True)
+    seen = [name for name, _ in initialized_calls]
     assert sorted(seen) == sorted([f"p{i}_weight" for i in range(5)] * 2)
 
 

@@ -156,34 +156,22 @@ def test_several_segments_and_dtypes_give_several_buffers(saved: Path) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("how", ["pending", "mixed"])
 def test_same_values_gradients_and_hooks_as_the_general_path(
-    saved: Path, monkeypatch: pytest.MonkeyPatch, how: str
+    saved: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+    initialized_calls: list[tuple[str, Any]],
 ) -> None:
-    from paramarena.hooks.manager import get_plugin_manager
-    from paramarena.hooks.specs import hookimpl
-
-    seen: list[str] = []
-
-    class Listener:
-        @hookimpl
-        def paramarena_parameter_initialized(self, parameter: Any, ctx: Any) -> None:
-            seen.append(parameter.name)
-
-    pm = get_plugin_manager()
-    plugin = Listener()
-    pm.register(plugin)
-    try:
-        d = _dict()
-        _touch(d, how)
-        d.load(saved)
-        fired = list(seen)
-        seen.clear()
-        _general(monkeypatch)
-        ref = _dict()
-        _touch(ref, how)
-        ref.load(saved)
-    finally:
-        pm.unregister(plugin)
-    assert fired == seen
+    d = _dict()
+    _touch(d, how)
+    initialized_calls.clear()
+    d.load(saved)
+    fired = [name for name, _ in initialized_calls]
+    _general(monkeypatch)
+    ref = _dict()
+    _touch(ref, how)
+    initialized_calls.clear()
+    ref.load(saved)
+    assert fired == [name for name, _ in initialized_calls]
     for name, p in d.items():
         q = ref[name]
         np.testing.assert_array_equal(p.data(), q.data())
