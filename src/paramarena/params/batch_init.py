@@ -253,45 +253,48 @@ def _allocate(pdict: ParameterDict, group: _Group, ctx: Context) -> None:
         group.in_place = [False] * count
         return
     fresh: list[int] = []
-    hits: dict[int, tuple[Any, Any, int]] = {}
     segments = {id(b) for b in arena.segments()}
-    contexts: dict[int, bool] = {}  # id(ctx list) -> is it [ctx] (lists are shared by batches)
     shapes = group.shapes
+    views: list[Any] = [None] * count
+    buffers: list[Any] = [None] * count
+    offsets: list[int] = [-1] * count
+    in_place = [False] * count
+    # the context list and the run of the parameter before (a batch shares them): checked once
+    last_list: Any = _UNSET
+    same = False
+    last_run: Any = _UNSET
+    run_ok = False
     for i, p in enumerate(group.params):
+        ctx_list = p._ctx_list
+        if ctx_list is not last_list:
+            last_list, same = ctx_list, ctx_list == [ctx]
         lazy = p._lazy
         if lazy is not None and lazy[0] is not None:
             # arrays not made yet: in place if still of this shape and arena
             run = lazy[0]
-            same = contexts.get(id(p._ctx_list))
-            if same is None:
-                same = contexts[id(p._ctx_list)] = p._ctx_list == [ctx]
-            if same and id(run.buffer) in segments and run.shape == shapes[i]:
-                hits[i] = (None, run.buffer, run.start + p._lazy_index * run.step)
+            if run is not last_run:
+                last_run, run_ok = run, id(run.buffer) in segments
+            if same and run_ok and run.shape == shapes[i]:
+                buffers[i] = run.buffer
+                offsets[i] = run.start + p._lazy_index * run.step
+                in_place[i] = True
                 continue
             hit = None
-        elif p._data_list is None:
+        elif p._data_list is None or not same:
             hit = None
         else:
-            same = contexts.get(id(p._ctx_list))
-            if same is None:
-                same = contexts[id(p._ctx_list)] = p._ctx_list == [ctx]
-            hit = _in_place(p, arena, shapes[i]) if same else None
+            hit = _in_place(p, arena, shapes[i])
         if hit is None:
             fresh.append(i)
         else:
-            hits[i] = hit
-    group.views = [None] * count
-    group.buffers = [None] * count
-    group.offsets = [-1] * count
-    group.in_place = [False] * count
-    for i, (view, buffer, offset) in hits.items():
-        group.views[i], group.buffers[i], group.offsets[i] = view, buffer, offset
-        group.in_place[i] = True
+            views[i], buffers[i], offsets[i] = hit
+            in_place[i] = True
+    group.views, group.buffers, group.offsets, group.in_place = views, buffers, offsets, in_place
     if not fresh:
         return
-    views, buffer, offsets = arena.allocate_packed([group.shapes[i] for i in fresh])
-    for i, view, offset in zip(fresh, views, offsets.tolist(), strict=True):
-        group.views[i], group.buffers[i], group.offsets[i] = view, buffer, offset
+    made, buffer, placed = arena.allocate_packed([shapes[i] for i in fresh])
+    for i, view, offset in zip(fresh, made, placed.tolist(), strict=True):
+        views[i], buffers[i], offsets[i] = view, buffer, offset
 
 
 def _plans(group: _Group, seed: int) -> dict[tuple[int, ...], Any]:
