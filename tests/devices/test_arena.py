@@ -294,3 +294,39 @@ def test_a_view_of_a_pending_run_is_found_by_address_before_the_run_is_made() ->
     arena.release(twin)
     assert arena.live_count == 9
     assert not arena.owns(runs[0][1].views()[3])
+
+
+def _grouped_one_by_one(shapes: list[Any]) -> dict[tuple[int, ...], list[int]]:
+    """The reference: every shape converted on its own, positions appended in order."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, shp in enumerate(shapes):
+        key = (int(shp),) if np.ndim(shp) == 0 else tuple(int(s) for s in shp)
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        [],
+        [(4,)] * 5,
+        [(3, 5) if i % 3 else (16,) for i in range(30)] + [(0,), ()],
+        [(2,), [2], 2, np.int64(2), (np.int64(2),), (3, 1), [3, 1]],  # converted ones
+        [(np.int64(7),), (7,), (1, 1)],
+    ],
+)
+def test_group_shapes_gives_each_distinct_shape_its_positions_in_first_seen_order(
+    shapes: list[Any],
+) -> None:
+    grouped = Arena.group_shapes(shapes)
+    want = _grouped_one_by_one(shapes)
+    assert grouped == want
+    assert list(grouped) == list(want)  # first-seen order
+    assert all(type(d) is int for shape in grouped for d in shape)
+
+
+def test_group_shapes_refuses_bad_shapes() -> None:
+    with pytest.raises(ParameterValueError, match="non-negative"):
+        Arena.group_shapes([(2,), (3, -1)])
+    with pytest.raises(ParameterTypeError, match="must be integers"):
+        Arena.group_shapes([(2,), (2.5,)])

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from paramarena.devices.segments import RowRun, Segment, address_of, shape_tuple
+from paramarena.devices.segments import RowRun, Segment, address_of, group_shapes, shape_tuple
 from paramarena.errors import ParameterValueError
 
 __all__ = ["Arena", "ArenaSet", "RowRun"]
@@ -190,16 +190,7 @@ class Arena:
         paramarena.errors.ParameterTypeError, paramarena.errors.ParameterValueError
             If a shape is not a sequence of non-negative integers.
         """
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, shp in enumerate(shapes):
-            members = groups.get(shp) if type(shp) is tuple else None
-            if members is None:
-                got = shape_tuple(shp)  # validated once per distinct shape
-                members = groups.get(got)
-                if members is None:
-                    members = groups[got] = []
-            members.append(i)
-        return groups
+        return group_shapes(shapes)
 
     def allocate_packed(
         self,

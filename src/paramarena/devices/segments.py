@@ -52,6 +52,42 @@ def shape_tuple(shape: Any) -> tuple[int, ...]:
     return out
 
 
+def group_shapes(shapes: Sequence[Any]) -> dict[tuple[int, ...], list[int]]:
+    """Return the positions in ``shapes`` of each distinct shape (validated, first-seen order).
+
+    Tuples of non-negative ints (what parameters hold) are grouped with numpy, no Python work
+    per shape after one ``dict.fromkeys``; anything else (ints, lists, numpy integers) is
+    converted by :func:`shape_tuple` one distinct shape at a time.
+
+    Raises
+    ------
+    paramarena.errors.ParameterTypeError, paramarena.errors.ParameterValueError
+        If a shape is not a sequence of non-negative integers.
+    """
+    try:
+        distinct: dict[Any, None] | None = dict.fromkeys(shapes)
+    except TypeError:  # an unhashable shape (a list)
+        distinct = None
+    if distinct is None or any(shape_tuple(s) is not s for s in distinct):
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, shp in enumerate(shapes):
+            members = groups.get(shp) if type(shp) is tuple else None
+            if members is None:
+                got = shape_tuple(shp)  # validated once per distinct shape
+                members = groups.get(got)
+                if members is None:
+                    members = groups[got] = []
+            members.append(i)
+        return groups
+    if len(distinct) <= 1:
+        return {shape: list(range(len(shapes))) for shape in distinct}
+    ids = dict(zip(distinct, range(len(distinct)), strict=True))
+    codes = np.fromiter(map(ids.__getitem__, shapes), dtype=np.intp, count=len(shapes))
+    order = np.argsort(codes, kind="stable")
+    cuts = np.cumsum(np.bincount(codes, minlength=len(distinct)))[:-1]
+    return {s: part.tolist() for s, part in zip(distinct, np.split(order, cuts), strict=True)}
+
+
 class RowRun:
     """Views of equal shape handed out together, made on first need.
 

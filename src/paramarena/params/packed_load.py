@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from paramarena.devices.context import Context
+from paramarena.devices.segments import group_shapes
 from paramarena.params import checks as chk
 from paramarena.params.inplace_load import dtype_cache
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from paramarena.params.parameter_dict import ParameterDict
     from paramarena.storage.columns import StoredColumns
 
-__all__ = ["Picked", "all_new", "group_shapes", "load_rows"]
+__all__ = ["Picked", "all_new", "load_rows"]
 
 
 #: Parameters to read into new arena memory, by the dtype they get: the parameters, their
@@ -129,18 +130,6 @@ def all_new(
     return picked
 
 
-def group_shapes(shapes: list[tuple[int, ...]]) -> dict[tuple[int, ...], list[int]]:
-    """Return the positions of each distinct shape, in first-seen order (as the arena's)."""
-    distinct = dict.fromkeys(shapes)
-    if len(distinct) == 1:
-        return {shapes[0]: list(range(len(shapes)))}
-    ids = dict(zip(distinct, range(len(distinct)), strict=True))
-    codes = np.fromiter(map(ids.__getitem__, shapes), dtype=np.intp, count=len(shapes))
-    order = np.argsort(codes, kind="stable")
-    cuts = np.cumsum(np.bincount(codes, minlength=len(distinct)))[:-1]
-    return {s: part.tolist() for s, part in zip(distinct, np.split(order, cuts), strict=True)}
-
-
 def load_rows(
     pdict: ParameterDict,
     filename: Any,
@@ -226,11 +215,10 @@ def _adopt_rows(
     from paramarena.params.parameter import Parameter
 
     if other:  # some were loaded another way: their rows go back
-        keep = [(members, run) for members, run in runs]
         taken = {id(p) for p in plist if p._data_list is not None or p._lazy is not None}
         views = []
         batch = []
-        for members, run in keep:
+        for members, run in runs:
             for row, i in enumerate(members):
                 p = plist[i]
                 if id(p) in taken:
