@@ -146,11 +146,13 @@ def stream_keys(seed: int, keys: Sequence[str]) -> np.ndarray:
     paramarena.errors.ParameterValueError
         If ``seed`` is not an integer in ``[0, 2**64)``.
     """
-    _stream_words(seed, "")  # validates the seed
-    if len(keys) >= _COMPILED_KEYS_FROM:
-        from paramarena.kernels._keys import stream_keys_compiled
+    out, derive = prepare_stream_keys(seed, keys)
+    derive()
+    return out
 
-        return stream_keys_compiled(seed, keys)
+
+def _hashed_keys(seed: int, keys: Sequence[str]) -> np.ndarray:
+    """Return the stream words of ``keys`` by ``hashlib`` (few names; ``seed`` checked)."""
     import hashlib  # not at module level: ``import paramarena`` stays light
 
     start = hashlib.blake2b(int(seed).to_bytes(8, "little"), digest_size=16, person=_STREAM_PERSON)
@@ -185,7 +187,7 @@ def prepare_stream_keys(seed: int, keys: Sequence[str]) -> tuple[np.ndarray, Cal
         from paramarena.kernels._keys import plan_stream_keys
 
         return plan_stream_keys(seed, keys)
-    return stream_keys(seed, keys), _nothing
+    return _hashed_keys(seed, keys), _nothing
 
 
 def fill_random_ranges(

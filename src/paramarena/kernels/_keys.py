@@ -1,8 +1,9 @@
 """Stream keys of many names with the compiled BLAKE2b kernel (:mod:`._cpu_keys`).
 
-:func:`paramarena.kernels.stream_keys` calls :func:`stream_keys_compiled` for many names (its
-``hashlib`` loop costs ~0.3 µs a name, mostly Python): the names go to the kernel as one
-buffer, cut into one piece per kernel thread. The values are those of ``hashlib`` (tests
+:func:`paramarena.kernels.prepare_stream_keys` (and so ``stream_keys``) calls
+:func:`plan_stream_keys` for many names (its ``hashlib`` loop costs ~0.3 µs a name, mostly
+Python): the names go to the kernel as one buffer, cut into one piece per kernel thread;
+:func:`stream_keys_compiled` does both steps at once. The values are those of ``hashlib`` (tests
 compare them on names of every length around the 128-byte block size, and on non-ASCII
 ones).
 """
