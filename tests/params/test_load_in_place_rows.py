@@ -316,6 +316,30 @@ def test_parameters_that_need_the_general_path_take_it(
     assert spy["n"] == 0
 
 
+@pytest.mark.timeout(60)
+def test_one_parameter_under_two_names_takes_the_general_path(
+    tmp_path: Path, spy: dict[str, int]
+) -> None:
+    src = _dict(n=40, seed=5)
+    src.get("alias", shape=(4, 4), dtype="float16")
+    src["net_alias"].initialize(seed=1)
+    src["net_alias"].set_data(src["net_w0"].data())  # the same values under both names
+    path = tmp_path / "c.zarr"
+    src.save(path)
+    d = _dict(n=40)
+    d._params["net_alias"] = d["net_w0"]  # the one parameter's places would overlap
+    names = list(d.keys())
+    targets = dict(zip(names, names, strict=True))
+    assert (
+        inplace_rows.in_place_targets(d, targets, inspect_columns(path), None, str(path), {})
+        is None
+    )
+    d.load(path)
+    assert spy["n"] == 0
+    for name, p in d.items():
+        np.testing.assert_array_equal(p.data(), src[name].data())
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("how", ["pending", "made"])
 def test_larger_parameters_cut_by_chunks_arrive_whole(

@@ -492,12 +492,10 @@ def load_file(
         _finish(pdict, targets, info, cast_dtype, dtype_source, plan, filename, keyed)
         return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
     places = None if fresh else in_place_targets(pdict, targets, info, ctx, filename, options)
-    done = None
     if places is not None:
+        # every parameter is initialized in its arena: checked, then gathered where it is
         keys_too = not (cast_dtype and dtype_source == "current")  # as ``_finish``
         done = load_in_place(pdict, filename, places, targets, info, options, keys_too)
-    if done is not None:
-        # every parameter is initialized in its arena: checked, then gathered where it is
         _finish(pdict, targets, info, cast_dtype, dtype_source, plan, filename, done)
         return LoadReport(tuple(plan.targets), plan.missing, plan.skipped)
     infos = stored_specs(names, info.shapes, info.dtypes)

@@ -66,6 +66,8 @@ def in_place_targets(
     storage = pdict._storage
     if not all_dense(plist, storage, empty=False):
         return None
+    if len(set(map(id, plist))) != n:  # one parameter under two names: its places overlap
+        return None
     keys = list(targets.values())
     shapes, dtypes, _ = info.select(keys)
     if list(map(_SHAPE, plist)) != shapes:
@@ -309,15 +311,14 @@ def load_in_place(
     info: StoredColumns,
     options: Mapping[str, Any],
     set_keys: bool = True,
-) -> bool | None:
+) -> bool:
     """Read the checkpoint into ``places`` (:func:`in_place_targets`), all or nothing.
 
     The backend checks every chunk and every parameter before the first byte is written
     (``check_first``), so that after an error raised by the check every parameter keeps its
     values. The parameters keep their arrays (pending rows stay pending) and gradients.
-    Returns None when nothing was read because two targets share their memory (one parameter
-    under two names: the general path loads it), else whether every parameter got its stored
-    init key (False: none was given one here; ``set_keys=False``: none is).
+    Returns whether every parameter got its stored init key (False: none was given one here;
+    ``set_keys=False``: none is).
 
     Raises
     ------
@@ -325,15 +326,10 @@ def load_in_place(
         As :func:`paramarena.storage.load` (a corrupt checkpoint names the file and the
         parameters).
     """
-    from paramarena.errors import CorruptCheckpointError, ParameterValueError
+    from paramarena.errors import CorruptCheckpointError
     from paramarena.storage.columns import load_packed
 
-    try:
-        other = load_packed(filename, places, **{**options, "check_first": True})
-    except ParameterValueError as exc:  # refused before anything was read
-        if "overlap" in str(exc):
-            return None
-        raise
+    other = load_packed(filename, places, **{**options, "check_first": True})
     if other:  # refused by the check pass, so never here; kept as a guard
         raise CorruptCheckpointError(
             f"zarr checkpoint {filename!r}: {sorted(other)[:3]} changed shape or dtype during "
