@@ -19,7 +19,10 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["file_identity", "memo", "shared_reads"]
+__all__ = ["Identity", "file_identity", "identity", "memo", "shared_reads"]
+
+#: ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of a file.
+Identity = tuple[int, int, int, int, int]
 
 _MEMO: ContextVar[dict[Any, Any] | None] = ContextVar("paramarena_shared_reads", default=None)
 
@@ -39,11 +42,15 @@ def memo() -> dict[Any, Any] | None:
     return _MEMO.get()
 
 
-def file_identity(path: str) -> tuple[int, int, int, int, int] | None:
-    """Return what tells one version of a regular file from another, or None if it is not one.
+def identity(st: os.stat_result) -> Identity:
+    """Return what tells one version of a file from another: inode, size, mtime, ctime."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
-    ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of ``path`` itself (a symbolic
-    link is not followed: None).
+
+def file_identity(path: str) -> Identity | None:
+    """Return the :func:`identity` of a regular file ``path``, or None if it is not one.
+
+    ``path`` itself: a symbolic link is not followed (None).
     """
     try:
         st = os.stat(path, follow_symlinks=False)
@@ -51,4 +58,4 @@ def file_identity(path: str) -> tuple[int, int, int, int, int] | None:
         return None
     if not stat.S_ISREG(st.st_mode):
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return identity(st)

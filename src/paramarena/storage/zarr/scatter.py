@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from paramarena.storage.session import Identity, identity
 from paramarena.storage.zarr.crc import crc32c_combine
 from paramarena.storage.zarr.local import (
     _CRC_BYTES,
@@ -43,15 +44,6 @@ __all__ = [
 #: Chunks read as at most this many parts get their crc32c derived from the parts' crc32c
 #: (:func:`~paramarena.storage.zarr.crc.crc32c_combine`) instead of a second pass over the bytes.
 COMBINE_PIECES = 64
-
-#: ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of a chunk file.
-Identity = tuple[int, int, int, int, int]
-
-
-def identity(st: os.stat_result) -> Identity:
-    """Return what tells one version of a file from another: inode, size, mtime, ctime."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
 
 #: Bytes read at once from a chunk file whose parts are checksummed as they arrive.
 READ_WINDOW = 1 << 20
